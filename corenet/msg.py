@@ -1,0 +1,90 @@
+"""Messages: one request, its reply, and how it travels.
+
+A request ``Msg`` is created by a protocol's request parser, owned by the
+client connection that read it (it sits in that client's ``out_q`` until its
+reply has been written back, which keeps replies in request order), and
+borrowed by at most one server connection (its ``in_q`` until sent, then its
+``out_q`` until the reply arrives).  The reply is not a second object: its
+wire bytes are stored on the request (``reply``), which is what twemproxy's
+``peer`` link amounts to once replies are forwarded as raw bytes.
+
+A request that spans several servers (``MGET`` over keys on different
+shards) is split into fragment messages whose ``parent`` is the original;
+the parent is done when its last fragment is, and its ``merge`` callable
+builds the single reply from the fragments' replies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from corenet.conn import ClientConn
+
+__all__ = ["ACTION_CLOSE", "ACTION_FANOUT", "ACTION_FORWARD", "ACTION_LOCAL", "Msg"]
+
+# What the client connection does with a parsed request.
+ACTION_FORWARD = 0  # route ``key`` and forward ``data`` to one server
+ACTION_LOCAL = 1  # ``reply`` is already set: answer without a server
+ACTION_CLOSE = 2  # ``reply`` is already set: answer, then close the client
+ACTION_FANOUT = 3  # split across servers by the protocol's ``fragment``
+
+
+class Msg:
+    """A request in flight, with the bytes of its reply once known.
+
+    A plain ``__slots__`` class rather than an attrs class: one is built per
+    request, and a hand-written ``__init__`` with positional defaults is the
+    cheapest constructor CPython offers.
+    """
+
+    __slots__ = (
+        "action",
+        "client",
+        "data",
+        "deadline",
+        "done",
+        "end",
+        "expect_reply",
+        "frags",
+        "info",
+        "key",
+        "keys",
+        "merge",
+        "parent",
+        "pending",
+        "reply",
+        "server",
+        "start_time",
+    )
+
+    def __init__(
+        self,
+        data: bytes,
+        end: int,
+        key: bytes | None = None,
+        action: int = ACTION_FORWARD,
+        reply: bytes | None = None,
+    ) -> None:
+        self.data = data
+        self.end = end
+        self.key = key
+        self.action = action
+        self.reply = reply
+        self.done = reply is not None
+        self.expect_reply = True
+        self.client: ClientConn | None = None
+        self.server: Any = None
+        self.deadline = 0.0
+        self.start_time = 0.0
+        self.keys: list[bytes] | None = None
+        self.info: Any = None
+        self.parent: Msg | None = None
+        self.frags: list[Msg] | None = None
+        self.pending = 0
+        self.merge: Callable[[Msg], bytes] | None = None
+
+    def __repr__(self) -> str:
+        state = "done" if self.done else "pending"
+        return f"<Msg {bytes(self.data[:40])!r} {state}>"

@@ -1,0 +1,304 @@
+"""Server pools: servers, their connections, routing, ejection, stats.
+
+A :class:`Pool` is built once from a :class:`~corenet.config.PoolConfig`:
+it resolves its protocol, hash function and distribution from the plugin
+registries there and binds them as plain callables, so routing a request
+costs a hash-tag slice, one hash call and one dispatcher lookup.
+
+Servers are kept in nutcracker's order (by name length, then name bytes),
+which is what ``modula`` indexes into.  With ``auto_eject_hosts``, a server
+whose connections fail ``server_failure_limit`` times in a row leaves the
+distribution until ``server_retry_timeout`` has passed; the distribution is
+then rebuilt over the live servers, as nutcracker does.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import time
+from typing import TYPE_CHECKING
+
+import attrs
+
+from corenet.conn import ClientConn, ServerConn, complete
+from corenet.errors import ConfigError, PluginError
+from corenet.event import EV_READ
+from corenet.routing import apply_hash_tag
+
+if TYPE_CHECKING:
+    from corenet._plugins import Plugins
+    from corenet.config import PoolConfig, ServerConfig
+    from corenet.core import Loop
+    from corenet.msg import Msg
+    from corenet.protocol import Protocol
+    from corenet.routing import Dispatcher, DistributionFactory, HashFn
+    from corenet.timers import TimerHandle
+
+__all__ = ["Pool", "PoolStats", "Server", "ServerStats", "server_order"]
+
+logger = logging.getLogger("corenet.pool")
+
+
+@attrs.define(slots=True)
+class PoolStats:
+    """nutcracker's per-pool counters (``client_connections`` is a gauge)."""
+
+    client_eof: int = 0
+    client_err: int = 0
+    client_connections: int = 0
+    server_ejects: int = 0
+    forward_error: int = 0
+    fragments: int = 0
+
+
+@attrs.define(slots=True)
+class ServerStats:
+    """nutcracker's per-server counters (``server_connections`` is a gauge)."""
+
+    server_eof: int = 0
+    server_err: int = 0
+    server_timedout: int = 0
+    server_connections: int = 0
+    server_ejected_at: int = 0
+    requests: int = 0
+    request_bytes: int = 0
+    responses: int = 0
+    response_bytes: int = 0
+
+
+def server_order(name: str) -> tuple[int, bytes]:
+    """nutcracker's server sort key: name length first, then the name's bytes."""
+    raw = name.encode()
+    return (len(raw), raw)
+
+
+class Server:
+    """One backend of a pool and its connections (``server_connections`` of them)."""
+
+    def __init__(self, pool: Pool, config: ServerConfig) -> None:
+        self.pool = pool
+        self.config = config
+        self.name = config.name
+        self.weight = config.weight
+        self.conns: list[ServerConn | None] = [None] * pool.config.server_connections
+        self.failures = 0
+        self.next_retry = 0.0
+        self.ejected = False
+        self.stats = ServerStats()
+        self.total_connections = 0
+
+    def __repr__(self) -> str:
+        return f"<Server {self.name} of {self.pool.name}>"
+
+    def conn_for(self, client_index: int) -> ServerConn:
+        """The connection a client's requests use: one per client, so a
+        client's requests to this server stay in order."""
+        conns = self.conns
+        slot = client_index % len(conns) if len(conns) > 1 else 0
+        conn = conns[slot]
+        if conn is None:
+            pool = self.pool
+            conn = ServerConn.connect(pool.loop, pool, self, pool.protocol.new_reply_parser())
+            conns[slot] = conn
+            self.total_connections += 1
+        return conn
+
+    def conn_closed(self, conn: ServerConn) -> None:
+        for i, c in enumerate(self.conns):
+            if c is conn:
+                self.conns[i] = None
+
+    def queues(self) -> tuple[int, int, int, int]:
+        """``in_queue, in_queue_bytes, out_queue, out_queue_bytes`` over all connections."""
+        iq = iqb = oq = oqb = 0
+        for conn in self.conns:
+            if conn is not None:
+                iq += len(conn.in_q)
+                iqb += sum(len(m.data) for m in conn.in_q)
+                oq += len(conn.out_q)
+                oqb += sum(len(m.data) for m in conn.out_q)
+        return iq, iqb, oq, oqb
+
+    def close(self) -> None:
+        for conn in self.conns:
+            if conn is not None:
+                conn.close()
+
+
+class Pool:
+    """A listener's worth of clients sharded over a list of servers."""
+
+    def __init__(self, config: PoolConfig, plugins: Plugins, loop: Loop, *, read_size: int = 16384) -> None:
+        self.config = config
+        self.read_size = read_size
+        self.name = config.name
+        self.loop = loop
+        try:
+            self.protocol: Protocol = plugins.protocols.get(config.protocol)
+            self.hash_fn: HashFn = plugins.hash_functions.get(config.hash)
+            self.distribution: DistributionFactory = plugins.distributions.get(config.distribution)
+        except PluginError as exc:
+            raise ConfigError(f"pool '{config.name}' (line {config.line}): {exc}") from exc
+        self.hash_tag = config.hash_tag
+        self.timeout = config.timeout / 1000.0 if config.timeout is not None else None
+        self.servers = [Server(self, s) for s in sorted(config.servers, key=lambda s: server_order(s.name))]
+        self.single = len(self.servers) == 1
+        self.stats = PoolStats()
+        self.clients: set[ClientConn] = set()
+        self._client_seq = 0
+        self.total_clients = 0
+        self.live: list[Server] = []
+        self.dispatcher: Dispatcher | None = None
+        self._lookup = _no_lookup
+        self._retry_timer: TimerHandle | None = None
+        self.rebuild()
+
+    def __repr__(self) -> str:
+        return f"<Pool {self.name}>"
+
+    # -- routing ---------------------------------------------------------
+
+    def rebuild(self) -> None:
+        """Recompute the live servers and the distribution over them."""
+        now = time.monotonic()
+        for server in self.servers:
+            if server.ejected and server.next_retry <= now:
+                server.ejected = False
+                server.failures = 0
+        self.live = [s for s in self.servers if not s.ejected]
+        if self.live:
+            self.dispatcher = self.distribution([(s.name, s.weight) for s in self.live])
+            self._lookup = self.dispatcher.lookup
+        else:
+            self.dispatcher = None
+            self._lookup = _no_lookup
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        retries = [s.next_retry for s in self.servers if s.ejected]
+        if retries:
+            self._retry_timer = self.loop.timers.call_at(min(retries), self._retry)
+
+    def _retry(self) -> None:
+        self._retry_timer = None
+        self.rebuild()
+
+    def hash_key(self, key: bytes) -> int:
+        """The hash nutcracker computes for ``key`` (after ``hash_tag``)."""
+        if self.hash_tag is not None:
+            key = apply_hash_tag(key, self.hash_tag)
+        return self.hash_fn(key) if key else 0
+
+    def index_of(self, key: bytes) -> int:
+        """Index into ``live`` of the server ``key`` routes to."""
+        if self.single:
+            return 0
+        tag = self.hash_tag
+        if tag is not None:
+            key = apply_hash_tag(key, tag)
+        return self._lookup(self.hash_fn(key) if key else 0)
+
+    def forward(self, msg: Msg) -> None:
+        """Send a single-server request on its way."""
+        live = self.live
+        if not live:
+            self._unroutable(msg)
+            return
+        assert msg.key is not None and msg.client is not None
+        server = live[self.index_of(msg.key)]
+        server.conn_for(msg.client.index).enqueue(msg)
+
+    def fanout(self, msg: Msg) -> None:
+        """Split a multi-key request across servers (or forward it whole)."""
+        live = self.live
+        if not live:
+            self._unroutable(msg)
+            return
+        assert msg.client is not None
+        frags = self.protocol.fragment(msg, self.index_of)
+        client_index = msg.client.index
+        if len(frags) > 1:
+            self.stats.fragments += len(frags)
+        for index, frag in frags:
+            live[index].conn_for(client_index).enqueue(frag)
+
+    def _unroutable(self, msg: Msg) -> None:
+        self.stats.forward_error += 1
+        complete(msg, self.protocol.error_reply("Connection refused"))
+
+    # -- failures ----------------------------------------------------------
+
+    def server_failed(self, server: Server, conn: ServerConn, err: int) -> None:
+        """A connection to ``server`` failed; count it and maybe eject it."""
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("pool %s: server %s: %s", self.name, server.name, errno.errorcode.get(err, err))
+        if not self.config.auto_eject_hosts:
+            return
+        server.failures += 1
+        if server.failures < self.config.server_failure_limit or server.ejected:
+            return
+        server.ejected = True
+        server.next_retry = time.monotonic() + self.config.server_retry_timeout / 1000.0
+        server.stats.server_ejected_at = int(time.time() * 1_000_000)
+        self.stats.server_ejects += 1
+        logger.warning(
+            "pool %s: ejecting server %s for %d ms after %d failures",
+            self.name,
+            server.name,
+            self.config.server_retry_timeout,
+            server.failures,
+        )
+        self.rebuild()
+
+    # -- clients -----------------------------------------------------------
+
+    def accept(self, sock: socket.socket) -> None:
+        """Adopt a freshly accepted client socket."""
+        limit = self.config.client_connections
+        if limit and len(self.clients) >= limit:
+            self._refuse(sock)
+            return
+        sock.setblocking(False)
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._client_seq += 1
+        self.total_clients += 1
+        conn = ClientConn(self.loop, self, sock, self.protocol.new_request_parser(self.config), self._client_seq)
+        conn.read_size = self.read_size
+        self.loop.add(conn.fd, conn, EV_READ)
+        conn._mask = EV_READ
+        self.clients.add(conn)
+        self.stats.client_connections = len(self.clients)
+
+    def _refuse(self, sock: socket.socket) -> None:
+        # nutcracker ignores client_connections; we enforce it, with a reply.
+        try:
+            sock.setblocking(False)
+            sock.send(self.protocol.error_reply("max number of clients reached"))
+        except OSError:
+            pass
+        sock.close()
+        self.stats.client_err += 1
+
+    def client_closed(self, conn: ClientConn) -> None:
+        self.clients.discard(conn)
+        self.stats.client_connections = len(self.clients)
+
+    def preconnect(self) -> None:
+        for server in self.servers:
+            for slot in range(len(server.conns)):
+                server.conn_for(slot)
+
+    def close(self) -> None:
+        for client in list(self.clients):
+            client.close()
+        for server in self.servers:
+            server.close()
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+
+
+def _no_lookup(hash_value: int) -> int:
+    raise LookupError("no live server")

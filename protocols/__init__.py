@@ -1,0 +1,1 @@
+"""corenet's built-in protocol plugins (installed as ``corenet.protocols``)."""

@@ -1,0 +1,237 @@
+"""The Redis command table: one row per command the proxy knows.
+
+Each row gives the command's arity as Redis 7 defines it (``n`` exactly n
+arguments including the name, ``-n`` at least n), the argument index of its
+first key, and how the proxy routes it:
+
+``key``
+    forwarded whole to the server owning its first key (multi-key commands
+    such as ``SINTERSTORE`` or ``RPOPLPUSH`` need all keys on one server,
+    which hash tags arrange, exactly as with nutcracker);
+``mget`` / ``sum`` / ``mset``
+    split per key (``mset``: per key/value pair) across servers and merged
+    back: an array in request order, a summed integer, or ``+OK``;
+``eval``
+    routed by the first key after ``numkeys``, which must be at least 1;
+``local``
+    answered by the proxy itself;
+``any``
+    keyless and side-effect free: sent to the first live server;
+``refused``
+    known to Redis but meaningless through a sharding proxy (KEYS, MULTI,
+    SUBSCRIBE...): answered with an error, never forwarded.
+
+Commands missing from the table get Redis's own "unknown command" error.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+__all__ = ["COMMANDS", "Command", "Route"]
+
+
+class Route(enum.IntEnum):
+    KEY = 0
+    MGET = 1
+    SUM = 2
+    MSET = 3
+    EVAL = 4
+    LOCAL = 5
+    ANY = 6
+    REFUSED = 7
+
+
+@attrs.frozen
+class Command:
+    name: bytes
+    arity: int
+    first_key: int
+    route: Route
+
+    def arity_ok(self, argc: int) -> bool:
+        arity = self.arity
+        return argc == arity if arity > 0 else argc >= -arity
+
+
+_K, _MGET, _SUM, _MSET, _EVAL = Route.KEY, Route.MGET, Route.SUM, Route.MSET, Route.EVAL
+_LOCAL, _ANY, _REFUSED = Route.LOCAL, Route.ANY, Route.REFUSED
+
+# name, arity, first key index, route
+_TABLE: tuple[tuple[str, int, int, Route], ...] = (
+    # keys
+    ("del", -2, 1, _SUM),
+    ("unlink", -2, 1, _SUM),
+    ("exists", -2, 1, _SUM),
+    ("touch", -2, 1, _SUM),
+    ("dump", 2, 1, _K),
+    ("expire", -3, 1, _K),
+    ("expireat", -3, 1, _K),
+    ("expiretime", 2, 1, _K),
+    ("pexpire", -3, 1, _K),
+    ("pexpireat", -3, 1, _K),
+    ("pexpiretime", 2, 1, _K),
+    ("persist", 2, 1, _K),
+    ("pttl", 2, 1, _K),
+    ("restore", -4, 1, _K),
+    ("sort", -2, 1, _K),
+    ("sort_ro", -2, 1, _K),
+    ("ttl", 2, 1, _K),
+    ("type", 2, 1, _K),
+    # strings and bitmaps
+    ("append", 3, 1, _K),
+    ("bitcount", -2, 1, _K),
+    ("bitfield", -2, 1, _K),
+    ("bitfield_ro", -2, 1, _K),
+    ("bitpos", -3, 1, _K),
+    ("decr", 2, 1, _K),
+    ("decrby", 3, 1, _K),
+    ("get", 2, 1, _K),
+    ("getbit", 3, 1, _K),
+    ("getdel", 2, 1, _K),
+    ("getex", -2, 1, _K),
+    ("getrange", 4, 1, _K),
+    ("getset", 3, 1, _K),
+    ("incr", 2, 1, _K),
+    ("incrby", 3, 1, _K),
+    ("incrbyfloat", 3, 1, _K),
+    ("mget", -2, 1, _MGET),
+    ("mset", -3, 1, _MSET),
+    ("psetex", 4, 1, _K),
+    ("set", -3, 1, _K),
+    ("setbit", 4, 1, _K),
+    ("setex", 4, 1, _K),
+    ("setnx", 3, 1, _K),
+    ("setrange", 4, 1, _K),
+    ("strlen", 2, 1, _K),
+    ("substr", 4, 1, _K),
+    # hashes
+    ("hdel", -3, 1, _K),
+    ("hexists", 3, 1, _K),
+    ("hget", 3, 1, _K),
+    ("hgetall", 2, 1, _K),
+    ("hincrby", 4, 1, _K),
+    ("hincrbyfloat", 4, 1, _K),
+    ("hkeys", 2, 1, _K),
+    ("hlen", 2, 1, _K),
+    ("hmget", -3, 1, _K),
+    ("hmset", -4, 1, _K),
+    ("hrandfield", -2, 1, _K),
+    ("hscan", -3, 1, _K),
+    ("hset", -4, 1, _K),
+    ("hsetnx", 4, 1, _K),
+    ("hstrlen", 3, 1, _K),
+    ("hvals", 2, 1, _K),
+    # lists
+    ("lindex", 3, 1, _K),
+    ("linsert", 5, 1, _K),
+    ("llen", 2, 1, _K),
+    ("lmove", 5, 1, _K),
+    ("lpop", -2, 1, _K),
+    ("lpos", -3, 1, _K),
+    ("lpush", -3, 1, _K),
+    ("lpushx", -3, 1, _K),
+    ("lrange", 4, 1, _K),
+    ("lrem", 4, 1, _K),
+    ("lset", 4, 1, _K),
+    ("ltrim", 4, 1, _K),
+    ("rpop", -2, 1, _K),
+    ("rpoplpush", 3, 1, _K),
+    ("rpush", -3, 1, _K),
+    ("rpushx", -3, 1, _K),
+    # sets
+    ("sadd", -3, 1, _K),
+    ("scard", 2, 1, _K),
+    ("sdiff", -2, 1, _K),
+    ("sdiffstore", -3, 1, _K),
+    ("sinter", -2, 1, _K),
+    ("sinterstore", -3, 1, _K),
+    ("sismember", 3, 1, _K),
+    ("smembers", 2, 1, _K),
+    ("smismember", -3, 1, _K),
+    ("smove", 4, 1, _K),
+    ("spop", -2, 1, _K),
+    ("srandmember", -2, 1, _K),
+    ("srem", -3, 1, _K),
+    ("sscan", -3, 1, _K),
+    ("sunion", -2, 1, _K),
+    ("sunionstore", -3, 1, _K),
+    # sorted sets
+    ("zadd", -4, 1, _K),
+    ("zcard", 2, 1, _K),
+    ("zcount", 4, 1, _K),
+    ("zincrby", 4, 1, _K),
+    ("zinterstore", -4, 1, _K),
+    ("zlexcount", 4, 1, _K),
+    ("zmscore", -3, 1, _K),
+    ("zpopmax", -2, 1, _K),
+    ("zpopmin", -2, 1, _K),
+    ("zrandmember", -2, 1, _K),
+    ("zrange", -4, 1, _K),
+    ("zrangebylex", -4, 1, _K),
+    ("zrangebyscore", -4, 1, _K),
+    ("zrangestore", -5, 1, _K),
+    ("zrank", -3, 1, _K),
+    ("zrem", -3, 1, _K),
+    ("zremrangebylex", 4, 1, _K),
+    ("zremrangebyrank", 4, 1, _K),
+    ("zremrangebyscore", 4, 1, _K),
+    ("zrevrange", -4, 1, _K),
+    ("zrevrangebylex", -4, 1, _K),
+    ("zrevrangebyscore", -4, 1, _K),
+    ("zrevrank", -3, 1, _K),
+    ("zscan", -3, 1, _K),
+    ("zscore", 3, 1, _K),
+    ("zunionstore", -4, 1, _K),
+    # hyperloglog
+    ("pfadd", -2, 1, _K),
+    ("pfcount", -2, 1, _K),
+    ("pfmerge", -2, 1, _K),
+    # geo
+    ("geoadd", -5, 1, _K),
+    ("geodist", -4, 1, _K),
+    ("geohash", -2, 1, _K),
+    ("geopos", -2, 1, _K),
+    ("georadius", -6, 1, _K),
+    ("georadius_ro", -6, 1, _K),
+    ("georadiusbymember", -5, 1, _K),
+    ("georadiusbymember_ro", -5, 1, _K),
+    ("geosearch", -7, 1, _K),
+    ("geosearchstore", -8, 1, _K),
+    # scripting
+    ("eval", -3, 3, _EVAL),
+    ("evalsha", -3, 3, _EVAL),
+    ("eval_ro", -3, 3, _EVAL),
+    ("evalsha_ro", -3, 3, _EVAL),
+    # answered by the proxy
+    ("ping", -1, 0, _LOCAL),
+    ("echo", 2, 0, _LOCAL),
+    ("quit", -1, 0, _LOCAL),
+    # keyless, harmless
+    ("command", -1, 0, _ANY),
+    ("lolwut", -1, 0, _ANY),
+    ("time", 1, 0, _ANY),
+    # known to Redis, not served through a sharding proxy
+    *(
+        (name, -1, 0, _REFUSED)
+        for name in (
+            "acl bgrewriteaof bgsave blmove blmpop blpop brpop brpoplpush bzmpop bzpopmax "
+            "bzpopmin client cluster config copy dbsize debug discard exec failover "
+            "flushall flushdb function info keys lastsave latency lcs lmpop memory "
+            "migrate module monitor move msetnx multi object psubscribe psync publish "
+            "pubsub punsubscribe randomkey readonly readwrite rename renamenx replconf "
+            "replicaof reset role save scan script sdiffstore_ro shutdown sintercard "
+            "slaveof slowlog spublish ssubscribe subscribe sunsubscribe swapdb sync "
+            "unsubscribe unwatch wait waitaof watch xack xadd xautoclaim xclaim xdel "
+            "xgroup xinfo xlen xpending xrange xread xreadgroup xrevrange xsetid xtrim "
+            "zdiff zdiffstore zinter zintercard zmpop zunion"
+        ).split()
+    ),
+)
+
+COMMANDS: dict[bytes, Command] = {
+    name.encode(): Command(name.encode(), arity, first_key, route)
+    for name, arity, first_key, route in _TABLE
+}

@@ -1,0 +1,413 @@
+"""Sans-IO Redis parsers: client requests (RESP multibulk and inline) and
+server replies (every RESP2 and RESP3 type), cutting the byte stream exactly
+where Redis 7 would.
+
+Theory of operation
+-------------------
+Requests are forwarded as the bytes the client sent, so the parser's job is
+to find where each request ends, which command it is and where its keys are;
+it copies out only the command name and the keys.  It follows Redis's own
+``processMultibulkBuffer``/``processInlineBuffer`` rules: the count and
+length lines are read up to ``\\r`` with ``string2ll`` (strict digits), the
+two bytes after a bulk are skipped unchecked, a count line or inline request
+longer than 64 KiB without its terminator is an error, as is a bulk longer
+than ``proto_max_bulk_len``.  Redis and the proxy therefore split any stream
+identically, and no malformed length ever reaches a backend.
+
+Both parsers are resumable: when a message is incomplete they remember how
+far they got (relative to the message start) and, inside a bulk, how many
+bytes must arrive before it is worth calling again (``need``).  The caller
+keeps the unconsumed tail and calls again with more data, so total work is
+O(n) even for a 512 MiB value arriving in 16 KiB pieces.
+
+Replies are scanned for boundaries only: nested aggregates need no stack,
+just a count of elements still owed (an array of n adds n, a map 2n, an
+attribute 2n plus the value it decorates).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from corenet.errors import RemoteProtocolError
+from corenet.msg import ACTION_CLOSE, ACTION_FANOUT, ACTION_FORWARD, ACTION_LOCAL, Msg
+from corenet.protocols.redis._commands import COMMANDS, Command, Route
+from corenet.protocols.redis._resp import encode_command, encode_error, string2ll
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = [
+    "INLINE_MAX",
+    "PROTO_MAX_BULK_LEN",
+    "ReplyParser",
+    "RequestParser",
+    "split_inline",
+]
+
+INLINE_MAX = 64 * 1024  # Redis's PROTO_INLINE_MAX_SIZE
+PROTO_MAX_BULK_LEN = 512 * 1024 * 1024  # Redis's proto-max-bulk-len default
+_INT_MAX = 2**31 - 1
+
+_PONG = b"+PONG\r\n"
+_OK = b"+OK\r\n"
+
+
+def _protocol_error(text: bytes) -> RemoteProtocolError:
+    return RemoteProtocolError(
+        text.decode("latin-1"), reply=encode_error(b"ERR Protocol error: " + text), close=True
+    )
+
+
+class RequestParser:
+    """Parses one client's requests; see the module docstring for the contract."""
+
+    def __init__(self, *, password: bytes | None = None, max_bulk_len: int = PROTO_MAX_BULK_LEN) -> None:
+        self.resume_at = 0
+        self.need = 0
+        self.password = password
+        self.authenticated = password is None
+        self.max_bulk_len = max_bulk_len
+        # Resume state of an incomplete multibulk request, offsets relative to
+        # its first byte: argument count, (start, end) spans so far, scan
+        # offset, and the declared length of the bulk being read (-1: none).
+        self._argc = -1
+        self._spans: list[int] = []
+        self._off = 0
+        self._bulk = -1
+
+    def parse(self, buf: bytes, pos: int) -> Msg | None:
+        n = len(buf)
+        while pos < n:
+            if buf[pos] == 42:  # '*'
+                if self._argc < 0:
+                    nl = buf.find(b"\r", pos)
+                    if nl < 0 or nl + 1 >= n:
+                        if n - pos > INLINE_MAX:
+                            raise _protocol_error(b"too big mbulk count string")
+                        return self._again(pos, 0)
+                    argc = string2ll(buf[pos + 1 : nl])
+                    if argc is None or argc > _INT_MAX:
+                        raise _protocol_error(b"invalid multibulk length")
+                    if argc <= 0:  # an empty command: Redis skips it
+                        pos = nl + 2
+                        continue
+                    self._argc = argc
+                    self._spans = []
+                    self._off = nl + 2 - pos
+                    self._bulk = -1
+                return self._multibulk(buf, pos)
+            found = self._inline(buf, pos)
+            if isinstance(found, int):  # an empty line: Redis skips it
+                pos = found
+                continue
+            return found
+        return self._again(pos, 0)
+
+    def _again(self, pos: int, need: int) -> None:
+        self.resume_at = pos
+        self.need = need
+        return None
+
+    def _multibulk(self, buf: bytes, start: int) -> Msg | None:
+        n = len(buf)
+        argc = self._argc
+        spans = self._spans
+        off = self._off
+        bulk = self._bulk
+        find = buf.find
+        while len(spans) < 2 * argc:
+            p = start + off
+            if bulk < 0:
+                nl = find(b"\r", p)
+                if nl < 0 or nl + 1 >= n:
+                    if n - p > INLINE_MAX:
+                        raise _protocol_error(b"too big bulk count string")
+                    self._off = off
+                    return self._again(start, 0)
+                if buf[p] != 36:  # '$'
+                    raise _protocol_error(b"expected '$', got '" + buf[p : p + 1] + b"'")
+                bulk_len = string2ll(buf[p + 1 : nl])
+                if bulk_len is None or bulk_len < 0 or bulk_len > self.max_bulk_len:
+                    raise _protocol_error(b"invalid bulk length")
+                bulk = bulk_len
+                off = nl + 2 - start
+            data_end = off + bulk
+            if start + data_end + 2 > n:
+                self._off = off
+                self._bulk = bulk
+                return self._again(start, data_end + 2)
+            spans.append(off)
+            spans.append(data_end)
+            off = data_end + 2
+            bulk = -1
+        self._argc = -1
+        end = start + off
+        return self._command(buf, start, end, spans, buf[start:end])
+
+    def _inline(self, buf: bytes, pos: int) -> Msg | int | None:
+        """Return the inline request at ``pos``, None if incomplete, or the
+        offset after an empty line."""
+        nl = buf.find(b"\n", pos)
+        if nl < 0:
+            if len(buf) - pos > INLINE_MAX:
+                raise _protocol_error(b"too big inline request")
+            return self._again(pos, 0)
+        line_end = nl - 1 if nl > pos and buf[nl - 1] == 13 else nl
+        args = split_inline(buf[pos:line_end])
+        if args is None:
+            raise _protocol_error(b"unbalanced quotes in request")
+        if not args:
+            return nl + 1
+        wire = encode_command(args)
+        spans: list[int] = []
+        off = len(b"*%d\r\n" % len(args))
+        for arg in args:
+            off += len(b"$%d\r\n" % len(arg))
+            spans.append(off)
+            spans.append(off + len(arg))
+            off += len(arg) + 2
+        msg = self._command(wire, 0, len(wire), spans, wire)
+        msg.end = nl + 1
+        return msg
+
+    def _command(self, buf: bytes, start: int, end: int, spans: Sequence[int], data: bytes) -> Msg:
+        name_raw = buf[start + spans[0] : start + spans[1]]
+        cmd = COMMANDS.get(name_raw.lower())
+        argc = len(spans) >> 1
+        if cmd is None:
+            return self._local(data, end, encode_error(_unknown_command(buf, start, spans)))
+        if not cmd.arity_ok(argc):
+            return self._local(
+                data, end, encode_error(b"ERR wrong number of arguments for '%s' command" % cmd.name)
+            )
+        route = cmd.route
+        if not self.authenticated and cmd.name != b"auth":
+            if cmd.name == b"quit":
+                return Msg(data, end, None, ACTION_CLOSE, _OK)
+            return self._local(data, end, b"-NOAUTH Authentication required.\r\n")
+        if route is Route.KEY:
+            k = cmd.first_key << 1
+            return Msg(data, end, buf[start + spans[k] : start + spans[k + 1]])
+        if route is Route.LOCAL:
+            return self._answer(cmd, buf, start, end, spans, data)
+        if route is Route.MGET or route is Route.SUM or route is Route.MSET:
+            msg = Msg(data, end, None, ACTION_FANOUT)
+            msg.keys = [buf[start + spans[i] : start + spans[i + 1]] for i in range(2, len(spans), 2)]
+            msg.info = cmd
+            return msg
+        if route is Route.EVAL:
+            numkeys = string2ll(buf[start + spans[4] : start + spans[5]])
+            if numkeys is None or numkeys < 0:
+                return self._local(data, end, b"-ERR value is not an integer or out of range\r\n")
+            if numkeys > argc - 3:
+                return self._local(
+                    data, end, b"-ERR Number of keys can't be greater than number of args\r\n"
+                )
+            if numkeys == 0:
+                return self._local(
+                    data, end, encode_error(b"ERR %s needs at least one key to be routed by the proxy" % cmd.name)
+                )
+            return Msg(data, end, buf[start + spans[6] : start + spans[7]])
+        if route is Route.ANY:
+            return Msg(data, end, b"")
+        return self._local(
+            data, end, encode_error(b"ERR command '%s' is not supported by the proxy" % cmd.name)
+        )
+
+    def _answer(
+        self, cmd: Command, buf: bytes, start: int, end: int, spans: Sequence[int], data: bytes
+    ) -> Msg:
+        name = cmd.name
+        argc = len(spans) >> 1
+        if name == b"ping":
+            if argc == 1:
+                return self._local(data, end, _PONG)
+            if argc == 2:
+                arg = buf[start + spans[2] : start + spans[3]]
+                return self._local(data, end, b"$%d\r\n%s\r\n" % (len(arg), arg))
+            return self._local(data, end, b"-ERR wrong number of arguments for 'ping' command\r\n")
+        if name == b"echo":
+            arg = buf[start + spans[2] : start + spans[3]]
+            return self._local(data, end, b"$%d\r\n%s\r\n" % (len(arg), arg))
+        if name == b"quit":
+            return Msg(data, end, None, ACTION_CLOSE, _OK)
+        if name == b"auth":
+            return self._local(data, end, self._auth(buf, start, spans))
+        raise AssertionError(f"no local handler for {name!r}")  # pragma: no cover
+
+    def _auth(self, buf: bytes, start: int, spans: Sequence[int]) -> bytes:
+        if self.password is None:
+            return b"-ERR Client sent AUTH, but no password is set\r\n"
+        argc = len(spans) >> 1
+        given = buf[start + spans[2 * argc - 2] : start + spans[2 * argc - 1]]
+        if argc > 3:
+            return b"-ERR wrong number of arguments for 'auth' command\r\n"
+        if given == self.password:
+            self.authenticated = True
+            return _OK
+        self.authenticated = False
+        return b"-ERR invalid password\r\n"
+
+    @staticmethod
+    def _local(data: bytes, end: int, reply: bytes) -> Msg:
+        return Msg(data, end, None, ACTION_LOCAL, reply)
+
+
+def _unknown_command(buf: bytes, start: int, spans: Sequence[int]) -> bytes:
+    # Redis 7: the name cut at 128 bytes, then each argument quoted and
+    # followed by a space while the list stays under 128 bytes.
+    name = buf[start + spans[0] : start + spans[1]][:128]
+    args = b""
+    for i in range(2, len(spans), 2):
+        if len(args) >= 128:
+            break
+        arg = buf[start + spans[i] : start + spans[i + 1]]
+        args += b"'" + arg[: 128 - len(args)] + b"' "
+    return b"ERR unknown command '%s', with args beginning with: %s" % (name, args)
+
+
+_ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", ord("a"): b"\a"}
+_SPACE = b" \n\r\t\v\f"
+_HEX = b"0123456789abcdefABCDEF"
+
+
+def split_inline(line: bytes) -> list[bytes] | None:
+    """Split an inline command as Redis's ``sdssplitargs``; None on unbalanced quotes."""
+    args: list[bytes] = []
+    i, n = 0, len(line)
+    while True:
+        while i < n and line[i] in _SPACE:
+            i += 1
+        if i >= n:
+            return args
+        current = bytearray()
+        in_dq = in_sq = False
+        while True:
+            if in_dq:
+                if i >= n:
+                    return None
+                c = line[i]
+                if (
+                    c == 92
+                    and i + 3 < n
+                    and line[i + 1] == 120
+                    and line[i + 2] in _HEX
+                    and line[i + 3] in _HEX
+                ):
+                    current.append(int(line[i + 2 : i + 4], 16))
+                    i += 3
+                elif c == 92 and i + 1 < n:
+                    i += 1
+                    current += _ESCAPES.get(line[i], line[i : i + 1])
+                elif c == 34:
+                    if i + 1 < n and line[i + 1] not in _SPACE:
+                        return None  # closing quote must be followed by a space
+                    i += 1
+                    break
+                else:
+                    current.append(c)
+            elif in_sq:
+                if i >= n:
+                    return None
+                c = line[i]
+                if c == 92 and i + 1 < n and line[i + 1] == 39:
+                    i += 1
+                    current.append(39)
+                elif c == 39:
+                    if i + 1 < n and line[i + 1] not in _SPACE:
+                        return None
+                    i += 1
+                    break
+                else:
+                    current.append(c)
+            else:
+                if i >= n:
+                    break
+                c = line[i]
+                if c in _SPACE:
+                    break
+                if c == 34:
+                    in_dq = True
+                elif c == 39:
+                    in_sq = True
+                else:
+                    current.append(c)
+            i += 1
+        args.append(bytes(current))
+
+
+# RESP type bytes, by how their length is found.
+_LINE_TYPES = frozenset(b"+-:_,#(")  # value ends at the first CRLF
+_BULK_TYPES = frozenset(b"$=!")  # CRLF-terminated length, then that many bytes
+_AGGREGATE_TYPES = {42: 1, 126: 1, 62: 1, 37: 2, 124: 2}  # * ~ > : n elements; % | : 2n
+
+
+class ReplyParser:
+    """Finds the end of each reply in a Redis server's byte stream."""
+
+    def __init__(self) -> None:
+        self.resume_at = 0
+        self.need = 0
+        self._owed = 0  # elements still owed by an incomplete reply
+        self._off = 0
+
+    def parse(self, buf: bytes, pos: int) -> int:
+        n = len(buf)
+        if self._owed:
+            owed, p = self._owed, pos + self._off
+        else:
+            # The common case, one simple or bulk reply, without the loop.
+            if pos >= n:
+                return self._again(pos, pos, 1, 0)
+            owed, p = 1, pos
+        find = buf.find
+        while owed:
+            nl = find(b"\r\n", p)
+            if nl < 0:
+                return self._again(pos, p, owed, 0)
+            t = buf[p]
+            owed -= 1
+            if t in _LINE_TYPES:
+                p = nl + 2
+            elif t in _BULK_TYPES:
+                size = _length(buf[p + 1 : nl])
+                if size < 0:
+                    p = nl + 2
+                else:
+                    end = nl + 4 + size
+                    if end > n:
+                        return self._again(pos, p, owed + 1, end - pos)
+                    if buf[end - 2 : end] != b"\r\n":
+                        raise _bad_reply(buf, p)
+                    p = end
+            elif t in _AGGREGATE_TYPES:
+                count = _length(buf[p + 1 : nl])
+                if count > 0:
+                    owed += count * _AGGREGATE_TYPES[t] + (t == 124)
+                p = nl + 2
+            else:
+                raise _bad_reply(buf, p)
+            if owed and p >= n:
+                return self._again(pos, p, owed, 0)
+        self._owed = 0
+        return p
+
+    def _again(self, pos: int, p: int, owed: int, need: int) -> int:
+        self.resume_at = pos
+        self.need = need
+        self._owed = owed
+        self._off = p - pos
+        return -1
+
+
+def _length(field: bytes) -> int:
+    if field.isdigit():
+        return int(field)
+    if field == b"-1":
+        return -1
+    raise RemoteProtocolError(f"invalid length {field[:32]!r} in a reply")
+
+
+def _bad_reply(buf: bytes, p: int) -> RemoteProtocolError:
+    return RemoteProtocolError(f"unexpected reply bytes {buf[p : p + 32]!r}")

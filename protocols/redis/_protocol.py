@@ -1,0 +1,45 @@
+"""The Redis protocol as the proxy core sees it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from corenet.protocols.redis import _fanout
+from corenet.protocols.redis._parser import ReplyParser, RequestParser
+from corenet.protocols.redis._resp import encode_command, encode_error
+
+if TYPE_CHECKING:
+    from corenet.config import PoolConfig
+    from corenet.msg import Msg
+
+__all__ = ["RedisProtocol"]
+
+
+class RedisProtocol:
+    """RESP requests and replies, Redis-worded errors, AUTH and SELECT set-up."""
+
+    name = "redis"
+
+    def new_request_parser(self, pool: PoolConfig) -> RequestParser:
+        password = pool.redis_auth.encode() if pool.redis_auth is not None else None
+        return RequestParser(password=password)
+
+    def new_reply_parser(self) -> ReplyParser:
+        return ReplyParser()
+
+    def error_reply(self, message: str) -> bytes:
+        return encode_error("ERR " + message)
+
+    def server_handshake(self, pool: PoolConfig) -> Sequence[bytes]:
+        # AUTH must come before SELECT: nutcracker sends SELECT first, which
+        # a password-protected server refuses.
+        requests = []
+        if pool.redis_auth is not None:
+            requests.append(encode_command([b"AUTH", pool.redis_auth.encode()]))
+        if pool.redis_db:
+            requests.append(encode_command([b"SELECT", b"%d" % pool.redis_db]))
+        return requests
+
+    def fragment(self, msg: Msg, server_of: Callable[[bytes], int]) -> Sequence[tuple[int, Msg]]:
+        return _fanout.fragment(msg, server_of)
