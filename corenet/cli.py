@@ -6,10 +6,10 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from corenet import __version__
-from corenet.config import load_config
+from corenet.config import PoolConfig, load_config
 from corenet.errors import BackendError, ConfigError, CorenetError, PluginError
 from corenet.stats import POOL_STATS, SERVER_STATS
 
@@ -165,14 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _check_plugins(pools: dict[str, object]) -> None:
+def _check_plugins(pools: Mapping[str, PoolConfig]) -> None:
     """Check that every pool's protocol, hash and distribution exist."""
     from corenet._plugins import Plugins
-    from corenet.config import PoolConfig
 
     plugins = Plugins()
     for pool in pools.values():
-        assert isinstance(pool, PoolConfig)
         for registry, name, key in (
             (plugins.protocols, pool.protocol, "redis"),
             (plugins.hash_functions, pool.hash, "hash"),

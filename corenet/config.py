@@ -117,8 +117,8 @@ def parse_config(text: str, *, source: str = "<string>") -> dict[str, PoolConfig
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise ConfigError(f"{where}: invalid YAML: {exc}") from exc
+        at = f"{source}:{mark.line + 1}" if mark is not None else source
+        raise ConfigError(f"{at}: invalid YAML: {exc}") from exc
     if root is None:
         raise ConfigError(f"{source}: configuration file has no pools")
     if not isinstance(root, yaml.MappingNode):

@@ -209,6 +209,7 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("ping", -1, 0, _LOCAL),
     ("echo", 2, 0, _LOCAL),
     ("quit", -1, 0, _LOCAL),
+    ("auth", -2, 0, _LOCAL),
     # keyless, harmless
     ("command", -1, 0, _ANY),
     ("lolwut", -1, 0, _ANY),

@@ -85,7 +85,8 @@ class RequestParser:
                     if nl < 0 or nl + 1 >= n:
                         if n - pos > INLINE_MAX:
                             raise _protocol_error(b"too big mbulk count string")
-                        return self._again(pos, 0)
+                        self._again(pos, 0)
+                        return None
                     argc = string2ll(buf[pos + 1 : nl])
                     if argc is None or argc > _INT_MAX:
                         raise _protocol_error(b"invalid multibulk length")
@@ -102,7 +103,8 @@ class RequestParser:
                 pos = found
                 continue
             return found
-        return self._again(pos, 0)
+        self._again(pos, 0)
+        return None
 
     def _again(self, pos: int, need: int) -> None:
         self.resume_at = pos
@@ -124,7 +126,9 @@ class RequestParser:
                     if n - p > INLINE_MAX:
                         raise _protocol_error(b"too big bulk count string")
                     self._off = off
-                    return self._again(start, 0)
+                    self._bulk = -1
+                    self._again(start, 0)
+                    return None
                 if buf[p] != 36:  # '$'
                     raise _protocol_error(b"expected '$', got '" + buf[p : p + 1] + b"'")
                 bulk_len = string2ll(buf[p + 1 : nl])
@@ -136,7 +140,8 @@ class RequestParser:
             if start + data_end + 2 > n:
                 self._off = off
                 self._bulk = bulk
-                return self._again(start, data_end + 2)
+                self._again(start, data_end + 2)
+                return None
             spans.append(off)
             spans.append(data_end)
             off = data_end + 2
@@ -152,7 +157,8 @@ class RequestParser:
         if nl < 0:
             if len(buf) - pos > INLINE_MAX:
                 raise _protocol_error(b"too big inline request")
-            return self._again(pos, 0)
+            self._again(pos, 0)
+            return None
         line_end = nl - 1 if nl > pos and buf[nl - 1] == 13 else nl
         args = split_inline(buf[pos:line_end])
         if args is None:
@@ -384,7 +390,9 @@ class ReplyParser:
             elif t in _AGGREGATE_TYPES:
                 count = _length(buf[p + 1 : nl])
                 if count > 0:
-                    owed += count * _AGGREGATE_TYPES[t] + (t == 124)
+                    owed += count * _AGGREGATE_TYPES[t]
+                if t == 124:  # an attribute decorates the value after it
+                    owed += 1
                 p = nl + 2
             else:
                 raise _bad_reply(buf, p)

@@ -1,0 +1,257 @@
+"""Properties and fixtures of the Redis request parser (sans-IO)."""
+
+from __future__ import annotations
+
+import hiredis
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from corenet.errors import ProtocolError
+from corenet.msg import ACTION_CLOSE, ACTION_FANOUT, ACTION_FORWARD, ACTION_LOCAL
+from corenet.protocols.redis import COMMANDS, RequestParser, Route, encode_command, split_inline
+from corenet.testing import drive_requests, split_at
+from corenet.testing.strategies import redis_args, redis_key_commands
+
+NOT_ENOUGH = object()
+
+
+def parse_all(wire: bytes) -> list:
+    msgs, err, left = drive_requests(RequestParser(), [wire])
+    assert err is None and left == 0
+    return msgs
+
+
+def summary(msgs: list) -> list[tuple]:
+    return [(bytes(m.data), m.key, m.action, m.reply, m.keys) for m in msgs]
+
+
+def hiredis_args(data: bytes) -> list[bytes]:
+    reader = hiredis.Reader(notEnoughData=NOT_ENOUGH)
+    reader.feed(data)
+    value = reader.gets()
+    assert value is not NOT_ENOUGH
+    assert reader.gets() is NOT_ENOUGH and not reader.has_data()
+    return value
+
+
+# -- fixture messages: all at once, byte by byte, with trailing bytes ----------
+
+FIXTURES = [
+    (b"*1\r\n$4\r\nPING\r\n", None, ACTION_LOCAL, b"+PONG\r\n"),
+    (b"*2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n", b"foo", ACTION_FORWARD, None),
+    (b"*3\r\n$3\r\nset\r\n$0\r\n\r\n$1\r\nx\r\n", b"", ACTION_FORWARD, None),
+    (b"*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n", None, ACTION_LOCAL, b"$2\r\nhi\r\n"),
+    (b"*1\r\n$4\r\nquit\r\n", None, ACTION_CLOSE, b"+OK\r\n"),
+    (b"*3\r\n$4\r\nMGET\r\n$1\r\na\r\n$1\r\nb\r\n", None, ACTION_FANOUT, None),
+    (b"*1\r\n$3\r\nGET\r\n", None, ACTION_LOCAL, b"-ERR wrong number of arguments for 'get' command\r\n"),
+    (
+        b"*2\r\n$3\r\nFOO\r\n$3\r\nbar\r\n",
+        None,
+        ACTION_LOCAL,
+        b"-ERR unknown command 'FOO', with args beginning with: 'bar' \r\n",
+    ),
+]
+
+
+@pytest.mark.parametrize(("wire", "key", "action", "reply"), FIXTURES)
+def test_fixture_whole_bytewise_and_with_trailing_bytes(wire, key, action, reply):
+    for chunks in ([wire], [wire[i : i + 1] for i in range(len(wire))], [wire + b"*1\r\n$4\r"]):
+        msgs, err, left = drive_requests(RequestParser(), chunks)
+        assert err is None
+        assert len(msgs) == 1
+        msg = msgs[0]
+        assert (msg.key, msg.action, msg.reply) == (key, action, reply)
+        assert msg.data == wire
+        assert left == (len(chunks[0]) - len(wire) if len(chunks) == 1 else 0)
+
+
+def test_fanout_request_lists_its_keys():
+    (msg,) = parse_all(encode_command([b"DEL", b"a", b"b", b"c"]))
+    assert msg.action == ACTION_FANOUT
+    assert msg.keys == [b"a", b"b", b"c"]
+    assert msg.info is COMMANDS[b"del"]
+
+
+# -- hypothesis properties --------------------------------------------------------
+
+
+@given(redis_args())
+@example([b"GET", b"\x80key"])
+def test_round_trip_any_arguments(args):
+    wire = encode_command(args)
+    (msg,) = parse_all(wire)
+    assert msg.end == len(wire)
+    cmd = COMMANDS.get(args[0].lower())
+    if msg.action == ACTION_FORWARD:
+        assert msg.data == wire
+        if cmd is not None and cmd.route is Route.KEY:
+            assert msg.key == args[cmd.first_key]
+    elif cmd is None:
+        assert msg.action == ACTION_LOCAL
+        assert msg.reply.startswith(b"-ERR unknown command '")
+
+
+@given(redis_key_commands())
+def test_single_key_commands_route_by_their_key(args):
+    (msg,) = parse_all(encode_command(args))
+    assert msg.action == ACTION_FORWARD
+    assert msg.key == args[1]
+    assert hiredis_args(msg.data) == args
+
+
+@given(st.lists(redis_args(), min_size=1, max_size=10), st.data())
+def test_any_split_gives_the_same_requests(commands, data):
+    wire = b"".join(encode_command(args) for args in commands)
+    whole = summary(parse_all(wire))
+    cuts = data.draw(st.lists(st.integers(0, len(wire)), max_size=12))
+    msgs, err, left = drive_requests(RequestParser(), split_at(wire, cuts))
+    assert err is None and left == 0
+    assert summary(msgs) == whole
+    assert len(msgs) == len(commands)
+
+
+@given(st.lists(redis_args(), min_size=1, max_size=10), st.data())
+def test_pipeline_with_partial_tail_consumes_nothing_of_the_tail(commands, data):
+    wire = b"".join(encode_command(args) for args in commands)
+    tail_of = encode_command(data.draw(redis_args()))
+    cut = data.draw(st.integers(1, len(tail_of) - 1))
+    msgs, err, left = drive_requests(RequestParser(), [wire + tail_of[:cut]])
+    assert err is None
+    assert len(msgs) == len(commands)
+    assert left == cut
+
+
+@given(st.binary(max_size=300), st.data())
+@example(b"*-5\r\n*0\r\n\r\n\n", None)
+@example(b"*1\r\n$3\r\nabcXY", None)
+def test_garbage_gives_requests_need_more_data_or_protocol_error(garbage, data):
+    chunks = [garbage]
+    if data is not None:
+        chunks = split_at(garbage, data.draw(st.lists(st.integers(0, len(garbage)), max_size=5)))
+    msgs, err, left = drive_requests(RequestParser(), chunks)
+    assert left <= len(garbage)
+    if err is not None:
+        assert err.reply.startswith(b"-ERR Protocol error: ")
+        assert err.close
+
+
+def test_parsers_agree_with_hiredis_on_valid_requests():
+    for args in ([b"SET", b"k", b"v" * 100_000], [b"MSET"] + [b"k%d" % i for i in range(1000)]):
+        wire = encode_command(args)
+        (msg,) = parse_all(wire)
+        assert hiredis_args(msg.data) == args
+
+
+# -- exact errors, as Redis 7 words them ----------------------------------------
+
+PROTOCOL_ERRORS = [
+    (b"*abc\r\n", b"invalid multibulk length"),
+    (b"*2147483648\r\n", b"invalid multibulk length"),
+    (b"*4294967298\r\n", b"invalid multibulk length"),
+    (b"*+1\r\n", b"invalid multibulk length"),
+    (b"*01\r\n", b"invalid multibulk length"),
+    (b"*1\r\n$-10\r\n", b"invalid bulk length"),
+    (b"*1\r\n$blabla\r\n", b"invalid bulk length"),
+    (b"*1\r\n$4294967297\r\n", b"invalid bulk length"),
+    (b"*1\r\n$536870913\r\n", b"invalid bulk length"),
+    (b"*1\r\nx3\r\n", b"expected '$', got 'x'"),
+    (b"*" + b"1" * (64 * 1024 + 10), b"too big mbulk count string"),
+    (b"*1\r\n$" + b"1" * (64 * 1024 + 10), b"too big bulk count string"),
+    (b"x" * (64 * 1024 + 10), b"too big inline request"),
+    (b'set "a b\r\n', b"unbalanced quotes in request"),
+    (b'set "a"b c\r\n', b"unbalanced quotes in request"),
+]
+
+
+@pytest.mark.parametrize(("wire", "text"), PROTOCOL_ERRORS)
+def test_protocol_errors_have_redis_wording_and_close(wire, text):
+    for chunks in ([wire], split_at(wire, range(0, len(wire), 7))):
+        msgs, err, _ = drive_requests(RequestParser(), chunks)
+        assert msgs == []
+        assert isinstance(err, ProtocolError)
+        assert err.reply == b"-ERR Protocol error: " + text + b"\r\n"
+        assert err.close
+
+
+def test_declared_lengths_allocate_nothing():
+    # A 512 MiB bulk header is legal; the parser only waits for it.
+    parser = RequestParser()
+    msgs, err, left = drive_requests(parser, [b"*2\r\n$3\r\nGET\r\n$536870912\r\nab"])
+    assert (msgs, err) == ([], None)
+    assert parser.need == len(b"*2\r\n$3\r\nGET\r\n$536870912\r\n") + 536870912 + 2
+    assert left < 100
+
+
+def test_large_value_split_into_many_reads_is_parsed_a_few_times():
+    value = b"v" * (4 * 1024 * 1024)
+    wire = encode_command([b"SET", b"key", value])
+    parser = RequestParser()
+    calls = 0
+    original = parser.parse
+
+    def counting(buf, pos):
+        nonlocal calls
+        calls += 1
+        return original(buf, pos)
+
+    parser.parse = counting
+    msgs, err, left = drive_requests(parser, split_at(wire, range(0, len(wire), 16384)))
+    assert err is None and left == 0 and len(msgs) == 1
+    assert msgs[0].key == b"key"
+    assert calls <= 3
+
+
+# -- inline commands ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "args"),
+    [
+        (b"PING", [b"PING"]),
+        (b"  set a   b ", [b"set", b"a", b"b"]),
+        (b'set "a b" c', [b"set", b"a b", b"c"]),
+        (b'set "\\x41\\n\\"" \'it\\\'s\'', [b"set", b'A\n"', b"it's"]),
+        (b'"', None),
+        (b"'abc", None),
+        (b'"a"b', None),
+        (b"", []),
+    ],
+)
+def test_split_inline_matches_sdssplitargs(line, args):
+    assert split_inline(line) == args
+
+
+def test_inline_requests_are_reencoded_and_empty_lines_skipped():
+    msgs, err, left = drive_requests(RequestParser(), [b"\r\n\nset k v\r\nget k\nPING\r\n"])
+    assert err is None and left == 0
+    assert [m.data for m in msgs[:2]] == [encode_command([b"set", b"k", b"v"]), encode_command([b"get", b"k"])]
+    assert [m.key for m in msgs[:2]] == [b"k", b"k"]
+    assert msgs[2].reply == b"+PONG\r\n"
+
+
+# -- AUTH ---------------------------------------------------------------------------
+
+
+def test_auth_gate_and_replies():
+    parser = RequestParser(password=b"s3cret")
+    wire = (
+        encode_command([b"GET", b"k"])
+        + encode_command([b"AUTH", b"wrong"])
+        + encode_command([b"AUTH", b"s3cret"])
+        + encode_command([b"GET", b"k"])
+    )
+    msgs, err, _ = drive_requests(parser, [wire])
+    assert err is None
+    assert [m.reply for m in msgs] == [
+        b"-NOAUTH Authentication required.\r\n",
+        b"-ERR invalid password\r\n",
+        b"+OK\r\n",
+        None,
+    ]
+    assert msgs[3].key == b"k"
+
+
+def test_auth_without_password_configured():
+    (msg,) = parse_all(encode_command([b"AUTH", b"x"]))
+    assert msg.reply == b"-ERR Client sent AUTH, but no password is set\r\n"
