@@ -213,9 +213,10 @@ class Plugins:
         self._fill("corenet_register_distributions", self.distributions)
 
     def _fill(self, hook_name: str, registry: Registry[Any]) -> None:
-        # Call each implementation on its own so a duplicate names its plugin.
+        # Call each implementation on its own, in registration order (the
+        # built-ins first), so a later duplicate is the one named as such.
         caller = getattr(self.pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):
+        for impl in caller.get_hookimpls():
             registry.current_plugin = impl.plugin_name
             kwargs = {"registry": registry}
             impl.function(*(kwargs[arg] for arg in impl.argnames))

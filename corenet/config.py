@@ -272,7 +272,7 @@ def _parse_server(item: Any, at: _KeyWhere) -> ServerConfig:
     address_part, _, given_name = spec.partition(" ")
     given_name = given_name.strip()
     rest, sep, weight_text = address_part.rpartition(":")
-    if not sep or not weight_text.isdigit():
+    if not sep or not weight_text.isdigit() or not (rest.startswith("/") or ":" in rest):
         raise at.error(f'server "{spec}": expected "host:port:weight [name]" or "/path:weight [name]"')
     weight = int(weight_text)
     if weight == 0:

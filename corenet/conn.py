@@ -557,7 +557,9 @@ class ServerConn(Conn):
         self.out_q.clear()
         self.in_q.clear()
         for msg in pending:
-            if msg.client is not None or msg.parent is not None:
+            # Set-up requests have no client, and a request sent with
+            # ``noreply`` was answered (with nothing) when it was parsed.
+            if (msg.client is not None or msg.parent is not None) and msg.expect_reply:
                 complete(msg, reply)
         self.pool.server_failed(self.server, self, err)
 

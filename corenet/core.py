@@ -1,10 +1,10 @@
-"""The event loop: wait, dispatch, flush, run timers.
+"""The event loop: wait, dispatch, run timers, flush.
 
 One turn of the loop waits on the event backend, hands each ready
-descriptor to its handler, then flushes every connection that queued output
-during the turn (one ``send`` per connection per turn however many messages
-it carries: this batching is what keeps syscalls per request low), and last
-runs the timers that are due.  Write interest is registered only while a
+descriptor to its handler, runs the timers that are due, and last flushes
+every connection that queued output during the turn (one ``send`` per
+connection per turn however many messages it carries: this batching is what
+keeps syscalls per request low).  Write interest is registered only while a
 connection has output the kernel would not take.
 
 A handler that raises is logged and aborted alone; the loop keeps serving
@@ -105,9 +105,10 @@ class Loop:
                     handler.handle_write()
             except Exception as exc:
                 self._failed(handler, exc)
-        self.flush_dirty()
         if deadline is not None:
             timers.run_due(self.now)
+        # Last, so that replies completed by timers (timeouts) go out too.
+        self.flush_dirty()
 
     def flush_dirty(self) -> None:
         while self.dirty:

@@ -1,0 +1,113 @@
+"""corenet-proxy's command line: nutcracker's flags and verdicts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.servers import free_port, redis_raw, wait_for
+
+GOOD = "alpha:\n  listen: 127.0.0.1:{port}\n  redis: true\n  servers:\n    - 127.0.0.1:{backend}:1\n"
+
+
+def run(*args: str, cwd: Path | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, CORENET_DISABLE_PLUGIN_AUTOLOAD="1")
+    return subprocess.run(
+        [sys.executable, "-m", "corenet", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd, check=False
+    )
+
+
+def test_version_and_describe_stats():
+    version = run("-V")
+    assert version.returncode == 0
+    assert version.stdout.startswith("This is corenet-proxy-")
+    described = run("-D")
+    assert described.returncode == 0
+    for name in ("client_eof", "forward_error", "fragments", "server_ejected_at", "out_queue_bytes"):
+        assert name in described.stdout
+
+
+def test_help_lists_every_nutcracker_flag():
+    out = run("-h").stdout
+    for flag in ("--test-conf", "--daemonize", "--describe-stats", "--verbose", "--output", "--conf-file",
+                 "--stats-port", "--stats-addr", "--stats-interval", "--pid-file", "--mbuf-size",
+                 "--event-backend", "--workers"):
+        assert flag in out
+
+
+def test_test_conf_ok_and_invalid_with_reason(tmp_path):
+    good = tmp_path / "good.yml"
+    good.write_text(GOOD.format(port=free_port(), backend=free_port()))
+    ok = run("-t", "-c", str(good))
+    assert ok.returncode == 0
+    assert f"configuration file '{good}' syntax is ok" in ok.stderr
+
+    bad = tmp_path / "bad.yml"
+    bad.write_text("alpha:\n  listen: 127.0.0.1:1\n  hash: sha9\n  redis: true\n  servers:\n    - 127.0.0.1:2:1\n")
+    invalid = run("-t", "-c", str(bad))
+    assert invalid.returncode == 1
+    assert f"configuration file '{bad}' syntax is invalid" in invalid.stderr
+    assert "pool 'alpha'" in invalid.stderr and "sha9" in invalid.stderr and "line 1" in invalid.stderr
+
+    unknown = tmp_path / "unknown.yml"
+    unknown.write_text("alpha:\n  listen: 127.0.0.1:1\n  colour: blue\n  servers:\n    - 127.0.0.1:2:1\n")
+    invalid = run("-t", "-c", str(unknown))
+    assert invalid.returncode == 1
+    assert f"{unknown}:3: pool 'alpha', key 'colour': directive \"colour\" is unknown" in invalid.stderr
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path):
+    result = run("-c", str(tmp_path / "nope.yml"))
+    assert result.returncode == 1
+    assert "nope.yml: cannot read configuration file" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--workers", "2"], "multiple workers are not implemented yet"),
+    (["--event-backend", "iouring"], "iouring"),
+    (["-m", "100"], "mbuf size must be between 512 and 16777216"),
+])
+def test_unsupported_values_fail_clearly(tmp_path, args, message):
+    conf = tmp_path / "c.yml"
+    conf.write_text(GOOD.format(port=free_port(), backend=free_port()))
+    result = run("-c", str(conf), "-s", "0", *args)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_daemonize_writes_pid_file_and_sigterm_removes_it(tmp_path, redis_server):
+    port = free_port()
+    conf = tmp_path / "c.yml"
+    conf.write_text(GOOD.format(port=port, backend=redis_server.port))
+    pid_file = tmp_path / "proxy.pid"
+    log = tmp_path / "proxy.log"
+    result = run("-d", "-c", str(conf), "-p", str(pid_file), "-o", str(log), "-s", "0")
+    assert result.returncode == 0, result.stderr
+    assert wait_for(pid_file.exists, timeout=10)
+    pid = int(pid_file.read_text())
+    try:
+        assert pid != os.getpid()
+        assert redis_raw(f"127.0.0.1:{port}", b"PING\r\n", expect_replies=1) == b"+PONG\r\n"
+        os.kill(pid, signal.SIGTERM)
+        assert wait_for(lambda: not pid_file.exists(), timeout=10)
+        assert "started on pid" in log.read_text()
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"daemon {pid} still alive after SIGTERM")
