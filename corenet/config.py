@@ -21,18 +21,15 @@ import attrs
 import yaml
 
 from corenet.errors import ConfigError
+from corenet.naming import server_name
 
 __all__ = [
-    "DEFAULT_KETAMA_PORT",
     "ListenAddress",
     "PoolConfig",
     "ServerConfig",
     "load_config",
     "parse_config",
 ]
-
-DEFAULT_KETAMA_PORT = 11211
-
 
 @attrs.frozen
 class ListenAddress:
@@ -58,8 +55,7 @@ class ServerConfig:
     address: ListenAddress
     weight: int
     name: str
-    """The name nutcracker hashes and reports: the given name, else
-    ``host:port``, or just ``host`` when the port is 11211."""
+    """The name nutcracker hashes and reports (see :mod:`corenet.naming`)."""
     spec: str
     line: int = 0
 
@@ -279,12 +275,12 @@ def _parse_server(item: Any, at: _KeyWhere) -> ServerConfig:
         raise at.error(f'server "{spec}" has a zero weight')
     if rest.startswith("/"):
         address = ListenAddress(path=rest)
-        name = given_name or rest
+        name = server_name(rest, None, given_name)
     else:
         host, port = _split_host_port(rest, at)
         address = ListenAddress(host=host, port=port)
-        default = host if port == DEFAULT_KETAMA_PORT else f"{host}:{port}"
-        name = given_name or default
+        # The port text as written: nutcracker keeps leading zeros in names.
+        name = server_name(host, rest.rpartition(":")[2], given_name)
     return ServerConfig(address=address, weight=weight, name=name, spec=spec, line=at.line)
 
 

@@ -25,6 +25,7 @@ import attrs
 from corenet.conn import ClientConn, ServerConn, complete
 from corenet.errors import ConfigError, PluginError
 from corenet.event import EV_READ
+from corenet.naming import sort_key
 from corenet.routing import apply_hash_tag
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from corenet.routing import Dispatcher, DistributionFactory, HashFn
     from corenet.timers import TimerHandle
 
-__all__ = ["Pool", "PoolStats", "Server", "ServerStats", "server_order"]
+__all__ = ["Pool", "PoolStats", "Server", "ServerStats"]
 
 logger = logging.getLogger("corenet.pool")
 
@@ -66,12 +67,6 @@ class ServerStats:
     request_bytes: int = 0
     responses: int = 0
     response_bytes: int = 0
-
-
-def server_order(name: str) -> tuple[int, bytes]:
-    """nutcracker's server sort key: name length first, then the name's bytes."""
-    raw = name.encode()
-    return (len(raw), raw)
 
 
 class Server:
@@ -143,7 +138,7 @@ class Pool:
             raise ConfigError(f"pool '{config.name}' (line {config.line}): {exc}") from exc
         self.hash_tag = config.hash_tag
         self.timeout = config.timeout / 1000.0 if config.timeout is not None else None
-        self.servers = [Server(self, s) for s in sorted(config.servers, key=lambda s: server_order(s.name))]
+        self.servers = [Server(self, s) for s in sorted(config.servers, key=lambda s: sort_key(s.name))]
         self.single = len(self.servers) == 1
         self.stats = PoolStats()
         self.clients: set[ClientConn] = set()

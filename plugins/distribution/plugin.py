@@ -1,0 +1,18 @@
+"""Hook implementations registering nutcracker's key distributions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from corenet.hookspecs import hookimpl
+
+from . import DISTRIBUTIONS
+
+if TYPE_CHECKING:
+    from corenet._plugins import DistributionRegistry
+
+
+@hookimpl
+def corenet_register_distributions(registry: DistributionRegistry) -> None:
+    for name, factory in DISTRIBUTIONS.items():
+        registry.add(name, factory)
