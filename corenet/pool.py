@@ -26,7 +26,7 @@ from corenet.conn import ClientConn, ServerConn, complete
 from corenet.errors import ConfigError, PluginError
 from corenet.event import EV_READ
 from corenet.naming import sort_key
-from corenet.routing import apply_hash_tag
+from corenet.routing import Router
 
 if TYPE_CHECKING:
     from corenet._plugins import Plugins
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from corenet.core import Loop
     from corenet.msg import Msg
     from corenet.protocol import Protocol
-    from corenet.routing import Dispatcher, DistributionFactory, HashFn
     from corenet.timers import TimerHandle
 
 __all__ = ["Pool", "PoolStats", "Server", "ServerStats"]
@@ -132,21 +131,19 @@ class Pool:
         self.loop = loop
         try:
             self.protocol: Protocol = plugins.protocols.get(config.protocol)
-            self.hash_fn: HashFn = plugins.hash_functions.get(config.hash)
-            self.distribution: DistributionFactory = plugins.distributions.get(config.distribution)
+            hash_fn = plugins.hash_functions.get(config.hash)
+            distribution = plugins.distributions.get(config.distribution)
         except PluginError as exc:
             raise ConfigError(f"pool '{config.name}' (line {config.line}): {exc}") from exc
-        self.hash_tag = config.hash_tag
         self.timeout = config.timeout / 1000.0 if config.timeout is not None else None
         self.servers = [Server(self, s) for s in sorted(config.servers, key=lambda s: sort_key(s.name))]
-        self.single = len(self.servers) == 1
+        self.router = Router(hash_fn, distribution, config.hash_tag, len(self.servers))
+        self.index_of = self.router.index_of
         self.stats = PoolStats()
         self.clients: set[ClientConn] = set()
         self._client_seq = 0
         self.total_clients = 0
         self.live: list[Server] = []
-        self.dispatcher: Dispatcher | None = None
-        self._lookup = _no_lookup
         self._retry_timer: TimerHandle | None = None
         self.rebuild()
 
@@ -163,12 +160,7 @@ class Pool:
                 server.ejected = False
                 server.failures = 0
         self.live = [s for s in self.servers if not s.ejected]
-        if self.live:
-            self.dispatcher = self.distribution([(s.name, s.weight) for s in self.live])
-            self._lookup = self.dispatcher.lookup
-        else:
-            self.dispatcher = None
-            self._lookup = _no_lookup
+        self.router.rebuild([(s.name, s.weight) for s in self.live])
         if self._retry_timer is not None:
             self._retry_timer.cancel()
             self._retry_timer = None
@@ -179,21 +171,6 @@ class Pool:
     def _retry(self) -> None:
         self._retry_timer = None
         self.rebuild()
-
-    def hash_key(self, key: bytes) -> int:
-        """The hash nutcracker computes for ``key`` (after ``hash_tag``)."""
-        if self.hash_tag is not None:
-            key = apply_hash_tag(key, self.hash_tag)
-        return self.hash_fn(key) if key else 0
-
-    def index_of(self, key: bytes) -> int:
-        """Index into ``live`` of the server ``key`` routes to."""
-        if self.single:
-            return 0
-        tag = self.hash_tag
-        if tag is not None:
-            key = apply_hash_tag(key, tag)
-        return self._lookup(self.hash_fn(key) if key else 0)
 
     def forward(self, msg: Msg) -> None:
         """Send a single-server request on its way."""
@@ -293,7 +270,3 @@ class Pool:
             server.close()
         if self._retry_timer is not None:
             self._retry_timer.cancel()
-
-
-def _no_lookup(hash_value: int) -> int:
-    raise LookupError("no live server")

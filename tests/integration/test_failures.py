@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 
-from tests.servers import RedisServer, encode_command, free_port, pool_config, redis_raw
+from tests.servers import RedisServer, encode_command, free_port, pool_config, redis_raw, wait_for
 
 
 def dead_address() -> str:
@@ -110,6 +110,8 @@ def test_auto_eject_routes_around_a_dead_server(redis_servers, corenet_proxy_fac
 def test_client_connections_limit_is_enforced_with_an_error(redis_server, corenet_proxy_factory):
     proxy = corenet_proxy_factory(pool_config("alpha", None, [redis_server.address], client_connections=2))
     host, port = proxy.address("alpha").rsplit(":", 1)
+    # The harness's readiness probes are clients too, until their EOF is read.
+    assert wait_for(lambda: proxy.stats()["alpha"]["client_connections"] == 0, timeout=5)
     keep = [socket.create_connection((host, int(port))) for _ in range(2)]
     try:
         for sock in keep:
@@ -122,3 +124,35 @@ def test_client_connections_limit_is_enforced_with_an_error(redis_server, corene
     finally:
         for sock in keep:
             sock.close()
+
+
+def test_ejected_server_comes_back_after_retry_timeout(redis_servers, corenet_proxy_factory):
+    first, second = redis_servers(2)
+    config = pool_config(
+        "alpha", None, [first.address, second.address], auto_eject_hosts=True,
+        server_failure_limit=1, server_retry_timeout=400,
+    )
+    proxy = corenet_proxy_factory(config)
+    names = [f"back:{hashlib.sha1(str(i).encode()).hexdigest()[:10]}" for i in range(100)]
+    payload = b"".join(encode_command("SET", k, "v") for k in names)
+    assert redis_raw(proxy.address("alpha"), payload, expect_replies=100) == b"+OK\r\n" * 100
+    on_second = {k.decode() for k in second.client().keys("back:*")}
+    assert 0 < len(on_second) < 100
+    port = int(second.address.rsplit(":", 1)[1])
+    second.stop()
+    # The proxy's connection to it closes: with a failure limit of 1 that
+    # alone ejects it, as in nutcracker; its keys then go to the live server.
+    assert wait_for(lambda: proxy.stats()["alpha"]["server_ejects"] == 1, timeout=5)
+    assert redis_raw(proxy.address("alpha"), payload, expect_replies=100) == b"+OK\r\n" * 100
+    # Back on the same port; after the retry window its keys route to it again.
+    revived = RedisServer(port=port)
+    try:
+        assert wait_for(
+            lambda: redis_raw(proxy.address("alpha"), payload, expect_replies=100) == b"+OK\r\n" * 100
+            and len(revived.client().keys("back:*")) == len(on_second),
+            timeout=5,
+            interval=0.2,
+        )
+        assert proxy.stats()["alpha"]["server_ejects"] == 1
+    finally:
+        revived.stop()

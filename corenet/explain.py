@@ -1,0 +1,54 @@
+"""``corenet-proxy --explain POOL KEY``: where a key goes, and why.
+
+Operators reach for this when data looks missing: it prints each routing
+step for a pool as configured (every server live), using the same
+:class:`~corenet.routing.Router` the proxy uses.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from corenet.naming import sort_key
+from corenet.routing import Router
+
+if TYPE_CHECKING:
+    from corenet._plugins import Plugins
+    from corenet.config import PoolConfig
+
+__all__ = ["explain_key"]
+
+
+def explain_key(pool: PoolConfig, plugins: Plugins, key: bytes) -> str:
+    """Return a human-readable account of how ``pool`` routes ``key``.
+
+    Raises:
+        PluginError: the pool's hash function or distribution is unknown.
+    """
+    servers = sorted(pool.servers, key=lambda s: sort_key(s.name))
+    router = Router(
+        plugins.hash_functions.get(pool.hash),
+        plugins.distributions.get(pool.distribution),
+        pool.hash_tag,
+        len(servers),
+    )
+    router.rebuild([(s.name, s.weight) for s in servers])
+    step = router.explain(key)
+    server = servers[step.index]
+    lines = [
+        f"pool:          {pool.name} ({len(servers)} servers, all assumed live)",
+        f"key:           {key!r}",
+    ]
+    if router.single:
+        lines.append("hash:          skipped (a pool of one server)")
+    else:
+        tag = pool.hash_tag.decode("latin-1") if pool.hash_tag else "none"
+        lines.append(f"hash_tag:      {tag}; hashed bytes {step.hashed!r}")
+        if step.hashed:
+            lines.append(f"hash:          {pool.hash}({step.hashed!r}) = {step.hash_value}")
+        else:
+            lines.append("hash:          0 (an empty key is not hashed)")
+        point = "none (no continuum)" if step.point is None else str(step.point)
+        lines.append(f"distribution:  {pool.distribution}; continuum point {point}")
+    lines.append(f"server:        #{step.index} {server.name} ({server.address}, weight {server.weight})")
+    return "\n".join(lines)
