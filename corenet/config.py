@@ -82,6 +82,8 @@ class PoolConfig:
     server_connections: int = 1
     server_retry_timeout: int = 30000
     server_failure_limit: int = 2
+    deny_commands: tuple[str, ...] = ()
+    """corenet only: commands answered ``-ERR command 'X' is not allowed``."""
     line: int = 0
 
     @property
@@ -209,6 +211,12 @@ def _as_name(value: Any, at: _KeyWhere) -> str:
     return value
 
 
+def _as_names(value: Any, at: _KeyWhere) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise at.error(f"expected a list of names, got {value!r}")
+    return tuple(value)
+
+
 def _as_str(value: Any, at: _KeyWhere) -> str:
     if isinstance(value, bool) or value is None or isinstance(value, list | dict):
         raise at.error(f"expected a string, got {value!r}")
@@ -302,4 +310,5 @@ _FIELDS: Mapping[str, Callable[[Any, _KeyWhere], Any]] = {
     "server_retry_timeout": _as_int(1),
     "server_failure_limit": _as_int(1),
     "servers": _as_servers,
+    "deny_commands": _as_names,
 }

@@ -408,16 +408,22 @@ class ServerConn(Conn):
         self._timer: TimerHandle | None = None
         self.read_size = 65536
         self.connect_error = 0
+        self.variant = 0
 
     @classmethod
-    def connect(cls, loop: Loop, pool: Pool, server: Server, parser: ReplyParser) -> ServerConn:
-        """Start a non-blocking connect to ``server``; requests queue until it completes."""
+    def connect(cls, loop: Loop, pool: Pool, server: Server, parser: ReplyParser, variant: int = 0) -> ServerConn:
+        """Start a non-blocking connect to ``server``; requests queue until it completes.
+
+        ``variant`` picks the protocol's connection flavour (Redis: 0 RESP2,
+        1 RESP3), which decides the set-up requests sent first.
+        """
         address = server.config.address
         sock = make_socket(address)
         if pool.config.tcpkeepalive and not address.is_unix:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         conn = cls(loop, pool, server, sock, parser)
-        for request in pool.protocol.server_handshake(pool.config):
+        conn.variant = variant
+        for request in pool.protocol.server_handshake(pool.config, variant):
             # Set-up requests (AUTH, SELECT) go out before anything a client
             # queued; their replies are matched and dropped like any other.
             conn.out_q.append(Msg(request, len(request)))

@@ -76,7 +76,12 @@ class Server:
         self.config = config
         self.name = config.name
         self.weight = config.weight
-        self.conns: list[ServerConn | None] = [None] * pool.config.server_connections
+        # One set of connections per protocol variant (Redis: RESP2, RESP3),
+        # each of ``server_connections`` connections.
+        variants = getattr(pool.protocol, "variants", 1)
+        self.conn_sets: list[list[ServerConn | None]] = [
+            [None] * pool.config.server_connections for _ in range(variants)
+        ]
         self.failures = 0
         self.next_retry = 0.0
         self.ejected = False
@@ -86,39 +91,43 @@ class Server:
     def __repr__(self) -> str:
         return f"<Server {self.name} of {self.pool.name}>"
 
-    def conn_for(self, client_index: int) -> ServerConn:
+    def conn_for(self, client_index: int, variant: int = 0) -> ServerConn:
         """The connection a client's requests use: one per client, so a
         client's requests to this server stay in order."""
-        conns = self.conns
+        conns = self.conn_sets[variant]
         slot = client_index % len(conns) if len(conns) > 1 else 0
         conn = conns[slot]
         if conn is None:
             pool = self.pool
-            conn = ServerConn.connect(pool.loop, pool, self, pool.protocol.new_reply_parser())
+            conn = ServerConn.connect(pool.loop, pool, self, pool.protocol.new_reply_parser(), variant)
             conns[slot] = conn
             self.total_connections += 1
         return conn
 
+    @property
+    def conns(self) -> list[ServerConn]:
+        """Every open connection to this server."""
+        return [c for conns in self.conn_sets for c in conns if c is not None]
+
     def conn_closed(self, conn: ServerConn) -> None:
-        for i, c in enumerate(self.conns):
+        conns = self.conn_sets[conn.variant]
+        for i, c in enumerate(conns):
             if c is conn:
-                self.conns[i] = None
+                conns[i] = None
 
     def queues(self) -> tuple[int, int, int, int]:
         """``in_queue, in_queue_bytes, out_queue, out_queue_bytes`` over all connections."""
         iq = iqb = oq = oqb = 0
         for conn in self.conns:
-            if conn is not None:
-                iq += len(conn.in_q)
-                iqb += sum(len(m.data) for m in conn.in_q)
-                oq += len(conn.out_q)
-                oqb += sum(len(m.data) for m in conn.out_q)
+            iq += len(conn.in_q)
+            iqb += sum(len(m.data) for m in conn.in_q)
+            oq += len(conn.out_q)
+            oqb += sum(len(m.data) for m in conn.out_q)
         return iq, iqb, oq, oqb
 
     def close(self) -> None:
         for conn in self.conns:
-            if conn is not None:
-                conn.close()
+            conn.close()
 
 
 class Pool:
@@ -180,7 +189,8 @@ class Pool:
             return
         assert msg.key is not None and msg.client is not None
         server = live[self.index_of(msg.key)]
-        server.conn_for(msg.client.index).enqueue(msg)
+        client = msg.client
+        server.conn_for(client.index, client.parser.variant).enqueue(msg)
 
     def fanout(self, msg: Msg) -> None:
         """Split a multi-key request across servers (or forward it whole)."""
@@ -191,10 +201,11 @@ class Pool:
         assert msg.client is not None
         frags = self.protocol.fragment(msg, self.index_of)
         client_index = msg.client.index
+        variant = msg.client.parser.variant
         if len(frags) > 1:
             self.stats.fragments += len(frags)
         for index, frag in frags:
-            live[index].conn_for(client_index).enqueue(frag)
+            live[index].conn_for(client_index, variant).enqueue(frag)
 
     def _unroutable(self, msg: Msg) -> None:
         self.stats.forward_error += 1
@@ -260,7 +271,7 @@ class Pool:
 
     def preconnect(self) -> None:
         for server in self.servers:
-            for slot in range(len(server.conns)):
+            for slot in range(self.config.server_connections):
                 server.conn_for(slot)
 
     def close(self) -> None:

@@ -38,6 +38,9 @@ class RequestParser(TypingProtocol):
 
     resume_at: int
     need: int
+    variant: int
+    """Which backend connection set this client's requests use (see
+    :attr:`Protocol.variants`); 0 unless the client switched (Redis ``HELLO 3``)."""
 
     def parse(self, buf: bytes, pos: int) -> Msg | None:
         """Return the next request starting at ``buf[pos]``, or None if incomplete.
@@ -72,6 +75,10 @@ class Protocol(TypingProtocol):
     """A wire protocol as the proxy core uses it; resolved once per pool."""
 
     name: str
+    variants: int
+    """How many flavours of backend connection the protocol needs: requests of
+    clients in different variants never share a backend connection (Redis: 2,
+    for RESP2 and RESP3 clients).  Optional; 1 when absent."""
 
     def new_request_parser(self, pool: PoolConfig) -> RequestParser:
         """Return a fresh request parser for a new client connection of ``pool``."""
@@ -85,8 +92,9 @@ class Protocol(TypingProtocol):
         """Return the wire bytes of a proxy-generated error (e.g. ``Connection refused``)."""
         ...
 
-    def server_handshake(self, pool: PoolConfig) -> Sequence[bytes]:
-        """Return the requests to send first on each new server connection (AUTH, SELECT)."""
+    def server_handshake(self, pool: PoolConfig, variant: int) -> Sequence[bytes]:
+        """Return the requests to send first on a new server connection of
+        ``variant`` (AUTH, SELECT, HELLO 3); their replies are discarded."""
         ...
 
     def fragment(self, msg: Msg, server_of: Callable[[bytes], int]) -> Sequence[tuple[int, Msg]]:

@@ -821,7 +821,8 @@ class RedisServer(_PortServer):
             reply = redis_raw(self.address, b"PING\r\n", expect_replies=1, timeout=1.0)
         except OSError:
             return False
-        return reply == b"+PONG\r\n"
+        # A server started with --requirepass answers -NOAUTH: it is up too.
+        return reply == b"+PONG\r\n" or reply.startswith(b"-NOAUTH")
 
     def client(self, **kwargs: Any) -> redis.Redis:
         """A redis-py client, see ``redis_client``; close it (``with server.client() as r:``)."""

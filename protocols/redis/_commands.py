@@ -185,6 +185,18 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("zscan", -3, 1, _K),
     ("zscore", 3, 1, _K),
     ("zunionstore", -4, 1, _K),
+    # streams (single-key forms only)
+    ("xack", -4, 1, _K),
+    ("xadd", -5, 1, _K),
+    ("xautoclaim", -6, 1, _K),
+    ("xclaim", -6, 1, _K),
+    ("xdel", -3, 1, _K),
+    ("xlen", 2, 1, _K),
+    ("xpending", -3, 1, _K),
+    ("xrange", -4, 1, _K),
+    ("xrevrange", -4, 1, _K),
+    ("xsetid", -3, 1, _K),
+    ("xtrim", -4, 1, _K),
     # hyperloglog
     ("pfadd", -2, 1, _K),
     ("pfcount", -2, 1, _K),
@@ -210,6 +222,9 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("echo", 2, 0, _LOCAL),
     ("quit", -1, 0, _LOCAL),
     ("auth", -2, 0, _LOCAL),
+    ("hello", -1, 0, _LOCAL),
+    ("select", 2, 0, _LOCAL),
+    ("client", -2, 0, _LOCAL),
     # keyless, harmless
     ("command", -1, 0, _ANY),
     ("lolwut", -1, 0, _ANY),
@@ -219,15 +234,13 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
         (name, -1, 0, _REFUSED)
         for name in (
             "acl bgrewriteaof bgsave blmove blmpop blpop brpop brpoplpush bzmpop bzpopmax "
-            "bzpopmin client cluster config copy dbsize debug discard exec failover "
+            "bzpopmin cluster config copy dbsize debug discard exec failover "
             "flushall flushdb function info keys lastsave latency lcs lmpop memory "
             "migrate module monitor move msetnx multi object psubscribe psync publish "
             "pubsub punsubscribe randomkey readonly readwrite rename renamenx replconf "
             "replicaof reset role save scan script sdiffstore_ro shutdown sintercard "
             "slaveof slowlog spublish ssubscribe subscribe sunsubscribe swapdb sync "
-            "unsubscribe unwatch wait waitaof watch xack xadd xautoclaim xclaim xdel "
-            "xgroup xinfo xlen xpending xrange xread xreadgroup xrevrange xsetid xtrim "
-            "zdiff zdiffstore zinter zintercard zmpop zunion"
+            "unsubscribe unwatch wait waitaof watch xgroup xinfo xread xreadgroup zdiff zdiffstore zinter zintercard zmpop zunion"
         ).split()
     ),
 )

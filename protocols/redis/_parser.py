@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from corenet.errors import RemoteProtocolError
 from corenet.msg import ACTION_CLOSE, ACTION_FANOUT, ACTION_FORWARD, ACTION_LOCAL, Msg
 from corenet.protocols.redis._commands import COMMANDS, Command, Route
+from corenet.protocols.redis._local import HANDLERS, Session
 from corenet.protocols.redis._resp import encode_command, encode_error, string2ll
 
 if TYPE_CHECKING:
@@ -49,8 +50,9 @@ INLINE_MAX = 64 * 1024  # Redis's PROTO_INLINE_MAX_SIZE
 PROTO_MAX_BULK_LEN = 512 * 1024 * 1024  # Redis's proto-max-bulk-len default
 _INT_MAX = 2**31 - 1
 
-_PONG = b"+PONG\r\n"
 _OK = b"+OK\r\n"
+# What a client may send before AUTH, as in Redis.
+_BEFORE_AUTH = frozenset([b"auth", b"hello", b"quit"])
 
 
 def _protocol_error(text: bytes) -> RemoteProtocolError:
@@ -62,12 +64,19 @@ def _protocol_error(text: bytes) -> RemoteProtocolError:
 class RequestParser:
     """Parses one client's requests; see the module docstring for the contract."""
 
-    def __init__(self, *, password: bytes | None = None, max_bulk_len: int = PROTO_MAX_BULK_LEN) -> None:
+    def __init__(
+        self,
+        session: Session | None = None,
+        *,
+        max_bulk_len: int = PROTO_MAX_BULK_LEN,
+        denied: frozenset[bytes] = frozenset(),
+    ) -> None:
         self.resume_at = 0
         self.need = 0
-        self.password = password
-        self.authenticated = password is None
+        self.session = session if session is not None else Session()
         self.max_bulk_len = max_bulk_len
+        self.denied = denied
+        self.variant = 0  # 1 once the client switched to RESP3
         # Resume state of an incomplete multibulk request, offsets relative to
         # its first byte: argument count, (start, end) spans so far, scan
         # offset, and the declared length of the bulk being read (-1: none).
@@ -90,6 +99,8 @@ class RequestParser:
                     argc = string2ll(buf[pos + 1 : nl])
                     if argc is None or argc > _INT_MAX:
                         raise _protocol_error(b"invalid multibulk length")
+                    if argc > 10 and not self.session.authenticated:
+                        raise _protocol_error(b"unauthenticated multibulk length")
                     if argc <= 0:  # an empty command: Redis skips it
                         pos = nl + 2
                         continue
@@ -134,6 +145,8 @@ class RequestParser:
                 bulk_len = string2ll(buf[p + 1 : nl])
                 if bulk_len is None or bulk_len < 0 or bulk_len > self.max_bulk_len:
                     raise _protocol_error(b"invalid bulk length")
+                if bulk_len > 16384 and not self.session.authenticated:
+                    raise _protocol_error(b"unauthenticated bulk length")
                 bulk = bulk_len
                 off = nl + 2 - start
             data_end = off + bulk
@@ -188,9 +201,9 @@ class RequestParser:
                 data, end, encode_error(b"ERR wrong number of arguments for '%s' command" % cmd.name)
             )
         route = cmd.route
-        if not self.authenticated and cmd.name != b"auth":
-            if cmd.name == b"quit":
-                return Msg(data, end, None, ACTION_CLOSE, _OK)
+        if cmd.name in self.denied:
+            return self._local(data, end, encode_error(b"ERR command '%s' is not allowed" % cmd.name.upper()))
+        if not self.session.authenticated and cmd.name not in _BEFORE_AUTH:
             return self._local(data, end, b"-NOAUTH Authentication required.\r\n")
         if route is Route.KEY:
             k = cmd.first_key << 1
@@ -221,39 +234,13 @@ class RequestParser:
             data, end, encode_error(b"ERR command '%s' is not supported by the proxy" % cmd.name)
         )
 
-    def _answer(
-        self, cmd: Command, buf: bytes, start: int, end: int, spans: Sequence[int], data: bytes
-    ) -> Msg:
-        name = cmd.name
-        argc = len(spans) >> 1
-        if name == b"ping":
-            if argc == 1:
-                return self._local(data, end, _PONG)
-            if argc == 2:
-                arg = buf[start + spans[2] : start + spans[3]]
-                return self._local(data, end, b"$%d\r\n%s\r\n" % (len(arg), arg))
-            return self._local(data, end, b"-ERR wrong number of arguments for 'ping' command\r\n")
-        if name == b"echo":
-            arg = buf[start + spans[2] : start + spans[3]]
-            return self._local(data, end, b"$%d\r\n%s\r\n" % (len(arg), arg))
-        if name == b"quit":
+    def _answer(self, cmd: Command, buf: bytes, start: int, end: int, spans: Sequence[int], data: bytes) -> Msg:
+        if cmd.name == b"quit":
             return Msg(data, end, None, ACTION_CLOSE, _OK)
-        if name == b"auth":
-            return self._local(data, end, self._auth(buf, start, spans))
-        raise AssertionError(f"no local handler for {name!r}")  # pragma: no cover
-
-    def _auth(self, buf: bytes, start: int, spans: Sequence[int]) -> bytes:
-        if self.password is None:
-            return b"-ERR Client sent AUTH, but no password is set\r\n"
-        argc = len(spans) >> 1
-        given = buf[start + spans[2 * argc - 2] : start + spans[2 * argc - 1]]
-        if argc > 3:
-            return b"-ERR wrong number of arguments for 'auth' command\r\n"
-        if given == self.password:
-            self.authenticated = True
-            return _OK
-        self.authenticated = False
-        return b"-ERR invalid password\r\n"
+        args = [buf[start + spans[i] : start + spans[i + 1]] for i in range(0, len(spans), 2)]
+        reply = HANDLERS[cmd.name](self.session, args)
+        self.variant = 1 if self.session.protocol == 3 else 0
+        return self._local(data, end, reply)
 
     @staticmethod
     def _local(data: bytes, end: int, reply: bytes) -> Msg:

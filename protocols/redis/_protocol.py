@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from corenet import __version__
 from corenet.protocols.redis import _fanout
+from corenet.protocols.redis._local import Session
 from corenet.protocols.redis._parser import ReplyParser, RequestParser
 from corenet.protocols.redis._resp import encode_command, encode_error
 
@@ -20,10 +22,22 @@ class RedisProtocol:
     """RESP requests and replies, Redis-worded errors, AUTH and SELECT set-up."""
 
     name = "redis"
+    variants = 2  # backend connections for RESP2 clients, and for RESP3 clients
+
+    def __init__(self) -> None:
+        self._clients = 0
 
     def new_request_parser(self, pool: PoolConfig) -> RequestParser:
         password = pool.redis_auth.encode() if pool.redis_auth is not None else None
-        return RequestParser(password=password)
+        self._clients += 1
+        session = Session(
+            password=password,
+            db=pool.redis_db,
+            authenticated=password is None,
+            client_id=self._clients,
+            proxy_version=__version__.encode(),
+        )
+        return RequestParser(session, denied=frozenset(c.lower().encode() for c in pool.deny_commands))
 
     def new_reply_parser(self) -> ReplyParser:
         return ReplyParser()
@@ -31,7 +45,7 @@ class RedisProtocol:
     def error_reply(self, message: str) -> bytes:
         return encode_error("ERR " + message)
 
-    def server_handshake(self, pool: PoolConfig) -> Sequence[bytes]:
+    def server_handshake(self, pool: PoolConfig, variant: int) -> Sequence[bytes]:
         # AUTH must come before SELECT: nutcracker sends SELECT first, which
         # a password-protected server refuses.
         requests = []
@@ -39,6 +53,8 @@ class RedisProtocol:
             requests.append(encode_command([b"AUTH", pool.redis_auth.encode()]))
         if pool.redis_db:
             requests.append(encode_command([b"SELECT", b"%d" % pool.redis_db]))
+        if variant == 1:
+            requests.append(encode_command([b"HELLO", b"3"]))
         return requests
 
     def fragment(self, msg: Msg, server_of: Callable[[bytes], int]) -> Sequence[tuple[int, Msg]]:

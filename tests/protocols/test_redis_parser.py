@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from corenet.errors import ProtocolError
 from corenet.msg import ACTION_CLOSE, ACTION_FANOUT, ACTION_FORWARD, ACTION_LOCAL
 from corenet.protocols.redis import COMMANDS, RequestParser, Route, encode_command, split_inline
+from corenet.protocols.redis._local import Session
 from corenet.testing import drive_requests, split_at
 from corenet.testing.strategies import redis_args, redis_key_commands
 
@@ -234,7 +235,7 @@ def test_inline_requests_are_reencoded_and_empty_lines_skipped():
 
 
 def test_auth_gate_and_replies():
-    parser = RequestParser(password=b"s3cret")
+    parser = RequestParser(Session(password=b"s3cret", authenticated=False))
     wire = (
         encode_command([b"GET", b"k"])
         + encode_command([b"AUTH", b"wrong"])

@@ -1,0 +1,151 @@
+"""Commands the proxy answers itself, one handler per command.
+
+Connection-level commands describe the client's session with the proxy,
+not any one backend, so they are answered here: ``PING``, ``ECHO``,
+``AUTH``, ``HELLO`` (which also switches the client between RESP2 and
+RESP3), ``SELECT`` of the configured database, and the harmless ``CLIENT``
+subcommands today's clients send on connect (``SETINFO``, ``SETNAME``,
+``GETNAME``, ``ID``).  A handler gets the session and the arguments and
+returns the reply bytes, encoded for the session's protocol version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+from corenet.protocols.redis._resp import encode_error, string2ll
+
+__all__ = ["HANDLERS", "Session"]
+
+REPORTED_VERSION = b"7.0.0"
+_OK = b"+OK\r\n"
+
+
+@attrs.define(slots=True)
+class Session:
+    """What the proxy knows of one client: auth state, protocol, name."""
+
+    password: bytes | None = None
+    db: int = 0
+    authenticated: bool = True
+    protocol: int = 2
+    name: bytes | None = None
+    client_id: int = 0
+    proxy_version: bytes = b""
+
+    def bulk(self, value: bytes | None) -> bytes:
+        if value is None:
+            return b"_\r\n" if self.protocol == 3 else b"$-1\r\n"
+        return b"$%d\r\n%s\r\n" % (len(value), value)
+
+    def map(self, pairs: list[tuple[bytes, bytes]]) -> bytes:
+        head = b"%%%d\r\n" % len(pairs) if self.protocol == 3 else b"*%d\r\n" % (2 * len(pairs))
+        return head + b"".join(self.bulk(k) + v for k, v in pairs)
+
+
+def _ping(session: Session, args: list[bytes]) -> bytes:
+    if len(args) == 1:
+        return b"+PONG\r\n"
+    if len(args) == 2:
+        return session.bulk(args[1])
+    return b"-ERR wrong number of arguments for 'ping' command\r\n"
+
+
+def _echo(session: Session, args: list[bytes]) -> bytes:
+    return session.bulk(args[1])
+
+
+def _auth(session: Session, args: list[bytes]) -> bytes:
+    if len(args) > 3:
+        return b"-ERR wrong number of arguments for 'auth' command\r\n"
+    if session.password is None:
+        return b"-ERR Client sent AUTH, but no password is set\r\n"
+    if args[-1] == session.password:
+        session.authenticated = True
+        return _OK
+    session.authenticated = False
+    return b"-ERR invalid password\r\n"
+
+
+def _hello(session: Session, args: list[bytes]) -> bytes:
+    protocol = session.protocol
+    i = 1
+    if len(args) > 1:
+        version = string2ll(args[1])
+        if version is None:
+            return b"-ERR Protocol version is not an integer or out of range\r\n"
+        if version not in (2, 3):
+            return b"-NOPROTO unsupported protocol version\r\n"
+        protocol = version
+        i = 2
+    name = session.name
+    while i < len(args):
+        option = args[i].lower()
+        if option == b"auth" and i + 2 < len(args):
+            password = args[i + 2]
+            if session.password is not None and password != session.password:
+                return b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+            session.authenticated = True
+            i += 3
+        elif option == b"setname" and i + 1 < len(args):
+            name = args[i + 1]
+            i += 2
+        else:
+            return encode_error(b"ERR Syntax error in HELLO option '%s'" % args[i])
+    if not session.authenticated:
+        return (
+            b"-NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+            b"HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
+            b"select the RESP protocol version at the same time\r\n"
+        )
+    session.protocol = protocol
+    session.name = name
+    return session.map(
+        [
+            (b"server", session.bulk(b"redis")),
+            (b"version", session.bulk(REPORTED_VERSION)),
+            (b"proto", b":%d\r\n" % protocol),
+            (b"id", b":%d\r\n" % session.client_id),
+            (b"mode", session.bulk(b"standalone")),
+            (b"role", session.bulk(b"master")),
+            (b"modules", b"*0\r\n"),
+            (b"proxy", session.bulk(b"corenet " + session.proxy_version)),
+        ]
+    )
+
+
+def _select(session: Session, args: list[bytes]) -> bytes:
+    db = string2ll(args[1])
+    if db is None:
+        return b"-ERR value is not an integer or out of range\r\n"
+    if db == session.db:
+        return _OK
+    return encode_error(b"ERR the proxy serves database %d only (redis_db)" % session.db)
+
+
+def _client(session: Session, args: list[bytes]) -> bytes:
+    sub = args[1].lower()
+    if sub == b"setinfo" and len(args) == 4:
+        return _OK
+    if sub == b"setname" and len(args) == 3:
+        if b" " in args[2] or b"\n" in args[2]:
+            return b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n"
+        session.name = args[2] or None
+        return _OK
+    if sub == b"getname" and len(args) == 2:
+        return session.bulk(session.name)
+    if sub == b"id" and len(args) == 2:
+        return b":%d\r\n" % session.client_id
+    return encode_error(b"ERR CLIENT %s is not supported by the proxy" % args[1][:64])
+
+
+HANDLERS: dict[bytes, Callable[[Session, list[bytes]], bytes]] = {
+    b"ping": _ping,
+    b"echo": _echo,
+    b"auth": _auth,
+    b"hello": _hello,
+    b"select": _select,
+    b"client": _client,
+}
