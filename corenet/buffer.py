@@ -44,6 +44,13 @@ class StreamBuffer:
         self._size = len(tail)
         self._need = need
 
+    def take(self) -> bytes:
+        """Return everything kept, joined, and forget it."""
+        data = b"".join(self._chunks)
+        self.clear()
+        return data
+
     def clear(self) -> None:
         self._chunks = []
         self._size = 0
+        self._need = 0

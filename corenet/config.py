@@ -82,8 +82,19 @@ class PoolConfig:
     server_connections: int = 1
     server_retry_timeout: int = 30000
     server_failure_limit: int = 2
+    # corenet only (nutcracker does not know these keys):
     deny_commands: tuple[str, ...] = ()
-    """corenet only: commands answered ``-ERR command 'X' is not allowed``."""
+    """Commands answered ``-ERR command 'X' is not allowed``."""
+    client_max_pending: int = 1024
+    """Requests a client may have in flight before the proxy stops reading it."""
+    client_output_buffer: int = 1024 * 1024
+    """Unsent reply bytes for a client above which the proxy stops reading it."""
+    client_output_limit: int = 64 * 1024 * 1024
+    """Unsent reply bytes above which a client that does not read is dropped."""
+    client_idle_timeout: int | None = None
+    """ms without requests after which an idle client is closed (off by default)."""
+    client_request_timeout: int | None = None
+    """ms a client may take to send one complete request (off by default)."""
     line: int = 0
 
     @property
@@ -311,4 +322,9 @@ _FIELDS: Mapping[str, Callable[[Any, _KeyWhere], Any]] = {
     "server_failure_limit": _as_int(1),
     "servers": _as_servers,
     "deny_commands": _as_names,
+    "client_max_pending": _as_int(1),
+    "client_output_buffer": _as_int(1024),
+    "client_output_limit": _as_int(1024),
+    "client_idle_timeout": _as_int(1),
+    "client_request_timeout": _as_int(1),
 }

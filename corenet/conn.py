@@ -299,6 +299,15 @@ class ClientConn(Conn):
         self.index = index
         self.out_q: deque[Msg] = deque()
         self.closing = False
+        # Backpressure: reading stops while too many requests are in flight
+        # or too many reply bytes wait for the client to read them.
+        self.paused = False
+        self.max_pending = pool.config.client_max_pending
+        self.last_active = loop.now
+        self.partial_since = 0.0
+        self._timer: TimerHandle | None = None
+        if pool.client_timeouts:
+            self._timer = loop.timers.call_later(min(pool.client_timeouts), self._check_timeouts)
 
     def read_error(self, exc: OSError) -> None:
         self.pool.stats.client_err += 1
@@ -312,15 +321,25 @@ class ClientConn(Conn):
         parse = self.parser.parse
         pool = self.pool
         out_q = self.out_q
+        max_pending = self.max_pending
         pos = 0
         n = len(data)
         while pos < n:
+            if len(out_q) >= max_pending:
+                # Keep the rest (whole requests, already read) for later.
+                self.pending.keep(data, pos, 0)
+                self.partial_since = 0.0
+                self._pause()
+                return
             try:
                 msg = parse(data, pos)
             except ProtocolError as exc:
                 self._protocol_error(exc)
                 return
             if msg is None:
+                # A new incomplete request starts its clock; a continued one keeps it.
+                if pos or not self.partial_since:
+                    self.partial_since = self.loop.now
                 self.pending.keep(data, self.parser.resume_at, self.parser.need)
                 return
             pos = msg.end
@@ -336,6 +355,52 @@ class ClientConn(Conn):
                 if action == ACTION_CLOSE:
                     self._stop_reading()
                     return
+        self.partial_since = 0.0
+        self.last_active = self.loop.now
+
+    def _pause(self) -> None:
+        if not self.paused:
+            self.paused = True
+            self.reading = False
+            self._set_mask(self._mask & ~EV_READ)
+
+    def _maybe_resume(self) -> None:
+        if (
+            self.closing
+            or len(self.out_q) > self.max_pending >> 1
+            or self.unsent_bytes > self.pool.config.client_output_buffer
+        ):
+            return
+        self.paused = False
+        self.reading = True
+        self._set_mask(self._mask | EV_READ)
+        if len(self.pending) and not self.parser_waiting():
+            # Whole requests read before the pause: parse them now, since no
+            # new data may ever come to trigger a read.
+            self._process(self.pending.take())
+
+    def parser_waiting(self) -> bool:
+        """True when the kept bytes are an incomplete request (not a backlog)."""
+        return self.partial_since > 0.0
+
+    def _check_timeouts(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        config = self.pool.config
+        now = self.loop.now
+        idle = config.client_idle_timeout
+        partial = config.client_request_timeout
+        if partial and len(self.pending) and self.parser_waiting() and now - self.partial_since >= partial / 1000:
+            logger.info("pool %s: closing client fd %d: request incomplete after %d ms", self.pool.name, self.fd, partial)
+            self.pool.stats.client_err += 1
+            self.close()
+            return
+        if idle and not self.out_q and not len(self.pending) and now - self.last_active >= idle / 1000:
+            logger.info("pool %s: closing client fd %d: idle for %d ms", self.pool.name, self.fd, idle)
+            self.close()
+            return
+        self._timer = self.loop.timers.call_later(min(self.pool.client_timeouts), self._check_timeouts)
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         self.pool.stats.client_err += 1
@@ -371,17 +436,42 @@ class ClientConn(Conn):
                 out_q.clear()
                 break
         self.send_bytes(chunks[0] if len(chunks) == 1 else b"".join(chunks))  # type: ignore[arg-type]
-        if self.closing and self._unsent is None and not self.closed:
+        if self._unsent is None:
+            if self.closing and not self.closed:
+                self.close()
+            elif self.paused:
+                self._maybe_resume()
+            return
+        unsent = self.unsent_bytes
+        if unsent > self.pool.config.client_output_limit:
+            # A client that asks for more than it reads: drop it rather than
+            # buffer without bound.
+            logger.warning(
+                "pool %s: closing client fd %d: %d reply bytes unread (client_output_limit)",
+                self.pool.name,
+                self.fd,
+                unsent,
+            )
+            self.pool.stats.client_err += 1
             self.close()
+        elif unsent > self.pool.config.client_output_buffer:
+            self._pause()
+        elif self.paused:
+            self._maybe_resume()
 
     def output_drained(self) -> None:
         if self.closing:
             self.close()
+        elif self.paused:
+            self._maybe_resume()
 
     def close(self) -> None:
         if self.closed:
             return
         super().close()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         # Requests still at servers keep a reference to us; their replies are
         # dropped when they arrive (``closed``), and the rest is freed here.
         self.out_q.clear()
@@ -409,6 +499,7 @@ class ServerConn(Conn):
         self.read_size = 65536
         self.connect_error = 0
         self.variant = 0
+        self.established = False
 
     @classmethod
     def connect(cls, loop: Loop, pool: Pool, server: Server, parser: ReplyParser, variant: int = 0) -> ServerConn:
@@ -442,6 +533,8 @@ class ServerConn(Conn):
 
     def _connected(self) -> None:
         self.connected = True
+        self.established = True
+        self.server.connect_succeeded()
         self.server.stats.server_connections += 1
         self._set_mask(EV_READ)
         self.loop.schedule_flush(self)
@@ -556,6 +649,8 @@ class ServerConn(Conn):
         """Close this connection and give every request on it an error, in order."""
         if self.closed:
             return
+        if not self.established:
+            self.server.connect_failed(err)
         self.close()
         reply = self.pool.protocol.error_reply(os.strerror(err))
         pending = list(self.out_q)

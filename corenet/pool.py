@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 import time
 from typing import TYPE_CHECKING
@@ -87,18 +88,27 @@ class Server:
         self.ejected = False
         self.stats = ServerStats()
         self.total_connections = 0
+        # Reconnect back-off: after a failed connect, new connects wait
+        # (50 ms doubling to 500 ms), and requests meanwhile fail at once
+        # with the connect error, so a dead server costs no connect storm.
+        self.backoff = 0.0
+        self.connect_after = 0.0
+        self.connect_error = 0
 
     def __repr__(self) -> str:
         return f"<Server {self.name} of {self.pool.name}>"
 
-    def conn_for(self, client_index: int, variant: int = 0) -> ServerConn:
+    def conn_for(self, client_index: int, variant: int = 0) -> ServerConn | None:
         """The connection a client's requests use: one per client, so a
-        client's requests to this server stay in order."""
+        client's requests to this server stay in order.  None while a
+        reconnect is backing off (``connect_error`` says why)."""
         conns = self.conn_sets[variant]
         slot = client_index % len(conns) if len(conns) > 1 else 0
         conn = conns[slot]
         if conn is None:
             pool = self.pool
+            if self.connect_after and pool.loop.now < self.connect_after:
+                return None
             conn = ServerConn.connect(pool.loop, pool, self, pool.protocol.new_reply_parser(), variant)
             conns[slot] = conn
             self.total_connections += 1
@@ -108,6 +118,15 @@ class Server:
     def conns(self) -> list[ServerConn]:
         """Every open connection to this server."""
         return [c for conns in self.conn_sets for c in conns if c is not None]
+
+    def connect_failed(self, err: int) -> None:
+        self.backoff = min(max(self.backoff * 2, 0.05), 0.5)
+        self.connect_after = self.pool.loop.now + self.backoff
+        self.connect_error = err
+
+    def connect_succeeded(self) -> None:
+        self.backoff = 0.0
+        self.connect_after = 0.0
 
     def conn_closed(self, conn: ServerConn) -> None:
         conns = self.conn_sets[conn.variant]
@@ -145,6 +164,10 @@ class Pool:
         except PluginError as exc:
             raise ConfigError(f"pool '{config.name}' (line {config.line}): {exc}") from exc
         self.timeout = config.timeout / 1000.0 if config.timeout is not None else None
+        # How often each client's idle/request timers are checked (seconds).
+        self.client_timeouts = [
+            ms / 1000.0 / 2 for ms in (config.client_idle_timeout, config.client_request_timeout) if ms
+        ]
         self.servers = [Server(self, s) for s in sorted(config.servers, key=lambda s: sort_key(s.name))]
         self.router = Router(hash_fn, distribution, config.hash_tag, len(self.servers))
         self.index_of = self.router.index_of
@@ -190,7 +213,11 @@ class Pool:
         assert msg.key is not None and msg.client is not None
         server = live[self.index_of(msg.key)]
         client = msg.client
-        server.conn_for(client.index, client.parser.variant).enqueue(msg)
+        conn = server.conn_for(client.index, client.parser.variant)
+        if conn is None:
+            self._backing_off(msg, server)
+        else:
+            conn.enqueue(msg)
 
     def fanout(self, msg: Msg) -> None:
         """Split a multi-key request across servers (or forward it whole)."""
@@ -205,7 +232,16 @@ class Pool:
         if len(frags) > 1:
             self.stats.fragments += len(frags)
         for index, frag in frags:
-            live[index].conn_for(client_index, variant).enqueue(frag)
+            server = live[index]
+            conn = server.conn_for(client_index, variant)
+            if conn is None:
+                self._backing_off(frag, server)
+            else:
+                conn.enqueue(frag)
+
+    def _backing_off(self, msg: Msg, server: Server) -> None:
+        self.stats.forward_error += 1
+        complete(msg, self.protocol.error_reply(os.strerror(server.connect_error)))
 
     def _unroutable(self, msg: Msg) -> None:
         self.stats.forward_error += 1

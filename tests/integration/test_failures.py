@@ -63,8 +63,14 @@ def test_backend_killed_with_requests_in_flight(corenet_proxy_factory):
                 data += chunk
         replies = data.split(b"\r\n")[:-1]
         assert len(replies) == n
-        assert set(replies) <= {b"-ERR Connection reset by peer", b"$1", b"v"}
-        assert data.count(expected) == n
+        # Requests the proxy had sent get "reset by peer"; those still held
+        # back by backpressure (client_max_pending) reach a dead port after
+        # the kill and get "refused".  Nothing is lost, nothing duplicated.
+        reset = replies.count(expected[:-2])
+        refused = replies.count(b"-ERR Connection refused")
+        assert reset + refused == n
+        assert reset >= 1
+        assert replies[:reset] == [expected[:-2]] * reset
     finally:
         backend.stop()
 
