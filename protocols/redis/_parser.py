@@ -86,6 +86,10 @@ class RequestParser:
         self._bulk = -1
 
     def parse(self, buf: bytes, pos: int) -> Msg | None:
+        if self._argc < 0 and buf[pos : pos + 1] == b"*":
+            msg = self._complete_multibulk(buf, pos)
+            if msg is not None:
+                return msg
         n = len(buf)
         while pos < n:
             if buf[pos] == 42:  # '*'
@@ -116,6 +120,39 @@ class RequestParser:
             return found
         self._again(pos, 0)
         return None
+
+    def _complete_multibulk(self, buf: bytes, start: int) -> Msg | None:
+        """The common case, without resume state: a complete request with
+        plain decimal lengths.  Anything else (incomplete, odd, malformed)
+        returns None and goes through the general path, which tries this at
+        most once per request, so total work stays O(n)."""
+        find = buf.find
+        nl = find(b"\r\n", start)
+        field = buf[start + 1 : nl]
+        if nl < 0 or not field.isdigit() or field[0] == 48 or not self.session.authenticated:
+            return None
+        argc = int(field)
+        if argc > _INT_MAX:
+            return None
+        n = len(buf)
+        max_bulk = self.max_bulk_len
+        spans: list[int] = []
+        p = nl + 2
+        for _ in range(argc):
+            if buf[p : p + 1] != b"$":
+                return None
+            nl = find(b"\r\n", p)
+            field = buf[p + 1 : nl]
+            if nl < 0 or not field.isdigit() or (field[0] == 48 and len(field) > 1):
+                return None
+            size = int(field)
+            p = nl + 2 + size
+            if p + 2 > n or size > max_bulk:
+                return None
+            spans.append(nl + 2 - start)
+            spans.append(p - start)
+            p += 2
+        return self._command(buf, start, p, spans, buf[start:p])
 
     def _again(self, pos: int, need: int) -> None:
         self.resume_at = pos
