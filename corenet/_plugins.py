@@ -50,6 +50,7 @@ T = TypeVar("T")
 BUILTIN_PLUGINS: dict[str, str] = {
     "event": "corenet.event._plugin",
     "redis": "corenet.protocols.redis.plugin",
+    "memcache": "corenet.protocols.memcache.plugin",
     "hashing": "corenet.plugins.hashing.plugin",
     "distribution": "corenet.plugins.distribution.plugin",
 }

@@ -1,26 +1,53 @@
-"""``corenet-proxy``: nutcracker's command line, plus corenet's own flags."""
+"""``corenet-proxy``: nutcracker's command line, plus corenet's own flags.
+
+Checked against Debian's nutcracker 0.5.0 (see docs/operations.md):
+``-h``, ``-V`` and ``-D`` print a version header (``This is ...``, the event
+backend, a blank line) and then the usage or the stats description, all on
+stderr, and exit 0; a bad option prints the reason and the usage on stderr
+and exits 1; ``-t`` prints ``... configuration file 'F' syntax is ok`` (exit
+0) or ``... is invalid`` (exit 1) on stderr.  Beyond nutcracker, ``-t`` (and
+a failed start) also prints why: file, line, pool and key.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import signal
 import sys
-from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import yaml
 
 from corenet import __version__
 from corenet.config import PoolConfig, load_config
 from corenet.errors import BackendError, ConfigError, CorenetError, PluginError
-from corenet.stats import POOL_STATS, SERVER_STATS
+from corenet.proxy import NOTICE
+from corenet.stats import NUTCRACKER_VERSION, POOL_STATS, SERVER_STATS
 
-__all__ = ["build_parser", "main"]
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from corenet.proxy import Proxy
+
+__all__ = ["LogSetup", "build_parser", "log_level", "main"]
 
 PROG = "corenet-proxy"
-NOTICE = 25  # nutcracker's LOG_NOTICE, between WARNING and INFO
-logging.addLevelName(NOTICE, "NOTICE")
+MAX_VERBOSITY = 11  # nutcracker's LOG_PVERB
 
 # nutcracker -v levels: 0 emerg .. 3 err, 4 warn, 5 notice, 6 info, 7+ debug.
-_LEVELS = {0: logging.CRITICAL, 1: logging.CRITICAL, 2: logging.CRITICAL, 3: logging.ERROR, 4: logging.WARNING, 5: NOTICE, 6: logging.INFO}
+_LEVELS = {
+    0: logging.CRITICAL,
+    1: logging.CRITICAL,
+    2: logging.CRITICAL,
+    3: logging.ERROR,
+    4: logging.WARNING,
+    5: NOTICE,
+    6: logging.INFO,
+}
+
+logger = logging.getLogger("corenet.cli")
 
 
 def log_level(verbosity: int) -> int:
@@ -28,145 +55,293 @@ def log_level(verbosity: int) -> int:
     return _LEVELS.get(verbosity, logging.DEBUG if verbosity > 6 else logging.CRITICAL)
 
 
+class LogSetup:
+    """The ``corenet`` logger's handler and level, as ``-v`` and ``-o`` set them.
+
+    Lines go to ``output`` (opened for appending, like nutcracker's
+    ``O_APPEND``) or to stderr.  The signals act on this object through
+    :class:`corenet.proxy.LogControl`.
+
+    Raises:
+        OSError: ``output`` cannot be opened.
+    """
+
+    def __init__(self, verbosity: int, output: str | None) -> None:
+        self.output = output
+        self.verbosity = max(0, min(verbosity, MAX_VERBOSITY))
+        self.handler: logging.StreamHandler[Any] = (
+            logging.FileHandler(output, encoding="utf-8")
+            if output
+            else logging.StreamHandler(sys.stderr)
+        )
+        self.handler.setFormatter(
+            logging.Formatter(
+                "[%(asctime)s.%(msecs)03d] %(name)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"
+            )
+        )
+        self.root = logging.getLogger("corenet")
+        self.root.handlers[:] = [self.handler]
+        self.root.propagate = False
+        self._apply()
+
+    def _apply(self) -> None:
+        self.root.setLevel(log_level(self.verbosity))
+
+    def reopen(self) -> None:
+        """Reopen the log file by name (after logrotate moved it); stderr stays."""
+        if not self.output:
+            return
+        try:
+            stream = open(self.output, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            # nutcracker: "reopening log file '%s' failed, ignored".
+            print(
+                f"{PROG}: reopening log file '{self.output}' failed, ignored: {exc.strerror}",
+                file=sys.stderr,
+            )
+            return
+        old = self.handler.setStream(stream)
+        if old is not None:
+            old.close()
+
+    def more_verbose(self) -> int | None:
+        """One level more (nutcracker's SIGTTIN); None when already at 11."""
+        if self.verbosity >= MAX_VERBOSITY:
+            return None
+        self.verbosity += 1
+        self._apply()
+        return self.verbosity
+
+    def less_verbose(self) -> int | None:
+        """One level less (nutcracker's SIGTTOU); None when already at 0."""
+        if self.verbosity <= 0:
+            return None
+        self.verbosity -= 1
+        self._apply()
+        return self.verbosity
+
+
+def _setup_logging(verbosity: int, output: str | None) -> LogSetup:
+    return LogSetup(verbosity, output)
+
+
+# -- the command line ----------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with nutcracker's error behaviour: reason and usage on stderr, exit 1."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: {message}\n")
+        self.print_help(sys.stderr)
+        self.exit(1)
+
+
+def _number(flag: str) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        if not text.isdigit():
+            raise argparse.ArgumentTypeError(f"option {flag} requires a number")
+        return int(text)
+
+    return convert
+
+
+def _stats_port(text: str) -> int:
+    value = _number("-s")(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"option -s value {value} is not a valid port")
+    return int(value)
+
+
+def _metrics_port(text: str) -> int:
+    value = _number("--metrics-port")(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"option --metrics-port value {value} is not a valid port")
+    return int(value)
+
+
 def _mbuf_size(text: str) -> int:
-    value = int(text)
+    value = int(_number("-m")(text))
     if not 512 <= value <= 16 * 1024 * 1024:
         raise argparse.ArgumentTypeError("mbuf size must be between 512 and 16777216 bytes")
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError("drain timeout must be between 0 and 3600 seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
-        description="A Redis/memcache sharding proxy that reads nutcracker.yml and takes nutcracker's flags.",
+        add_help=False,
+        description="A Redis/memcache sharding proxy that reads nutcracker.yml "
+        "and takes nutcracker's flags.",
     )
-    parser.add_argument("-V", "--version", action="store_true", help="show version and exit")
-    parser.add_argument("-t", "--test-conf", action="store_true", help="test configuration for syntax errors and exit")
-    parser.add_argument("-d", "--daemonize", action="store_true", help="run as a daemon")
-    parser.add_argument("-D", "--describe-stats", action="store_true", help="print stats description and exit")
-    parser.add_argument("-v", "--verbose", type=int, default=5, metavar="N", help="set logging level (default: 5, min: 0, max: 11)")
-    parser.add_argument("-o", "--output", metavar="FILE", help="set logging file (default: stderr)")
-    parser.add_argument("-c", "--conf-file", default="conf/nutcracker.yml", metavar="FILE", help="set configuration file (default: conf/nutcracker.yml)")
-    parser.add_argument("-s", "--stats-port", type=int, default=22222, metavar="PORT", help="set stats monitoring port (default: 22222; 0 disables it)")
-    parser.add_argument("-a", "--stats-addr", default="127.0.0.1", metavar="ADDR", help="set stats monitoring ip (default: 127.0.0.1, where nutcracker uses 0.0.0.0)")
-    parser.add_argument("-i", "--stats-interval", type=int, default=30000, metavar="MS", help="accepted for compatibility: corenet's stats are live, not aggregated every interval")
-    parser.add_argument("-p", "--pid-file", metavar="FILE", help="set pid file (default: off)")
-    parser.add_argument("-m", "--mbuf-size", type=_mbuf_size, default=16384, metavar="N", help="set size of the receive buffer chunk in bytes (default: 16384)")
-    parser.add_argument("--event-backend", default=None, metavar="NAME", help="event backend: auto, epoll, kqueue, poll, select or a plugin's (default: $CORENET_EVENT_BACKEND or auto)")
-    parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (not implemented yet: only 1 is accepted)")
-    parser.add_argument("--demo", action="store_true", help="start two local redis-servers and serve them on 127.0.0.1:22121 (needs redis-server)")
+    add = parser.add_argument
+    add("-h", "--help", action="store_true", help="this help")
+    add("-V", "--version", action="store_true", help="show version and exit")
+    add(
+        "-t",
+        "--test-conf",
+        action="store_true",
+        help="test configuration for syntax errors and exit",
+    )
+    add("-d", "--daemonize", action="store_true", help="run as a daemon")
+    add("-D", "--describe-stats", action="store_true", help="print stats description and exit")
+    add(
+        "-v",
+        "--verbose",
+        type=_number("-v"),
+        default=5,
+        metavar="N",
+        help="set logging level (default: 5, min: 0, max: 11)",
+    )
+    add("-o", "--output", metavar="FILE", help="set logging file (default: stderr)")
+    add(
+        "-c",
+        "--conf-file",
+        default="conf/nutcracker.yml",
+        metavar="FILE",
+        help="set configuration file (default: conf/nutcracker.yml)",
+    )
+    add(
+        "-s",
+        "--stats-port",
+        type=_stats_port,
+        default=22222,
+        metavar="PORT",
+        help="set stats monitoring port (default: 22222; 0 turns it off)",
+    )
+    add(
+        "-a",
+        "--stats-addr",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="set stats monitoring ip (default: 127.0.0.1; nutcracker's is 0.0.0.0)",
+    )
+    add(
+        "-i",
+        "--stats-interval",
+        type=_number("-i"),
+        default=30000,
+        metavar="MS",
+        help="set stats aggregation interval in msec (default: 30000); accepted for "
+        "compatibility: corenet's stats are read live",
+    )
+    add("-p", "--pid-file", metavar="FILE", help="set pid file (default: off)")
+    add(
+        "-m",
+        "--mbuf-size",
+        type=_mbuf_size,
+        default=16384,
+        metavar="N",
+        help="set size of mbuf chunk in bytes (default: 16384)",
+    )
+    add(
+        "--metrics-addr",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="Prometheus /metrics address (default: 127.0.0.1)",
+    )
+    add(
+        "--metrics-port",
+        type=_metrics_port,
+        default=None,
+        metavar="PORT",
+        help="Prometheus /metrics port (default: off)",
+    )
+    add(
+        "--drain-timeout",
+        type=_seconds,
+        default=5.0,
+        metavar="S",
+        help="on SIGTERM, wait at most S seconds for in-flight requests (default: 5)",
+    )
+    add(
+        "--event-backend",
+        default=None,
+        metavar="NAME",
+        help="event backend: auto, epoll, kqueue, poll, select or a plugin's "
+        "(default: $CORENET_EVENT_BACKEND or auto)",
+    )
+    add(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes (not implemented yet: only 1 is accepted)",
+    )
+    add(
+        "--demo",
+        action="store_true",
+        help="start two local redis-servers and serve them on 127.0.0.1:22121 (needs redis-server)",
+    )
     return parser
 
 
-def _describe_stats() -> str:
-    lines = ["This is corenet-proxy-%s" % __version__, "", "pool stats:"]
-    lines += [f"  {name:<20}\"{kind}\"{' ' * max(1, 12 - len(kind))}\"{desc}\"" for name, (kind, desc) in POOL_STATS.items()]
-    lines += ["", "server stats:"]
-    lines += [f"  {name:<20}\"{kind}\"{' ' * max(1, 12 - len(kind))}\"{desc}\"" for name, (kind, desc) in SERVER_STATS.items()]
-    return "\n".join(lines)
-
-
-def _setup_logging(verbosity: int, output: str | None) -> None:
-    handler: logging.Handler = logging.FileHandler(output) if output else logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("[%(asctime)s] %(name)s %(levelname)s %(message)s"))
-    root = logging.getLogger("corenet")
-    root.handlers[:] = [handler]
-    root.setLevel(log_level(verbosity))
-    root.propagate = False
-
-
-def _daemonize() -> None:
-    # Classic double fork: the first child leaves the session, the second
-    # can never reacquire a controlling terminal.
-    if os.fork() > 0:
-        os._exit(0)
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    os.chdir("/")
-    os.umask(0)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    if devnull > 2:
-        os.close(devnull)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.version:
-        print(f"This is corenet-proxy-{__version__} (nutcracker 0.5.0 compatible)")
-        return 0
-    if args.describe_stats:
-        print(_describe_stats())
-        return 0
-    if args.workers != 1:
-        print(f"{PROG}: --workers {args.workers}: multiple workers are not implemented yet; use 1", file=sys.stderr)
-        return 2
-    if args.demo:
-        from corenet.demo import run_demo
-
-        return run_demo(args)
-    conf_file = os.path.abspath(args.conf_file)
+def _backend_name(name: str | None) -> str:
     try:
-        pools = load_config(conf_file)
-    except ConfigError as exc:
-        if args.test_conf:
-            print(f"{PROG}: configuration file '{args.conf_file}' syntax is invalid", file=sys.stderr)
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 1
-    if args.test_conf:
-        try:
-            _check_plugins(pools)
-        except ConfigError as exc:
-            print(f"{PROG}: configuration file '{args.conf_file}' syntax is invalid", file=sys.stderr)
-            print(f"{PROG}: {exc}", file=sys.stderr)
-            return 1
-        print(f"{PROG}: configuration file '{args.conf_file}' syntax is ok", file=sys.stderr)
-        return 0
-    _setup_logging(args.verbose, args.output and os.path.abspath(args.output))
-    from corenet.proxy import Proxy, ProxyOptions
+        from corenet._plugins import Plugins
+        from corenet.event import select_backend
 
-    options = ProxyOptions(
-        stats_addr=args.stats_addr,
-        stats_port=args.stats_port or None,
-        mbuf_size=args.mbuf_size,
-        event_backend=args.event_backend,
-    )
+        backend = select_backend(name, Plugins().event_backends)
+    except (CorenetError, OSError):
+        return "unknown"
     try:
-        proxy = Proxy(pools, options, version=__version__)
-        proxy.start()
-    except (ConfigError, PluginError, BackendError) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"{PROG}: cannot listen: {exc}", file=sys.stderr)
-        return 1
-    if args.daemonize:
-        _daemonize()
-    pid_file = args.pid_file and os.path.abspath(args.pid_file)
-    if pid_file:
-        with open(pid_file, "w") as f:
-            f.write(f"{os.getpid()}\n")
-    logging.getLogger("corenet").log(
-        NOTICE, "corenet-proxy-%s started on pid %d, event backend %s", __version__, os.getpid(), proxy.backend.name
-    )
-    try:
-        proxy.run()
-    except CorenetError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 1
+        return backend.name
     finally:
-        if pid_file:
-            try:
-                os.unlink(pid_file)
-            except OSError:
-                pass
-    return 0
+        backend.close()
 
 
-def _check_plugins(pools: Mapping[str, PoolConfig]) -> None:
-    """Check that every pool's protocol, hash and distribution exist."""
+def _version_header(event_backend: str | None) -> str:
+    return (
+        f"This is {PROG}-{__version__} (nutcracker-{NUTCRACKER_VERSION} compatible)\n"
+        f"async event backend: {_backend_name(event_backend)}\n"
+    )
+
+
+def _describe_stats() -> str:
+    """nutcracker's ``-D`` text: ``  name<pad to 20>"description"`` per figure."""
+    lines = ["pool stats:"]
+    lines += [f'  {name:<20}"{desc}"' for name, (_, desc) in POOL_STATS.items()]
+    lines += ["", "server stats:"]
+    lines += [f'  {name:<20}"{desc}"' for name, (_, desc) in SERVER_STATS.items()]
+    return "\n".join(lines) + "\n"
+
+
+# -- configuration -----------------------------------------------------------------
+
+
+def _key_line(path: str, pool: str, key: str) -> int | None:
+    """The line of ``key`` in ``pool`` of the YAML file at ``path``, if it can be found."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            root = yaml.compose(f, Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(root, yaml.MappingNode):
+        return None
+    for pool_node, body in root.value:
+        if str(pool_node.value) == pool and isinstance(body, yaml.MappingNode):
+            for key_node, _ in body.value:
+                if str(key_node.value) == key:
+                    return int(key_node.start_mark.line) + 1
+    return None
+
+
+def check_plugins(pools: Mapping[str, PoolConfig], source: str) -> None:
+    """Check that every pool's protocol, hash and distribution exist.
+
+    Raises:
+        ConfigError: naming the file, line, pool and key.
+    """
     from corenet._plugins import Plugins
 
     plugins = Plugins()
@@ -178,4 +353,209 @@ def _check_plugins(pools: Mapping[str, PoolConfig]) -> None:
         ):
             if name not in registry:
                 known = ", ".join(sorted(registry))
-                raise ConfigError(f"pool '{pool.name}' (line {pool.line}), key '{key}': \"{name}\" is not a valid {registry.kind} (known: {known})")
+                line = _key_line(source, pool.name, key) or pool.line
+                raise ConfigError(
+                    f"{source}:{line}: pool '{pool.name}', key '{key}': "
+                    f'"{name}" is not a valid {registry.kind} (known: {known})'
+                )
+
+
+# -- daemon ------------------------------------------------------------------------
+
+
+class _Daemon:
+    """The daemon's end of the pipe the starting command waits on.
+
+    The command that ran ``corenet-proxy -d`` exits only once the daemon has
+    bound its listeners and written its pid file (status 0), or has failed
+    to (status 1, with the reason on the command's stderr): unlike
+    nutcracker, whose ``-d`` returns 0 before binding anything.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def _send(self, data: bytes) -> None:
+        if self.fd < 0:
+            return
+        try:
+            os.write(self.fd, data)
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = -1
+
+    def ready(self) -> None:
+        self._send(b"ok")
+
+    def failed(self, message: str) -> None:
+        self._send(message.encode("utf-8", "replace"))
+
+
+def _daemonize() -> _Daemon:
+    """Detach (double fork, new session, cwd /, std streams on /dev/null).
+
+    Returns in the daemon only; the original process waits for the report
+    of :class:`_Daemon` and exits with it.
+    """
+    read_end, write_end = os.pipe()
+    if os.fork() > 0:
+        os.close(write_end)
+        chunks = []
+        while chunk := os.read(read_end, 65536):
+            chunks.append(chunk)
+        report = b"".join(chunks)
+        if report == b"ok":
+            os._exit(0)
+        sys.stderr.write(
+            report.decode("utf-8", "replace") or f"{PROG}: the daemon exited while starting\n"
+        )
+        sys.stderr.flush()
+        os._exit(1)
+    os.close(read_end)
+    os.setsid()
+    # The session leader's exit must not hang the daemon up.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    if devnull > 2:
+        os.close(devnull)
+    return _Daemon(write_end)
+
+
+def _write_pid_file(path: str) -> None:
+    # nutcracker: O_WRONLY|O_CREAT|O_TRUNC, mode 0644, the pid without a newline.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, str(os.getpid()).encode())
+    finally:
+        os.close(fd)
+
+
+# -- main --------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.help or args.version or args.describe_stats:
+        # nutcracker prints all of this on stderr: -h and -D imply -V.
+        text = _version_header(args.event_backend) + "\n"
+        if args.help:
+            text += parser.format_help() + "\n"
+        if args.describe_stats:
+            text += _describe_stats()
+        sys.stderr.write(text)
+        return 0
+    if args.workers != 1:
+        print(
+            f"{PROG}: --workers {args.workers}: multiple workers are not implemented yet; use 1",
+            file=sys.stderr,
+        )
+        return 2
+    if args.demo:
+        from corenet.demo import run_demo
+
+        return run_demo(args)
+    conf_file = os.path.abspath(args.conf_file)
+    try:
+        pools = load_config(conf_file)
+        check_plugins(pools, conf_file)
+    except ConfigError as exc:
+        print(f"{PROG}: configuration file '{args.conf_file}' syntax is invalid", file=sys.stderr)
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    if args.test_conf:
+        print(f"{PROG}: configuration file '{args.conf_file}' syntax is ok", file=sys.stderr)
+        return 0
+    output = args.output and os.path.abspath(args.output)
+    try:
+        log = LogSetup(args.verbose, output)
+    except OSError as exc:
+        print(f"{PROG}: opening log file '{args.output}' failed: {exc.strerror}", file=sys.stderr)
+        return 1
+    daemon = _daemonize() if args.daemonize else None
+    pid_file = args.pid_file and os.path.abspath(args.pid_file)
+    try:
+        return _serve(args, pools, log, daemon, pid_file)
+    finally:
+        if daemon is not None:
+            daemon.failed(f"{PROG}: the daemon exited while starting\n")
+
+
+def _serve(
+    args: argparse.Namespace,
+    pools: Mapping[str, PoolConfig],
+    log: LogSetup,
+    daemon: _Daemon | None,
+    pid_file: str | None,
+) -> int:
+    def fail(message: str) -> int:
+        logger.error("%s", message)
+        if daemon is not None:
+            daemon.failed(f"{PROG}: {message}\n")
+        elif log.output:
+            print(f"{PROG}: {message}", file=sys.stderr)
+        return 1
+
+    from corenet.proxy import Proxy, ProxyOptions
+
+    options = ProxyOptions(
+        stats_addr=args.stats_addr,
+        stats_port=args.stats_port or None,
+        mbuf_size=args.mbuf_size,
+        event_backend=args.event_backend,
+        metrics_addr=args.metrics_addr,
+        metrics_port=args.metrics_port,
+        drain_timeout=args.drain_timeout,
+    )
+    proxy: Proxy | None = None
+    try:
+        proxy = Proxy(pools, options, version=__version__, log=log)
+        proxy.start()
+    except (ConfigError, PluginError, BackendError) as exc:
+        if proxy is not None:
+            proxy.close()
+        return fail(str(exc))
+    except OSError as exc:
+        if proxy is not None:
+            proxy.close()
+        return fail(f"cannot listen: {exc}")
+    if pid_file:
+        try:
+            _write_pid_file(pid_file)
+        except OSError as exc:
+            proxy.close()
+            return fail(f"opening pid file '{pid_file}' failed: {exc.strerror}")
+    try:
+        if daemon is not None:
+            daemon.ready()
+        logger.log(
+            NOTICE,
+            "%s-%s (nutcracker-%s compatible) started on pid %d, event backend %s",
+            PROG,
+            __version__,
+            NUTCRACKER_VERSION,
+            os.getpid(),
+            proxy.backend.name,
+        )
+        try:
+            status = proxy.run()
+        except CorenetError as exc:
+            logger.critical("%s", exc)
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 1
+        logger.log(NOTICE, "%s-%s stopped", PROG, __version__)
+        return status
+    finally:
+        if pid_file:
+            try:
+                os.unlink(pid_file)
+            except OSError as exc:
+                logger.warning(
+                    "unlink of pid file '%s' failed, ignored: %s", pid_file, exc.strerror
+                )

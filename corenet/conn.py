@@ -209,6 +209,7 @@ class ProxyConn(Conn):
         super().__init__(loop, sock)
         self.pool = pool
         self._paused = False
+        self._bound: tuple[int, int] | None = None  # (dev, inode) of our unix socket
 
     @classmethod
     def listen(cls, loop: Loop, pool: Pool) -> ProxyConn:
@@ -226,6 +227,8 @@ class ProxyConn(Conn):
                 sock.bind(address.path)
                 if address.perm is not None:
                     os.chmod(address.path, address.perm)
+                st = os.stat(address.path)
+                bound = (st.st_dev, st.st_ino)
             else:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind(_sockaddr(address))
@@ -234,6 +237,8 @@ class ProxyConn(Conn):
             sock.close()
             raise
         conn = cls(loop, pool, sock)
+        if address.is_unix:
+            conn._bound = bound
         loop.add(conn.fd, conn, EV_READ)
         conn._mask = EV_READ
         return conn
@@ -280,9 +285,13 @@ class ProxyConn(Conn):
         else:
             super().close()
         address = self.pool.config.listen
-        if address.path is not None:
+        if address.path is not None and self._bound is not None:
+            # Remove the socket file only if it is still ours: in a rolling
+            # restart the new process may already have bound the same path.
             try:
-                os.unlink(address.path)
+                st = os.stat(address.path)
+                if (st.st_dev, st.st_ino) == self._bound:
+                    os.unlink(address.path)
             except OSError:
                 pass
 
@@ -322,6 +331,7 @@ class ClientConn(Conn):
         pool = self.pool
         out_q = self.out_q
         max_pending = self.max_pending
+        now = self.loop.now
         pos = 0
         n = len(data)
         while pos < n:
@@ -344,6 +354,7 @@ class ClientConn(Conn):
                 return
             pos = msg.end
             msg.client = self
+            msg.start_time = now
             out_q.append(msg)
             action = msg.action
             if action == ACTION_FORWARD:
@@ -410,6 +421,17 @@ class ClientConn(Conn):
             raise AssertionError("a parser must resynchronise itself instead of raising close=False")
         self.out_q.append(Msg(b"", 0, None, ACTION_CLOSE, exc.reply))
         self._stop_reading()
+        self.loop.schedule_flush(self)
+
+    def close_when_done(self) -> None:
+        """Read no more requests; close once every pending reply is written.
+
+        Used to drain on shutdown: the same mechanism as ``QUIT``, a closing
+        marker queued after the requests in flight.
+        """
+        self._stop_reading()
+        self.max_pending = 0  # backpressure must not resume reading
+        self.out_q.append(Msg(b"", 0, None, ACTION_CLOSE, b""))
         self.loop.schedule_flush(self)
 
     def _stop_reading(self) -> None:
@@ -544,6 +566,10 @@ class ServerConn(Conn):
         if not self.in_q:
             self.loop.schedule_flush(self)
         self.in_q.append(msg)
+        # Counted when forwarded, as nutcracker does (even if never written).
+        stats = self.server.stats
+        stats.requests += 1
+        stats.request_bytes += len(msg.data)
         timeout = self.pool.timeout
         if timeout is not None:
             msg.deadline = self.loop.now + timeout
@@ -553,6 +579,7 @@ class ServerConn(Conn):
     def flush(self) -> None:
         if not self.connected:
             if self.connect_error:
+                self.server.stats.server_err += 1
                 self.fail(self.connect_error)
             return
         in_q = self.in_q
@@ -560,15 +587,10 @@ class ServerConn(Conn):
         self._backlog = []
         if in_q:
             out_q = self.out_q
-            nbytes = 0
             for msg in in_q:
                 chunks.append(msg.data)
-                nbytes += len(msg.data)
                 if msg.expect_reply:
                     out_q.append(msg)
-            stats = self.server.stats
-            stats.requests += len(in_q)
-            stats.request_bytes += nbytes
             in_q.clear()
         if self._unsent is not None:
             self._backlog = chunks
@@ -579,6 +601,7 @@ class ServerConn(Conn):
         if not self.connected:
             err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
+                self.server.stats.server_err += 1
                 self.fail(err)
                 return
             self._connected()
@@ -657,11 +680,14 @@ class ServerConn(Conn):
         pending.extend(self.in_q)
         self.out_q.clear()
         self.in_q.clear()
+        errors = 0
         for msg in pending:
             # Set-up requests have no client, and a request sent with
             # ``noreply`` was answered (with nothing) when it was parsed.
             if (msg.client is not None or msg.parent is not None) and msg.expect_reply:
                 complete(msg, reply)
+                errors += 1
+        self.pool.stats.forward_error += errors
         self.pool.server_failed(self.server, self, err)
 
     def close(self) -> None:
@@ -697,4 +723,7 @@ def complete(msg: Msg, reply: bytes) -> None:
         msg = parent
     client = msg.client
     if client is not None and not client.closed:
+        latency = client.pool.latency
+        if latency is not None:
+            latency.observe(client.loop.now - msg.start_time)
         client.reply_ready()

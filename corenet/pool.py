@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from corenet._plugins import Plugins
     from corenet.config import PoolConfig, ServerConfig
     from corenet.core import Loop
+    from corenet.metrics import LatencyHistogram
     from corenet.msg import Msg
     from corenet.protocol import Protocol
     from corenet.timers import TimerHandle
@@ -172,6 +173,8 @@ class Pool:
         self.router = Router(hash_fn, distribution, config.hash_tag, len(self.servers))
         self.index_of = self.router.index_of
         self.stats = PoolStats()
+        # Set by the proxy when /metrics is on; read on every reply.
+        self.latency: LatencyHistogram | None = None
         self.clients: set[ClientConn] = set()
         self._client_seq = 0
         self.total_clients = 0

@@ -1,12 +1,36 @@
-"""The proxy application: pools, listeners and the stats server on one loop."""
+"""The proxy application: pools, listeners, stats and metrics on one loop.
+
+Signals
+-------
+
+The handlers only record the signal and wake the loop (``backend.wakeup()``
+writes one byte to the backend's self-pipe); the work happens in the loop,
+after the turn that woke up, never inside a handler.  The actions are
+nutcracker's (nc_signal.c), except SIGTERM, which nutcracker leaves at its
+default (die at once):
+
+=========  ==================================================================
+SIGHUP     reopen the log file (``-o``), for logrotate
+SIGTTIN    one more level of verbosity (``-v``), up to 11, and log the level
+SIGTTOU    one less, down to 0
+SIGUSR1/2  logged, nothing else (their default action would kill us)
+SIGINT     exit at once, status 1 (as nutcracker); the pid file is removed
+SIGTERM    drain: close every listener (pools, stats, metrics), stop reading
+           from clients, let the requests already read complete and their
+           replies be written, closing each client once it has nothing left;
+           exit 0 when no client is left or ``drain_timeout`` has passed.
+           A second SIGTERM (or a SIGINT) ends the drain at once.
+SIGPIPE    ignored (a write to a closed peer is an ``EPIPE`` error instead)
+=========  ==================================================================
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Mapping
-from types import FrameType
-from typing import TYPE_CHECKING
+import threading
+import time
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
@@ -15,28 +39,102 @@ from corenet.conn import ProxyConn
 from corenet.core import Loop
 from corenet.event import select_backend
 from corenet.pool import Pool
-from corenet.stats import StatsServer
+from corenet.stats import NUTCRACKER_VERSION, StatsServer
 
 if TYPE_CHECKING:
-    from corenet.config import PoolConfig
+    from collections.abc import Mapping
+    from types import FrameType
 
-__all__ = ["Proxy", "ProxyOptions"]
+    from corenet._http import HttpServer
+    from corenet.config import PoolConfig
+    from corenet.timers import TimerHandle
+
+__all__ = ["NOTICE", "LogControl", "Proxy", "ProxyOptions"]
 
 logger = logging.getLogger("corenet.proxy")
+
+NOTICE = 25  # nutcracker's LOG_NOTICE, between WARNING and INFO
+logging.addLevelName(NOTICE, "NOTICE")
+
+EXIT_OK = 0
+EXIT_INTERRUPTED = 1  # nutcracker's status after SIGINT
+
+_HANDLED = (
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+_ACTIONS: dict[int, str] = {
+    signal.SIGHUP: ", reopening log file",
+    signal.SIGTTIN: ", up logging level",
+    signal.SIGTTOU: ", down logging level",
+    signal.SIGINT: ", exiting",
+    signal.SIGTERM: ", draining",
+}
 
 
 @attrs.frozen
 class ProxyOptions:
-    """Process-wide settings from the command line."""
+    """Process-wide settings from the command line.
+
+    Attributes:
+        stats_addr: address of the nutcracker stats port.
+        stats_port: its port; None turns it off.
+        mbuf_size: read size for client connections (``-m``).
+        event_backend: event backend name (None: $CORENET_EVENT_BACKEND or auto).
+        metrics_addr: address of the Prometheus ``/metrics`` endpoint.
+        metrics_port: its port; None (the default) turns it off.
+        drain_timeout: how long SIGTERM waits for in-flight requests, seconds.
+    """
 
     stats_addr: str = "127.0.0.1"
     stats_port: int | None = 22222
     mbuf_size: int = 16384
     event_backend: str | None = None
+    metrics_addr: str = "127.0.0.1"
+    metrics_port: int | None = None
+    drain_timeout: float = 5.0
+
+
+class LogControl(Protocol):
+    """What the signals change in the logging set-up (see corenet.cli)."""
+
+    def reopen(self) -> None:
+        """Reopen the log file (a no-op when logging to stderr)."""
+
+    def more_verbose(self) -> int | None:
+        """Raise the verbosity one level; return the new ``-v``, None if at 11."""
+        ...
+
+    def less_verbose(self) -> int | None:
+        """Lower the verbosity one level; return the new ``-v``, None if at 0."""
+        ...
+
+
+def log_always(message: str, *args: object) -> None:
+    """Log at NOTICE whatever the level, as nutcracker's ``log_safe`` does.
+
+    Used for the lines an operator must see after sending a signal (the new
+    verbosity after SIGTTOU, notably), whatever the verbosity is.
+    """
+    record = logger.makeRecord(logger.name, NOTICE, __file__, 0, message, args, None)
+    logger.handle(record)
 
 
 class Proxy:
-    """Everything one corenet-proxy process serves."""
+    """Everything one corenet-proxy process serves.
+
+    Args:
+        pools: the pools, as loaded by :func:`corenet.config.load_config`.
+        options: process-wide settings.
+        plugins: the plugin registries (default: a fresh :class:`Plugins`).
+        version: corenet's version, for the start-up line and metrics.
+        log: what SIGHUP/SIGTTIN/SIGTTOU act on; None ignores them.
+    """
 
     def __init__(
         self,
@@ -44,20 +142,38 @@ class Proxy:
         options: ProxyOptions | None = None,
         plugins: Plugins | None = None,
         version: str = "",
+        log: LogControl | None = None,
     ) -> None:
         self.options = options or ProxyOptions()
         self.plugins = plugins or Plugins()
         self.backend = select_backend(self.options.event_backend, self.plugins.event_backends)
         self.loop = Loop(self.backend)
         self.pools = [
-            Pool(config, self.plugins, self.loop, read_size=self.options.mbuf_size) for config in pools.values()
+            Pool(config, self.plugins, self.loop, read_size=self.options.mbuf_size)
+            for config in pools.values()
         ]
         self.listeners: list[ProxyConn] = []
         self.stats_server: StatsServer | None = None
+        self.metrics_server: HttpServer | None = None
         self.version = version
+        self.log = log
+        self.started = time.time()
+        self.draining = False
+        self.exit_status = EXIT_OK
+        self._signals: list[int] = []
+        self._drain_timer: TimerHandle | None = None
+        if self.options.metrics_port:
+            from corenet.metrics import LatencyHistogram
+
+            for pool in self.pools:
+                # Read by the data path when a reply completes; stays None
+                # (one attribute test per request) while metrics are off.
+                pool.latency = LatencyHistogram()
+
+    # -- start / stop ------------------------------------------------------
 
     def start(self) -> None:
-        """Bind every listener (and the stats port) and preconnect where asked.
+        """Bind every listener (stats and metrics too) and preconnect where asked.
 
         Raises:
             OSError: an address cannot be bound; nothing stays bound.
@@ -66,11 +182,26 @@ class Proxy:
             for pool in self.pools:
                 listener = ProxyConn.listen(self.loop, pool)
                 self.listeners.append(listener)
-                logger.log(25, "pool %s listening on %s (%s, %d servers)", pool.name, pool.config.listen, pool.protocol.name, len(pool.servers))
+                logger.log(
+                    NOTICE,
+                    "pool %s listening on %s (%s, %d servers)",
+                    pool.name,
+                    pool.config.listen,
+                    pool.protocol.name,
+                    len(pool.servers),
+                )
             if self.options.stats_port:
                 self.stats_server = StatsServer.listen(
-                    self.loop, self.options.stats_addr, self.options.stats_port, self.pools, self.version
+                    self.loop,
+                    self.options.stats_addr,
+                    self.options.stats_port,
+                    self.pools,
+                    NUTCRACKER_VERSION,
+                    started=self.started,
+                    listeners=self.listener_count,
                 )
+            if self.options.metrics_port:
+                self.metrics_server = self._serve_metrics()
         except OSError:
             self.close()
             raise
@@ -78,30 +209,154 @@ class Proxy:
             if pool.config.preconnect:
                 pool.preconnect()
 
-    def run(self) -> None:
-        """Serve until SIGINT/SIGTERM or :meth:`stop`."""
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    def _serve_metrics(self) -> HttpServer:
+        from corenet.metrics import ProxyCollector, build_registry, serve_metrics
+
+        assert self.options.metrics_port is not None
+        collector = ProxyCollector(
+            self.pools, started=self.started, version=self.version, listeners=self.listener_count
+        )
+        server = serve_metrics(
+            self.loop,
+            self.options.metrics_addr,
+            self.options.metrics_port,
+            build_registry(collector),
+        )
+        logger.log(
+            NOTICE, "metrics on http://%s:%d/metrics", self.options.metrics_addr, server.port
+        )
+        return server
+
+    def listener_count(self) -> int:
+        """Open pool listeners (nutcracker counts them as connections)."""
+        return len(self.listeners)
+
+    def run(self) -> int:
+        """Serve until a signal (or :meth:`stop`) ends it; return the exit status."""
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            # Only the main thread may install handlers; an embedding
+            # application running us elsewhere keeps its own.
+            previous = {sig: signal.signal(sig, self._on_signal) for sig in _HANDLED}
+            previous[signal.SIGPIPE] = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        loop = self.loop
+        loop.running = True
         try:
-            self.loop.run()
+            while loop.running:
+                loop.run_once()
+                if self._signals:
+                    self._handle_signals()
+                if self.draining and loop.running:
+                    self._drain_step()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.close()
+        return self.exit_status
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        logger.log(25, "signal %d received, exiting", signum)
-        self.stop()
+        # Runs between two bytecodes of the main thread, possibly in the
+        # middle of the loop's bookkeeping: record and wake up, nothing more.
+        self._signals.append(signum)
+        self.backend.wakeup()
+
+    def _handle_signals(self) -> None:
+        pending, self._signals = self._signals, []
+        for signum in pending:
+            name = signal.Signals(signum).name
+            log_always("signal %d (%s) received%s", signum, name, _ACTIONS.get(signum, ""))
+            if signum == signal.SIGHUP:
+                if self.log is not None:
+                    self.log.reopen()
+            elif signum == signal.SIGTTIN:
+                level = self.log.more_verbose() if self.log is not None else None
+                if level is not None:
+                    log_always("up log level to %d", level)
+            elif signum == signal.SIGTTOU:
+                level = self.log.less_verbose() if self.log is not None else None
+                if level is not None:
+                    log_always("down log level to %d", level)
+            elif signum == signal.SIGINT:
+                self.exit_status = EXIT_INTERRUPTED
+                self.loop.running = False
+            elif signum == signal.SIGTERM:
+                if self.draining:
+                    log_always("second SIGTERM: exiting without waiting for the drain")
+                    self.loop.running = False
+                else:
+                    self.drain()
 
     def stop(self) -> None:
+        """End :meth:`run` after the current loop turn (no drain)."""
         self.loop.stop()
 
-    def close(self) -> None:
+    # -- graceful shutdown ---------------------------------------------------
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Stop accepting, finish the requests already read, then end :meth:`run`.
+
+        Every listener closes at once, so a new process can bind the same
+        addresses.  Clients are no longer read from (requests not read yet
+        are not in flight: the client sees its connection close after its
+        last reply, and retries elsewhere), and each client is closed as
+        soon as all its replies are written, the way ``QUIT`` closes one.
+        :meth:`run` returns when no client is left, or ``timeout`` seconds
+        (default: the ``drain_timeout`` option) later, whichever is first.
+        """
+        if self.draining:
+            return
+        self.draining = True
+        timeout = self.options.drain_timeout if timeout is None else timeout
+        self._close_listeners()
+        inflight = clients = 0
+        for pool in self.pools:
+            for client in list(pool.clients):
+                clients += 1
+                inflight += len(client.out_q)
+                client.close_when_done()
+        log_always(
+            "draining %d requests of %d clients for at most %.1f s", inflight, clients, timeout
+        )
+        self._drain_timer = self.loop.timers.call_later(timeout, self._drain_expired)
+        self.loop.flush_dirty()
+        self._drain_step()
+
+    def _drain_step(self) -> None:
+        if not any(pool.clients for pool in self.pools):
+            log_always("drained, exiting")
+            self.loop.running = False
+
+    def _drain_expired(self) -> None:
+        self._drain_timer = None
+        outstanding = sum(
+            1
+            for pool in self.pools
+            for client in pool.clients
+            for msg in client.out_q
+            if not msg.done
+        )
+        logger.warning(
+            "drain timed out with %d requests outstanding; closing their clients", outstanding
+        )
+        self.loop.running = False
+
+    def _close_listeners(self) -> None:
         for listener in self.listeners:
             listener.close()
         self.listeners = []
         if self.stats_server is not None:
             self.stats_server.close()
             self.stats_server = None
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
+
+    def close(self) -> None:
+        """Close every listener and connection and the event backend."""
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
+        self._close_listeners()
         for pool in self.pools:
             pool.close()
         self.backend.close()

@@ -1,10 +1,35 @@
 """nutcracker-compatible stats: one JSON object per TCP connection.
 
-The layout is nutcracker's, key for key, so existing exporters and
-dashboards keep working: a header, then one object per pool holding the
-pool's counters and one object per server (by server name).  Unlike
-nutcracker, whose figures are a snapshot aggregated every ``-i`` ms, the
-numbers are read live when a client connects.
+The output is nutcracker 0.5.0's, byte for byte in layout, so existing
+exporters and dashboards keep working (checked against Debian's
+``nutcracker`` for the same config and workload):
+
+* a header: ``service`` ("nutcracker"), ``source`` (the host name),
+  ``version``, ``uptime`` and ``timestamp`` (whole seconds),
+  ``total_connections`` and ``curr_connections``;
+* one object per pool, pools ordered by name length, then name bytes (the
+  order nutcracker's config validation sorts them in, whatever the file
+  says), holding the six pool figures and then one object per server, in
+  the pool's server order;
+* every value an integer except the three header strings; the separators
+  are nutcracker's (``"key":value, ``, ``"name": {``, ``},"next"``), and
+  the object ends with ``}`` and a newline.
+
+``version`` is ``"0.5.0"``, the nutcracker release whose behaviour and
+layout corenet reproduces: exporters parse it as nutcracker's version (some
+gate features on it), so corenet's own version is reported elsewhere (``-V``,
+the start-up log line, and ``corenet_build_info`` on ``/metrics``).
+
+``total_connections`` and ``curr_connections`` count what nutcracker counts
+(every ``struct conn`` it allocates, see ``_conn_get``/``conn_put`` in
+nc_connection.c): pool listeners, client connections and server
+connections (a server connection counts from the moment its connect
+starts), but not the stats connections themselves.
+
+Unlike nutcracker, whose pool and server figures are a snapshot aggregated
+every ``-i`` ms by a separate thread, the figures are read live when a
+client connects: the data path only bumps integer attributes, and all the
+summing (queue lengths, connection counts) happens here, at request time.
 """
 
 from __future__ import annotations
@@ -14,19 +39,45 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
-from corenet.conn import Conn, make_socket
 from corenet.config import ListenAddress
+from corenet.conn import Conn, make_socket
 from corenet.event import EV_READ
+from corenet.naming import sort_key
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
     from corenet.core import Loop
-    from corenet.pool import Pool
+    from corenet.pool import Pool, Server
 
-__all__ = ["POOL_STATS", "SERVER_STATS", "StatsServer", "snapshot"]
+__all__ = [
+    "HEADER_FIELDS",
+    "NUTCRACKER_VERSION",
+    "POOL_STATS",
+    "SERVER_STATS",
+    "StatsServer",
+    "connection_counts",
+    "encode",
+    "pool_order",
+    "server_figures",
+    "snapshot",
+]
 
-# name -> (type, description), in nutcracker's order, for -D.
+NUTCRACKER_VERSION = "0.5.0"
+"""What the ``version`` header field says (see the module docstring)."""
+
+HEADER_FIELDS = (
+    "service",
+    "source",
+    "version",
+    "uptime",
+    "timestamp",
+    "total_connections",
+    "curr_connections",
+)
+
+# name -> (type, description), in nutcracker's order (nc_stats.h), for -D
+# and the Prometheus help texts.
 POOL_STATS: dict[str, tuple[str, str]] = {
     "client_eof": ("counter", "# eof on client connections"),
     "client_err": ("counter", "# errors on client connections"),
@@ -51,28 +102,125 @@ SERVER_STATS: dict[str, tuple[str, str]] = {
     "out_queue_bytes": ("gauge", "current request bytes in outgoing queue"),
 }
 
+_POOL_COUNTERS = tuple(POOL_STATS)
+# Server figures kept on ServerStats; the four queue gauges are summed here.
+_SERVER_COUNTERS = tuple(name for name in SERVER_STATS if "queue" not in name)
 
-def snapshot(pools: list[Pool], *, started: float, version: str, counters: dict[str, int]) -> dict[str, Any]:
-    """Return the stats object nutcracker would print, with live figures."""
-    now = time.time()
+
+def pool_order(pools: Iterable[Pool]) -> list[Pool]:
+    """``pools`` in nutcracker's order: by name length, then name bytes."""
+    return sorted(pools, key=lambda pool: sort_key(pool.name))
+
+
+def server_figures(server: Server) -> dict[str, int]:
+    """The 13 nutcracker figures of one server, in nutcracker's order."""
+    stats = server.stats
+    figures = {name: int(getattr(stats, name)) for name in _SERVER_COUNTERS}
+    iq, iqb, oq, oqb = server.queues()
+    figures.update(in_queue=iq, in_queue_bytes=iqb, out_queue=oq, out_queue_bytes=oqb)
+    return {name: figures[name] for name in SERVER_STATS}
+
+
+def connection_counts(pools: Iterable[Pool], listeners: int) -> tuple[int, int]:
+    """``(total_connections, curr_connections)`` as nutcracker counts them.
+
+    Args:
+        pools: every pool of the process.
+        listeners: how many pool listeners are open (each counts as one
+            connection in nutcracker, from start-up on).
+    """
+    total = curr = listeners
+    for pool in pools:
+        total += pool.total_clients
+        curr += len(pool.clients)
+        for server in pool.servers:
+            total += server.total_connections
+            curr += len(server.conns)
+    return total, curr
+
+
+def snapshot(
+    pools: Iterable[Pool],
+    *,
+    started: float,
+    version: str = NUTCRACKER_VERSION,
+    counters: Mapping[str, int],
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Return the stats object nutcracker would print, with live figures.
+
+    Args:
+        pools: every pool of the process (any order).
+        started: the process start, in ``time.time()`` seconds.
+        version: the ``version`` header value.
+        counters: ``total_connections`` and ``curr_connections``.
+        now: the current ``time.time()`` (default: now).
+
+    Returns:
+        An ordered dict: the header, then each pool in nutcracker's order.
+    """
+    now = time.time() if now is None else now
     out: dict[str, Any] = {
         "service": "nutcracker",
         "source": socket.gethostname(),
         "version": version,
-        "uptime": int(now - started),
+        # nutcracker subtracts whole seconds: time(NULL) - start_ts.
+        "uptime": int(now) - int(started),
         "timestamp": int(now),
-        "total_connections": counters.get("total_connections", 0),
-        "curr_connections": counters.get("curr_connections", 0),
+        "total_connections": int(counters.get("total_connections", 0)),
+        "curr_connections": int(counters.get("curr_connections", 0)),
     }
-    for pool in pools:
-        entry: dict[str, Any] = attrs.asdict(pool.stats)
+    for pool in pool_order(pools):
+        stats = pool.stats
+        entry: dict[str, Any] = {name: int(getattr(stats, name)) for name in _POOL_COUNTERS}
         for server in pool.servers:
-            figures: dict[str, Any] = attrs.asdict(server.stats)
-            iq, iqb, oq, oqb = server.queues()
-            figures.update(in_queue=iq, in_queue_bytes=iqb, out_queue=oq, out_queue_bytes=oqb)
-            entry[server.name] = figures
+            entry[server.name] = server_figures(server)
         out[pool.name] = entry
     return out
+
+
+def _key(name: str) -> str:
+    # nutcracker writes names unescaped; escaping keeps odd names valid JSON
+    # and is byte-identical for every ordinary name.
+    return json.dumps(name, ensure_ascii=False)
+
+
+def encode(stats: Mapping[str, Any]) -> bytes:
+    """Serialise a :func:`snapshot` exactly as nutcracker lays it out.
+
+    nutcracker appends ``"key":value, `` per figure and ``"name": {`` per
+    nesting level, then closes a level by turning the trailing ``, `` into
+    ``},`` (or ``},`` into ``}},``) and the whole object by turning the
+    last byte into ``}`` plus a newline.  The same steps run here.
+    """
+    buf = bytearray(b"{")
+
+    def add(key: str, value: Any) -> None:
+        text = _key(value) if isinstance(value, str) else str(int(value))
+        buf.extend(f"{_key(key)}:{text}, ".encode())
+
+    def end_nesting() -> None:
+        if buf[-2:] == b", ":
+            buf[-2:] = b"},"
+        else:  # "}," after a nested object
+            buf[-1:] = b"},"
+
+    def add_object(name: str, body: Mapping[str, Any]) -> None:
+        buf.extend(f"{_key(name)}: {{".encode())
+        for key, value in body.items():
+            if isinstance(value, dict):
+                add_object(key, value)
+            else:
+                add(key, value)
+        end_nesting()
+
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            add_object(key, value)
+        else:
+            add(key, value)
+    buf[-1:] = b"}\n"
+    return bytes(buf)
 
 
 class _StatsClient(Conn):
@@ -92,18 +240,52 @@ class _StatsClient(Conn):
 
 
 class StatsServer(Conn):
-    """Answers every connection with one JSON stats object, then closes it."""
+    """Answers every connection with one JSON stats object, then closes it.
+
+    Args:
+        loop: the loop to serve on.
+        sock: a bound, listening, non-blocking socket.
+        pools: the pools to report.
+        started: the process start, in ``time.time()`` seconds.
+        version: the ``version`` header value.
+        listeners: returns how many pool listeners are open (nutcracker
+            counts them as connections); default: one per pool.
+    """
 
     kind = "stats-listener"
 
-    def __init__(self, loop: Loop, sock: socket.socket, pools: list[Pool], started: float, version: str) -> None:
+    def __init__(
+        self,
+        loop: Loop,
+        sock: socket.socket,
+        pools: list[Pool],
+        started: float,
+        version: str = NUTCRACKER_VERSION,
+        listeners: Callable[[], int] | None = None,
+    ) -> None:
         super().__init__(loop, sock)
         self.pools = pools
         self.started = started
         self.version = version
+        self._listeners = listeners
 
     @classmethod
-    def listen(cls, loop: Loop, host: str, port: int, pools: list[Pool], version: str) -> StatsServer:
+    def listen(
+        cls,
+        loop: Loop,
+        host: str,
+        port: int,
+        pools: list[Pool],
+        version: str = NUTCRACKER_VERSION,
+        *,
+        started: float | None = None,
+        listeners: Callable[[], int] | None = None,
+    ) -> StatsServer:
+        """Bind ``host:port`` and serve stats on ``loop``.
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
         sock = make_socket(ListenAddress(host=host, port=port))
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -112,18 +294,24 @@ class StatsServer(Conn):
         except OSError:
             sock.close()
             raise
-        server = cls(loop, sock, pools, time.time(), version)
+        server = cls(
+            loop, sock, pools, time.time() if started is None else started, version, listeners
+        )
         loop.add(server.fd, server, EV_READ)
         server._mask = EV_READ
         return server
 
     def counters(self) -> dict[str, int]:
-        clients = sum(len(p.clients) for p in self.pools)
-        servers = sum(s.stats.server_connections for p in self.pools for s in p.servers)
-        total = sum(p.total_clients for p in self.pools) + sum(
-            s.total_connections for p in self.pools for s in p.servers
+        listeners = len(self.pools) if self._listeners is None else self._listeners()
+        total, curr = connection_counts(self.pools, listeners)
+        return {"total_connections": total, "curr_connections": curr}
+
+    def render(self) -> bytes:
+        """The stats object as sent to a client."""
+        stats = snapshot(
+            self.pools, started=self.started, version=self.version, counters=self.counters()
         )
-        return {"curr_connections": clients + servers + len(self.pools), "total_connections": total}
+        return encode(stats)
 
     def handle_read(self) -> None:
         for _ in range(16):
@@ -134,13 +322,9 @@ class StatsServer(Conn):
             except OSError:
                 return
             sock.setblocking(False)
-            body = json.dumps(
-                snapshot(self.pools, started=self.started, version=self.version, counters=self.counters()),
-                separators=(", ", ":"),
-            ).encode()
             client = _StatsClient(self.loop, sock)
             self.loop.add(client.fd, client, EV_READ)
             client._mask = EV_READ
-            client.send_bytes(body + b"\n")
+            client.send_bytes(self.render())
             if client._unsent is None:
                 client.close()

@@ -42,6 +42,14 @@ need_debian_packages() {
     fi
 }
 
+need_python_headers() {
+    # The optional C hash accelerator compiles against Python.h.
+    if ! python3 -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+        echo "installing Debian packages: python3-dev" >&2
+        _apt_install python3-dev
+    fi
+}
+
 ensure_venv() {
     local extras="$1" stamp
     stamp="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)-$extras"

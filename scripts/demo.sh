@@ -4,6 +4,7 @@
 # Extra arguments go to corenet-proxy (e.g. --event-backend poll).
 source "$(dirname "$0")/bootstrap.sh"
 
-need_debian_packages redis-server:redis-server redis-cli:redis-tools
+need_debian_packages redis-server:redis-server redis-cli:redis-tools memcached:memcached gcc:gcc
+need_python_headers
 ensure_venv test
 exec "$VENV/bin/corenet-proxy" --demo "$@"

@@ -6,7 +6,9 @@ source "$(dirname "$0")/bootstrap.sh"
 
 need_debian_packages \
     redis-server:redis-server redis-benchmark:redis-tools \
-    memcached:memcached memcslap:libmemcached-tools nutcracker:nutcracker
+    memcached:memcached memcslap:libmemcached-tools nutcracker:nutcracker \
+    gcc:gcc
+need_python_headers
 ensure_venv test
 
 cd "$ROOT"
@@ -14,6 +16,7 @@ export PATH="$PATH:/usr/sbin:/sbin"
 if [ -n "${CI:-}" ]; then
     export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
     export CORENET_REQUIRE_SERVERS=1
+    export CORENET_REQUIRE_SPEEDUPS=1
 fi
 set +e
 "$VENV/bin/python" -m pytest "$@"

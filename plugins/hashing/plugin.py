@@ -1,4 +1,9 @@
-"""Hook implementations registering nutcracker's hash functions."""
+"""Hook implementations registering nutcracker's hash functions.
+
+The compiled functions are registered when the ``_speedups`` extension is
+built and ``CORENET_NO_SPEEDUPS`` is not set, else the pure-Python reference
+ones (see the package docstring); both give the same values.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from corenet.hookspecs import hookimpl
 
-from . import HASH_FUNCTIONS
+from . import hash_functions
 
 if TYPE_CHECKING:
     from corenet._plugins import HashRegistry
@@ -14,5 +19,6 @@ if TYPE_CHECKING:
 
 @hookimpl
 def corenet_register_hash_functions(registry: HashRegistry) -> None:
-    for name, fn in HASH_FUNCTIONS.items():
+    # Decided here, once per plugin manager (at startup), not per key.
+    for name, fn in hash_functions().items():
         registry.add(name, fn)

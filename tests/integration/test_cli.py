@@ -7,38 +7,94 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.servers import free_port, redis_raw, wait_for
 
-GOOD = "alpha:\n  listen: 127.0.0.1:{port}\n  redis: true\n  servers:\n    - 127.0.0.1:{backend}:1\n"
+if TYPE_CHECKING:
+    from pathlib import Path
+
+GOOD = (
+    "alpha:\n  listen: 127.0.0.1:{port}\n  redis: true\n  servers:\n    - 127.0.0.1:{backend}:1\n"
+)
 
 
-def run(*args: str, cwd: Path | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, cwd: Path | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, CORENET_DISABLE_PLUGIN_AUTOLOAD="1")
     return subprocess.run(
-        [sys.executable, "-m", "corenet", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd, check=False
+        [sys.executable, "-m", "corenet", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+        check=False,
     )
 
 
 def test_version_and_describe_stats():
+    # nutcracker prints -V, -h and -D on stderr (nothing on stdout) and exits 0.
     version = run("-V")
     assert version.returncode == 0
-    assert version.stdout.startswith("This is corenet-proxy-")
+    assert version.stdout == ""
+    assert version.stderr.startswith("This is corenet-proxy-")
+    assert "nutcracker-0.5.0 compatible" in version.stderr.splitlines()[0]
+    assert version.stderr.splitlines()[1].startswith("async event backend: ")
     described = run("-D")
     assert described.returncode == 0
-    for name in ("client_eof", "forward_error", "fragments", "server_ejected_at", "out_queue_bytes"):
-        assert name in described.stdout
+    assert described.stdout == ""
+    for name in (
+        "client_eof",
+        "forward_error",
+        "fragments",
+        "server_ejected_at",
+        "out_queue_bytes",
+    ):
+        assert name in described.stderr
+    assert '  client_eof          "# eof on client connections"' in described.stderr.splitlines()
 
 
 def test_help_lists_every_nutcracker_flag():
-    out = run("-h").stdout
-    for flag in ("--test-conf", "--daemonize", "--describe-stats", "--verbose", "--output", "--conf-file",
-                 "--stats-port", "--stats-addr", "--stats-interval", "--pid-file", "--mbuf-size",
-                 "--event-backend", "--workers"):
+    result = run("-h")
+    assert result.returncode == 0
+    assert result.stdout == ""
+    out = result.stderr
+    assert out.startswith("This is corenet-proxy-")
+    for flag in (
+        "--test-conf",
+        "--daemonize",
+        "--describe-stats",
+        "--verbose",
+        "--output",
+        "--conf-file",
+        "--stats-port",
+        "--stats-addr",
+        "--stats-interval",
+        "--pid-file",
+        "--mbuf-size",
+        "--event-backend",
+        "--workers",
+        "--metrics-port",
+        "--metrics-addr",
+        "--drain-timeout",
+    ):
         assert flag in out
+    for short in ("-h", "-V", "-t", "-d", "-D", "-v", "-o", "-c", "-s", "-a", "-i", "-p", "-m"):
+        assert f"  {short}" in out
+
+
+@pytest.mark.parametrize("args", [["-x"], ["-v", "abc"], ["-s", "70000"], ["-i", "-5"], ["-m"]])
+def test_bad_options_exit_1_with_usage_on_stderr(args):
+    # nutcracker: the reason, then the usage, on stderr; exit status 1.
+    result = run(*args)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("corenet-proxy: ")
+    assert "usage: corenet-proxy" in result.stderr
 
 
 def test_test_conf_ok_and_invalid_with_reason(tmp_path):
@@ -49,17 +105,28 @@ def test_test_conf_ok_and_invalid_with_reason(tmp_path):
     assert f"configuration file '{good}' syntax is ok" in ok.stderr
 
     bad = tmp_path / "bad.yml"
-    bad.write_text("alpha:\n  listen: 127.0.0.1:1\n  hash: sha9\n  redis: true\n  servers:\n    - 127.0.0.1:2:1\n")
+    bad.write_text(
+        "alpha:\n  listen: 127.0.0.1:1\n  hash: sha9\n  redis: true\n"
+        "  servers:\n    - 127.0.0.1:2:1\n"
+    )
     invalid = run("-t", "-c", str(bad))
     assert invalid.returncode == 1
     assert f"configuration file '{bad}' syntax is invalid" in invalid.stderr
-    assert "pool 'alpha'" in invalid.stderr and "sha9" in invalid.stderr and "line 1" in invalid.stderr
+    assert (
+        f"{bad}:3: pool 'alpha', key 'hash': \"sha9\" is not a valid hash function"
+        in invalid.stderr
+    )
 
     unknown = tmp_path / "unknown.yml"
-    unknown.write_text("alpha:\n  listen: 127.0.0.1:1\n  colour: blue\n  servers:\n    - 127.0.0.1:2:1\n")
+    unknown.write_text(
+        "alpha:\n  listen: 127.0.0.1:1\n  colour: blue\n  servers:\n    - 127.0.0.1:2:1\n"
+    )
     invalid = run("-t", "-c", str(unknown))
     assert invalid.returncode == 1
-    assert f"{unknown}:3: pool 'alpha', key 'colour': directive \"colour\" is unknown" in invalid.stderr
+    assert (
+        f"{unknown}:3: pool 'alpha', key 'colour': directive \"colour\" is unknown"
+        in invalid.stderr
+    )
 
 
 def test_missing_config_file_is_a_clear_error(tmp_path):
@@ -68,11 +135,14 @@ def test_missing_config_file_is_a_clear_error(tmp_path):
     assert "nope.yml: cannot read configuration file" in result.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--workers", "2"], "multiple workers are not implemented yet"),
-    (["--event-backend", "iouring"], "iouring"),
-    (["-m", "100"], "mbuf size must be between 512 and 16777216"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "2"], "multiple workers are not implemented yet"),
+        (["--event-backend", "iouring"], "iouring"),
+        (["-m", "100"], "mbuf size must be between 512 and 16777216"),
+    ],
+)
 def test_unsupported_values_fail_clearly(tmp_path, args, message):
     conf = tmp_path / "c.yml"
     conf.write_text(GOOD.format(port=free_port(), backend=free_port()))

@@ -4,11 +4,18 @@
 bytes >= 0x80, every tail length, 250-byte and longer keys, hash-tag forms,
 UTF-8), the values nutcracker 0.5.0's own hashkit C code returns; its
 ``source`` field says how they were produced.
+
+Both implementations are checked: the pure-Python reference (ids ``pure-*``)
+and the compiled ``_speedups`` extension (ids ``c-*``, only for the eight
+functions it provides).  When the extension is not built the ``c-*`` cases
+are skipped, or fail if ``CORENET_REQUIRE_SPEEDUPS=1`` (CI sets it);
+test_speedups.py holds the differential tests between the two.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -16,16 +23,15 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from corenet.plugins.hashing import (
-    HASH_FUNCTIONS,
-    crc16,
-    fnv1_32,
-    fnv1_64,
-    fnv1a_32,
-    fnv1a_64,
-)
+from corenet.plugins.hashing import FAST_HASH_FUNCTIONS, PURE_HASH_FUNCTIONS
+
+# The pure modules directly: their fast paths are what the reference tests check.
+from corenet.plugins.hashing._crc import crc16
+from corenet.plugins.hashing._fnv import fnv1_32, fnv1_64, fnv1a_32, fnv1a_64
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from corenet.routing import HashFn
 
 DATA = Path(__file__).parent / "data" / "hash_vectors.json"
@@ -64,7 +70,58 @@ EMPTY = {
     "jenkins": 0xDEADBEFC,  # lookup3 returns its unmixed initial state
 }
 
-NAMES = list(HASH_FUNCTIONS)
+NAMES = list(PURE_HASH_FUNCTIONS)
+
+# The functions the C extension provides (md5 and the CRCs use the stdlib's C).
+ACCELERATED = [
+    "one_at_a_time",
+    "fnv1_64",
+    "fnv1a_64",
+    "fnv1_32",
+    "fnv1a_32",
+    "hsieh",
+    "murmur",
+    "jenkins",
+]
+
+REQUIRE_SPEEDUPS_ENV = "CORENET_REQUIRE_SPEEDUPS"
+NOT_BUILT = (
+    "corenet.plugins.hashing._speedups is not built "
+    "(no C compiler or Python headers at install time?)"
+)
+
+
+def speedups_required() -> bool:
+    return os.environ.get(REQUIRE_SPEEDUPS_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+# Skip C cases at collection when the extension is missing, unless it is
+# required: then they run and hash_table fails them.
+NEEDS_C = pytest.mark.skipif(
+    FAST_HASH_FUNCTIONS is None and not speedups_required(), reason=NOT_BUILT
+)
+
+
+def hash_table(impl: str) -> Mapping[str, HashFn]:
+    """The ``"pure"`` or ``"c"`` name -> function table.
+
+    For ``"c"`` without a built extension: skip the test, or fail it when
+    ``CORENET_REQUIRE_SPEEDUPS`` is set to a true value.
+    """
+    if impl == "pure":
+        return PURE_HASH_FUNCTIONS
+    if FAST_HASH_FUNCTIONS is None:
+        if speedups_required():
+            pytest.fail(f"{NOT_BUILT}; {REQUIRE_SPEEDUPS_ENV} is set", pytrace=False)
+        pytest.skip(NOT_BUILT)
+    return FAST_HASH_FUNCTIONS
+
+
+# (implementation, name) pairs: every function in pure Python, the
+# accelerated ones in C as well.
+CASES = [pytest.param("pure", name, id=f"pure-{name}") for name in NAMES] + [
+    pytest.param("c", name, id=f"c-{name}", marks=NEEDS_C) for name in ACCELERATED
+]
 
 
 def load_vectors() -> tuple[list[str], list[tuple[bytes, list[int]]]]:
@@ -81,19 +138,19 @@ def test_all_twelve_names_in_nutcracker_order() -> None:
     assert len(NAMES) == 12
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_apple(name: str) -> None:
-    assert HASH_FUNCTIONS[name](b"apple") == APPLE[name]
+@pytest.mark.parametrize(("impl", "name"), CASES)
+def test_apple(impl: str, name: str) -> None:
+    assert hash_table(impl)[name](b"apple") == APPLE[name]
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_empty_key(name: str) -> None:
-    assert HASH_FUNCTIONS[name](b"") == EMPTY[name]
+@pytest.mark.parametrize(("impl", "name"), CASES)
+def test_empty_key(impl: str, name: str) -> None:
+    assert hash_table(impl)[name](b"") == EMPTY[name]
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_golden_vectors_from_nutcracker(name: str) -> None:
-    fn = HASH_FUNCTIONS[name]
+@pytest.mark.parametrize(("impl", "name"), CASES)
+def test_golden_vectors_from_nutcracker(impl: str, name: str) -> None:
+    fn = hash_table(impl)[name]
     column = HASH_ORDER.index(name)
     wrong = [
         (key.hex(), fn(key), values[column]) for key, values in VECTORS if fn(key) != values[column]
@@ -109,8 +166,9 @@ def test_vectors_cover_the_quirks() -> None:
     assert any(k.startswith(b"{") and b"}" in k for k in keys)
 
 
-# Plain references for the functions whose fast paths are clever: masked
-# per-byte loops straight from the definitions, to check every length split.
+# Plain references for the pure functions whose fast paths are clever:
+# masked per-byte loops straight from the definitions, to check every
+# length split.
 
 
 def ref_fnv(key: bytes, *, basis: int, prime: int, xor_first: bool, bits: int) -> int:
@@ -184,10 +242,10 @@ def test_long_key_is_not_quadratic() -> None:
     assert fnv1a_64(key) == REFERENCES["fnv1a_64"][1](key)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(("impl", "name"), CASES)
 @given(key=st.binary(max_size=300))
-def test_unsigned_32_bit_and_deterministic(name: str, key: bytes) -> None:
-    fn = HASH_FUNCTIONS[name]
+def test_unsigned_32_bit_and_deterministic(impl: str, name: str, key: bytes) -> None:
+    fn = hash_table(impl)[name]
     value = fn(key)
     assert isinstance(value, int)
     assert 0 <= value < 2**32

@@ -1,0 +1,319 @@
+"""Prometheus metrics: the nutcracker figures, labelled, plus latency histograms.
+
+``corenet-proxy --metrics-port N`` serves ``GET /metrics`` in the Prometheus
+text format (or OpenMetrics, if the scraper asks for it) from the proxy's
+own loop (:mod:`corenet._http`).  Nothing here runs on the data path except
+:meth:`LatencyHistogram.observe`:
+
+* the counters and gauges are the very integers the stats port reports
+  (``PoolStats``/``ServerStats`` attributes the data path already bumps,
+  and queue lengths summed at scrape time); :class:`ProxyCollector` reads
+  them when Prometheus scrapes, and ``prometheus_client`` only formats them;
+* a request's latency is recorded once, when its reply completes, into a
+  per-pool :class:`LatencyHistogram`: one ``bisect`` over fixed bucket
+  bounds, one list-item increment and one float addition, with no
+  allocation and no call into ``prometheus_client``.
+
+Metric names (``pool`` and ``server`` labels; ``server`` is the name the
+stats port uses):
+
+========================================  =====================================
+nutcracker figure                         Prometheus metric
+========================================  =====================================
+pool ``X`` (counter)                      ``corenet_pool_X_total{pool}``
+``client_connections``                    ``corenet_pool_client_connections{pool}``
+server ``server_X`` (counter)             ``corenet_server_X_total{pool,server}``
+server ``requests`` etc. (counter)        ``corenet_server_requests_total{...}``
+server gauges (``in_queue``...)           ``corenet_server_in_queue{pool,server}``
+``server_connections``                    ``corenet_server_connections{...}``
+``server_ejected_at`` (usec)              ``corenet_server_ejected_at_seconds{...}``
+``total_connections``                     ``corenet_connections_opened_total``
+``curr_connections``                      ``corenet_connections``
+========================================  =====================================
+
+plus ``corenet_server_ejected{pool,server}`` (1 while ejected),
+``corenet_build_info{version,nutcracker_version}``,
+``corenet_start_time_seconds``, the ``process_*`` metrics, and
+``corenet_pool_request_duration_seconds{pool}``: the time from the loop turn
+that read a request to the loop turn that completed its reply, local
+replies (``PING``) excluded.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from corenet._http import HttpRequest, HttpResponse, HttpServer
+from corenet.stats import (
+    NUTCRACKER_VERSION,
+    POOL_STATS,
+    SERVER_STATS,
+    connection_counts,
+    pool_order,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    from prometheus_client.metrics_core import Metric
+
+    from corenet.core import Loop
+    from corenet.pool import Pool
+
+__all__ = [
+    "LATENCY_BUCKETS",
+    "LatencyHistogram",
+    "ProxyCollector",
+    "build_registry",
+    "metrics_handler",
+    "observe",
+    "serve_metrics",
+]
+
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+"""Upper bounds (seconds, inclusive) of the latency buckets; ``+Inf`` follows."""
+
+
+class LatencyHistogram:
+    """Request latencies of one pool: per-bucket counts and their sum.
+
+    ``counts[i]`` counts observations in ``(bounds[i-1], bounds[i]]``, the
+    last slot those above every bound; cumulating happens at scrape time.
+    """
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float] = LATENCY_BUCKETS) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        """Record one request that took ``seconds``; the data path calls this."""
+        self.counts[bisect_left(self.bounds, seconds)] += 1
+        self.sum += seconds
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """``(le, cumulative count)`` pairs, ``+Inf`` last, as Prometheus wants."""
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip(
+            (*map(floatToGoString, self.bounds), "+Inf"), self.counts, strict=True
+        ):
+            running += count
+            out.append((bound, running))
+        return out
+
+
+def observe(histogram: LatencyHistogram | None, seconds: float) -> None:
+    """Record ``seconds`` in ``histogram`` unless it is None (metrics off)."""
+    if histogram is not None:
+        histogram.observe(seconds)
+
+
+def _latency(pool: Pool) -> LatencyHistogram | None:
+    # The attribute exists once the data path records latencies (see
+    # docs/operations.md); until then the collector just leaves the
+    # histogram out.
+    histogram = getattr(pool, "latency", None)
+    return histogram if isinstance(histogram, LatencyHistogram) else None
+
+
+def _help(desc: str) -> str:
+    # nutcracker's "#" means "number of".
+    return "number of " + desc[2:] if desc.startswith("# ") else desc
+
+
+def _prom_name(figure: str, *, server: bool) -> str:
+    if server:
+        return "corenet_server_" + figure.removeprefix("server_")
+    return "corenet_pool_" + figure
+
+
+class ProxyCollector(Collector):
+    """Reads the live stats objects of every pool when Prometheus scrapes.
+
+    Args:
+        pools: the process's pools.
+        started: process start, ``time.time()`` seconds.
+        version: corenet's version, for ``corenet_build_info``.
+        listeners: returns how many pool listeners are open (counted as
+            connections, as nutcracker does); default one per pool.
+    """
+
+    def __init__(
+        self,
+        pools: Sequence[Pool],
+        *,
+        started: float | None = None,
+        version: str = "",
+        listeners: Callable[[], int] | None = None,
+    ) -> None:
+        self.pools = list(pools)
+        self.started = time.time() if started is None else started
+        self.version = version
+        self.listeners = listeners
+
+    def collect(self) -> Iterator[Metric]:
+        pools = pool_order(self.pools)
+        info = GaugeMetricFamily(
+            "corenet_build_info",
+            "corenet version, and the nutcracker release whose behaviour it reproduces",
+            labels=["version", "nutcracker_version"],
+        )
+        info.add_metric([self.version, NUTCRACKER_VERSION], 1)
+        yield info
+        yield GaugeMetricFamily(
+            "corenet_start_time_seconds",
+            "start time of the process since unix epoch in seconds",
+            value=self.started,
+        )
+        listeners = len(self.pools) if self.listeners is None else self.listeners()
+        total, curr = connection_counts(pools, listeners)
+        yield CounterMetricFamily(
+            "corenet_connections_opened",
+            "connections opened since start: listeners, clients, servers "
+            "(nutcracker's total_connections)",
+            value=total,
+        )
+        yield GaugeMetricFamily(
+            "corenet_connections",
+            "open connections: listeners, clients, servers (nutcracker's curr_connections)",
+            value=curr,
+        )
+        yield from self._pool_metrics(pools)
+        yield from self._server_metrics(pools)
+        yield from self._latency_metrics(pools)
+
+    def _pool_metrics(self, pools: list[Pool]) -> Iterator[Metric]:
+        for figure, (kind, desc) in POOL_STATS.items():
+            family: CounterMetricFamily | GaugeMetricFamily
+            name = _prom_name(figure, server=False)
+            if kind == "counter":
+                family = CounterMetricFamily(name, _help(desc), labels=["pool"])
+            else:
+                family = GaugeMetricFamily(name, _help(desc), labels=["pool"])
+            for pool in pools:
+                family.add_metric([pool.name], getattr(pool.stats, figure))
+            yield family
+
+    def _server_metrics(self, pools: list[Pool]) -> Iterator[Metric]:
+        rows = []
+        for pool in pools:
+            for server in pool.servers:
+                iq, iqb, oq, oqb = server.queues()
+                figures = {
+                    "in_queue": iq,
+                    "in_queue_bytes": iqb,
+                    "out_queue": oq,
+                    "out_queue_bytes": oqb,
+                }
+                rows.append(([pool.name, server.name], server, figures))
+        labels = ["pool", "server"]
+        for figure, (kind, desc) in SERVER_STATS.items():
+            family: CounterMetricFamily | GaugeMetricFamily
+            name = _prom_name(figure, server=True)
+            if kind == "counter":
+                family = CounterMetricFamily(name, _help(desc), labels=labels)
+            elif kind == "timestamp":
+                family = GaugeMetricFamily(
+                    name + "_seconds",
+                    "when the server was last ejected, seconds since epoch (0: never)",
+                    labels=labels,
+                )
+            else:
+                family = GaugeMetricFamily(name, _help(desc), labels=labels)
+            for label_values, server, queues in rows:
+                if figure in queues:
+                    value: float = queues[figure]
+                elif kind == "timestamp":
+                    value = server.stats.server_ejected_at / 1_000_000
+                else:
+                    value = getattr(server.stats, figure)
+                family.add_metric(label_values, value)
+            yield family
+        ejected = GaugeMetricFamily(
+            "corenet_server_ejected", "1 while the server is ejected from its pool", labels=labels
+        )
+        for label_values, server, _ in rows:
+            ejected.add_metric(label_values, 1 if server.ejected else 0)
+        yield ejected
+
+    def _latency_metrics(self, pools: list[Pool]) -> Iterator[Metric]:
+        family = HistogramMetricFamily(
+            "corenet_pool_request_duration_seconds",
+            "time from reading a request to completing its reply (loop-turn resolution)",
+            labels=["pool"],
+        )
+        for pool in pools:
+            histogram = _latency(pool)
+            if histogram is not None:
+                family.add_metric([pool.name], histogram.cumulative(), histogram.sum)
+        yield family
+
+
+def build_registry(collector: Collector, *, process_metrics: bool = True) -> CollectorRegistry:
+    """A registry holding ``collector`` (and the ``process_*`` metrics)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    if process_metrics:
+        ProcessCollector(registry=registry)
+    return registry
+
+
+def metrics_handler(registry: CollectorRegistry) -> Callable[[HttpRequest], HttpResponse]:
+    """The HTTP handler: ``GET /metrics`` renders ``registry``; else 404/405."""
+
+    def handle(request: HttpRequest) -> HttpResponse:
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponse(405, b"only GET and HEAD\n", headers=(("Allow", "GET, HEAD"),))
+        if request.path == "/metrics":
+            encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+            return HttpResponse(200, encoder(registry), content_type)
+        if request.path == "/":
+            return HttpResponse(200, b"corenet-proxy: metrics at /metrics\n")
+        return HttpResponse(404, b"not found; try /metrics\n")
+
+    return handle
+
+
+def serve_metrics(loop: Loop, host: str, port: int, registry: CollectorRegistry) -> HttpServer:
+    """Listen on ``host:port`` and answer scrapes of ``registry`` on ``loop``.
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    return HttpServer.listen(loop, host, port, metrics_handler(registry))
