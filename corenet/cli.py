@@ -279,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker processes (not implemented yet: only 1 is accepted)",
     )
     add(
+        "--explain",
+        nargs=2,
+        metavar=("POOL", "KEY"),
+        help="print how POOL (from -c) routes KEY: hashed bytes, hash, continuum point, server",
+    )
+    add(
         "--demo",
         action="store_true",
         help="start two local redis-servers and serve them on 127.0.0.1:22121 (needs redis-server)",
@@ -472,6 +478,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.test_conf:
         print(f"{PROG}: configuration file '{args.conf_file}' syntax is ok", file=sys.stderr)
         return 0
+    if args.explain:
+        return _explain(pools, *args.explain)
     output = args.output and os.path.abspath(args.output)
     try:
         log = LogSetup(args.verbose, output)
@@ -485,6 +493,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if daemon is not None:
             daemon.failed(f"{PROG}: the daemon exited while starting\n")
+
+
+def _explain(pools: Mapping[str, PoolConfig], pool_name: str, key: str) -> int:
+    from corenet._plugins import Plugins
+    from corenet.explain import explain_key
+
+    pool = pools.get(pool_name)
+    if pool is None:
+        print(f"{PROG}: no pool named '{pool_name}' (pools: {', '.join(pools)})", file=sys.stderr)
+        return 1
+    # The key as the shell gave it: undecodable bytes come back unchanged.
+    print(explain_key(pool, Plugins(), os.fsencode(key)))
+    return 0
 
 
 def _serve(

@@ -181,3 +181,22 @@ def test_daemonize_writes_pid_file_and_sigterm_removes_it(tmp_path, redis_server
         time.sleep(0.05)
     else:
         pytest.fail(f"daemon {pid} still alive after SIGTERM")
+
+
+def test_explain_names_the_server_a_key_really_lands_on(tmp_path, redis_servers, nutcracker_factory):
+    backends = redis_servers(3)
+    servers = [f"{b.address}:{w} node{i}" for i, (b, w) in enumerate(zip(backends, (1, 2, 3), strict=True))]
+    config_text = "alpha:\n  listen: 127.0.0.1:{}\n  redis: true\n  hash: murmur\n  hash_tag: '{{}}'\n  servers:\n{}".format(
+        free_port(), "".join(f"    - {s}\n" for s in servers)
+    )
+    conf = tmp_path / "c.yml"
+    conf.write_text(config_text)
+    nutcracker = nutcracker_factory(config_text)
+    client = nutcracker.client("alpha")
+    for key in ("plain", "user:{7}:name", "\u00e9", "a" * 300):
+        client.set(key, "1")
+        holder = next(i for i, b in enumerate(backends) if b.client().exists(key))
+        result = run("-c", str(conf), "--explain", "alpha", key)
+        assert result.returncode == 0, result.stderr
+        assert f"node{holder} ({backends[holder].address}" in result.stdout, result.stdout
+        assert "murmur(" in result.stdout and "continuum point" in result.stdout
