@@ -21,7 +21,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pluggy
@@ -30,6 +29,8 @@ from corenet import hookspecs
 from corenet.errors import PluginError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from corenet.event import EventBase
     from corenet.protocol import Protocol
     from corenet.routing import DistributionFactory, HashFn
@@ -75,7 +76,8 @@ class Registry(Generic[T]):
         """
         if not isinstance(name, str) or not name:
             raise PluginError(
-                f"plugin {self.current_plugin!r} registered a {self.kind} with an invalid name {name!r}"
+                f"plugin {self.current_plugin!r} registered a {self.kind} "
+                f"with an invalid name {name!r}"
             )
         if name in self._items:
             raise PluginError(
@@ -118,7 +120,9 @@ class HashRegistry(Registry["HashFn"]):
 
     def add(self, name: str, item: HashFn) -> None:
         if not callable(item):
-            raise PluginError(f"hash function {name!r} from {self.current_plugin!r} is not callable")
+            raise PluginError(
+                f"hash function {name!r} from {self.current_plugin!r} is not callable"
+            )
         super().add(name, item)
 
 
@@ -157,7 +161,9 @@ class EventBackendRegistry(Registry["Callable[[], EventBase]"]):
     def add(self, name: str, item: Callable[[], EventBase], priority: int = 0) -> None:
         """Register backend ``name``; ``auto`` tries higher ``priority`` first."""
         if not callable(item):
-            raise PluginError(f"event backend {name!r} from {self.current_plugin!r} is not callable")
+            raise PluginError(
+                f"event backend {name!r} from {self.current_plugin!r} is not callable"
+            )
         super().add(name, item)
         self.priorities[name] = priority
 
@@ -175,10 +181,16 @@ class Plugins:
     Build one per process (``Plugins()``); never at import time.
     """
 
-    def __init__(self, *, extra: dict[str, object] | None = None, autoload: bool | None = None) -> None:
+    def __init__(
+        self, *, extra: dict[str, object] | None = None, autoload: bool | None = None
+    ) -> None:
         pm = pluggy.PluginManager(hookspecs.PROJECT)
         pm.add_hookspecs(hookspecs)
-        blocked = {n.strip() for n in os.environ.get("CORENET_DISABLED_PLUGINS", "").split(",") if n.strip()}
+        blocked = {
+            n.strip()
+            for n in os.environ.get("CORENET_DISABLED_PLUGINS", "").split(",")
+            if n.strip()
+        }
         for name in blocked:
             pm.set_blocked(name)
         for name, module_name in BUILTIN_PLUGINS.items():
@@ -195,7 +207,9 @@ class Plugins:
             except pluggy.PluginValidationError as exc:
                 raise PluginError(f"invalid plugin: {exc}") from exc
             except ImportError as exc:
-                raise PluginError(f"a plugin of the 'corenet' entry-point group failed to import: {exc}") from exc
+                raise PluginError(
+                    f"a plugin of the 'corenet' entry-point group failed to import: {exc}"
+                ) from exc
         try:
             pm.check_pending()
         except pluggy.PluginValidationError as exc:

@@ -14,14 +14,16 @@ registries when the pool is built, not here, so plugins can add their own.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import yaml
 
 from corenet.errors import ConfigError
 from corenet.naming import server_name
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 __all__ = [
     "ListenAddress",
@@ -30,6 +32,7 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
+
 
 @attrs.frozen
 class ListenAddress:
@@ -131,7 +134,9 @@ def parse_config(text: str, *, source: str = "<string>") -> dict[str, PoolConfig
     if root is None:
         raise ConfigError(f"{source}: configuration file has no pools")
     if not isinstance(root, yaml.MappingNode):
-        raise ConfigError(f"{source}:{root.start_mark.line + 1}: expected a mapping of pool names to pools")
+        raise ConfigError(
+            f"{source}:{root.start_mark.line + 1}: expected a mapping of pool names to pools"
+        )
     pools: dict[str, PoolConfig] = {}
     listens: dict[str, str] = {}
     for key_node, value_node in root.value:
@@ -143,7 +148,9 @@ def parse_config(text: str, *, source: str = "<string>") -> dict[str, PoolConfig
         pool = _build_pool(name, value_node, where)
         other = listens.get(str(pool.listen))
         if other is not None:
-            raise where.error("listen", f'"{pool.listen}" is already the listen address of pool "{other}"')
+            raise where.error(
+                "listen", f'"{pool.listen}" is already the listen address of pool "{other}"'
+            )
         listens[str(pool.listen)] = name
         pools[name] = pool
     return pools
@@ -236,7 +243,7 @@ def _as_str(value: Any, at: _KeyWhere) -> str:
 
 def _as_hash_tag(value: Any, at: _KeyWhere) -> bytes:
     if not isinstance(value, str) or len(value.encode()) != 2:
-        raise at.error(f"expected exactly two characters such as \"{{}}\", got {value!r}")
+        raise at.error(f'expected exactly two characters such as "{{}}", got {value!r}')
     return value.encode()
 
 
@@ -251,7 +258,9 @@ def _as_listen(value: Any, at: _KeyWhere) -> ListenAddress:
             try:
                 perm = int(perm_text.strip(), 8)
             except ValueError:
-                raise at.error(f"expected octal permissions after the path, got {perm_text.strip()!r}") from None
+                raise at.error(
+                    f"expected octal permissions after the path, got {perm_text.strip()!r}"
+                ) from None
         return ListenAddress(path=path, perm=perm)
     host, port = _split_host_port(text, at)
     return ListenAddress(host=host, port=port)
@@ -288,7 +297,9 @@ def _parse_server(item: Any, at: _KeyWhere) -> ServerConfig:
     given_name = given_name.strip()
     rest, sep, weight_text = address_part.rpartition(":")
     if not sep or not weight_text.isdigit() or not (rest.startswith("/") or ":" in rest):
-        raise at.error(f'server "{spec}": expected "host:port:weight [name]" or "/path:weight [name]"')
+        raise at.error(
+            f'server "{spec}": expected "host:port:weight [name]" or "/path:weight [name]"'
+        )
     weight = int(weight_text)
     if weight == 0:
         raise at.error(f'server "{spec}" has a zero weight')

@@ -265,7 +265,9 @@ class ProxyConn(Conn):
         # Out of descriptors: the pending connection stays in the backlog and
         # the listener stays readable, so polling it now would spin.  Stop
         # watching it for a moment instead.
-        logger.warning("pool %s: accept failed (%s); pausing accepts for 100 ms", self.pool.name, exc.strerror)
+        logger.warning(
+            "pool %s: accept failed (%s); pausing accepts for 100 ms", self.pool.name, exc.strerror
+        )
         self._paused = True
         self.loop.remove(self.fd)
         self.loop.timers.call_later(0.1, self._resume_accepting)
@@ -301,7 +303,9 @@ class ClientConn(Conn):
 
     kind = "client"
 
-    def __init__(self, loop: Loop, pool: Pool, sock: socket.socket, parser: RequestParser, index: int) -> None:
+    def __init__(
+        self, loop: Loop, pool: Pool, sock: socket.socket, parser: RequestParser, index: int
+    ) -> None:
         super().__init__(loop, sock)
         self.pool = pool
         self.parser = parser
@@ -359,6 +363,8 @@ class ClientConn(Conn):
             action = msg.action
             if action == ACTION_FORWARD:
                 pool.forward(msg)
+                if msg.done:  # noreply: nothing to wait for
+                    self.loop.schedule_flush(self)
             elif action == ACTION_FANOUT:
                 pool.fanout(msg)
             else:
@@ -402,23 +408,44 @@ class ClientConn(Conn):
         now = self.loop.now
         idle = config.client_idle_timeout
         partial = config.client_request_timeout
-        if partial and len(self.pending) and self.parser_waiting() and now - self.partial_since >= partial / 1000:
-            logger.info("pool %s: closing client fd %d: request incomplete after %d ms", self.pool.name, self.fd, partial)
+        if (
+            partial
+            and len(self.pending)
+            and self.parser_waiting()
+            and now - self.partial_since >= partial / 1000
+        ):
+            logger.info(
+                "pool %s: closing client fd %d: request incomplete after %d ms",
+                self.pool.name,
+                self.fd,
+                partial,
+            )
             self.pool.stats.client_err += 1
             self.close()
             return
-        if idle and not self.out_q and not len(self.pending) and now - self.last_active >= idle / 1000:
-            logger.info("pool %s: closing client fd %d: idle for %d ms", self.pool.name, self.fd, idle)
+        if (
+            idle
+            and not self.out_q
+            and not len(self.pending)
+            and now - self.last_active >= idle / 1000
+        ):
+            logger.info(
+                "pool %s: closing client fd %d: idle for %d ms", self.pool.name, self.fd, idle
+            )
             self.close()
             return
-        self._timer = self.loop.timers.call_later(min(self.pool.client_timeouts), self._check_timeouts)
+        self._timer = self.loop.timers.call_later(
+            min(self.pool.client_timeouts), self._check_timeouts
+        )
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         self.pool.stats.client_err += 1
         if logger.isEnabledFor(logging.INFO):
             logger.info("pool %s: client fd %d: %s", self.pool.name, self.fd, exc)
         if not exc.close:
-            raise AssertionError("a parser must resynchronise itself instead of raising close=False")
+            raise AssertionError(
+                "a parser must resynchronise itself instead of raising close=False"
+            )
         self.out_q.append(Msg(b"", 0, None, ACTION_CLOSE, exc.reply))
         self._stop_reading()
         self.loop.schedule_flush(self)
@@ -509,7 +536,9 @@ class ServerConn(Conn):
 
     kind = "server"
 
-    def __init__(self, loop: Loop, pool: Pool, server: Server, sock: socket.socket, parser: ReplyParser) -> None:
+    def __init__(
+        self, loop: Loop, pool: Pool, server: Server, sock: socket.socket, parser: ReplyParser
+    ) -> None:
         super().__init__(loop, sock)
         self.pool = pool
         self.server = server
@@ -524,7 +553,9 @@ class ServerConn(Conn):
         self.established = False
 
     @classmethod
-    def connect(cls, loop: Loop, pool: Pool, server: Server, parser: ReplyParser, variant: int = 0) -> ServerConn:
+    def connect(
+        cls, loop: Loop, pool: Pool, server: Server, parser: ReplyParser, variant: int = 0
+    ) -> ServerConn:
         """Start a non-blocking connect to ``server``; requests queue until it completes.
 
         ``variant`` picks the protocol's connection flavour (Redis: 0 RESP2,
@@ -635,7 +666,12 @@ class ServerConn(Conn):
             try:
                 end = parse(data, pos)
             except ProtocolError as exc:
-                logger.warning("pool %s: server %s sent a malformed reply: %s", self.pool.name, self.server.name, exc)
+                logger.warning(
+                    "pool %s: server %s sent a malformed reply: %s",
+                    self.pool.name,
+                    self.server.name,
+                    exc,
+                )
                 self.server.stats.server_err += 1
                 self.fail(errno.EPROTO)
                 return
@@ -643,7 +679,11 @@ class ServerConn(Conn):
                 self.pending.keep(data, self.parser.resume_at, self.parser.need)
                 return
             if not out_q:
-                logger.warning("pool %s: server %s sent a reply nobody asked for", self.pool.name, self.server.name)
+                logger.warning(
+                    "pool %s: server %s sent a reply nobody asked for",
+                    self.pool.name,
+                    self.server.name,
+                )
                 self.server.stats.server_err += 1
                 self.fail(errno.EPROTO)
                 return

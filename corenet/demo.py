@@ -7,7 +7,6 @@ connect, and stops the backends by PID when the proxy exits (Ctrl-C).
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import socket
 import subprocess
@@ -15,9 +14,13 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 from corenet import __version__
 from corenet.config import parse_config
+
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = ["run_demo"]
 
@@ -63,7 +66,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     redis_server = shutil.which("redis-server")
     if redis_server is None:
-        print("corenet-proxy --demo needs redis-server (apt-get install redis-server)", file=sys.stderr)
+        print(
+            "corenet-proxy --demo needs redis-server (apt-get install redis-server)",
+            file=sys.stderr,
+        )
         return 1
     from corenet.cli import _setup_logging
     from corenet.proxy import Proxy, ProxyOptions
@@ -74,7 +80,19 @@ def run_demo(args: argparse.Namespace) -> int:
         for _ in range(2):
             port = _free_port()
             proc = subprocess.Popen(
-                [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
+                [
+                    redis_server,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    workdir,
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -83,13 +101,21 @@ def run_demo(args: argparse.Namespace) -> int:
             ports.append(port)
         listen = _free_port(_DEMO_PORT)
         servers = "\n".join(f"    - 127.0.0.1:{p}:1 redis{i + 1}" for i, p in enumerate(ports))
-        text = f"demo:\n  listen: 127.0.0.1:{listen}\n  redis: true\n  hash: fnv1a_64\n  distribution: ketama\n  servers:\n{servers}\n"
+        text = (
+            f"demo:\n  listen: 127.0.0.1:{listen}\n  redis: true\n  hash: fnv1a_64\n"
+            f"  distribution: ketama\n  servers:\n{servers}\n"
+        )
         _setup_logging(args.verbose, None)
         stats_port = _free_port(args.stats_port)
-        proxy = Proxy(parse_config(text, source="<demo>"), ProxyOptions(stats_port=stats_port, event_backend=args.event_backend), version=__version__)
+        proxy = Proxy(
+            parse_config(text, source="<demo>"),
+            ProxyOptions(stats_port=stats_port, event_backend=args.event_backend),
+            version=__version__,
+        )
         proxy.start()
         print(f"corenet-proxy {__version__} demo ({proxy.backend.name} backend)")
-        print(f"  redis pool:  redis-cli -p {listen}     (backends: redis-server on ports {ports[0]} and {ports[1]})")
+        print(f"  redis pool:  redis-cli -p {listen}")
+        print(f"               (backends: redis-server on ports {ports[0]} and {ports[1]})")
         print(f"  stats:       nc 127.0.0.1 {stats_port}")
         print("  config used:\n" + "\n".join("    " + line for line in text.splitlines()))
         print("Press Ctrl-C to stop the proxy and the backends.", flush=True)

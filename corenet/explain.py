@@ -50,5 +50,7 @@ def explain_key(pool: PoolConfig, plugins: Plugins, key: bytes) -> str:
             lines.append("hash:          0 (an empty key is not hashed)")
         point = "none (no continuum)" if step.point is None else str(step.point)
         lines.append(f"distribution:  {pool.distribution}; continuum point {point}")
-    lines.append(f"server:        #{step.index} {server.name} ({server.address}, weight {server.weight})")
+    lines.append(
+        f"server:        #{step.index} {server.name} ({server.address}, weight {server.weight})"
+    )
     return "\n".join(lines)

@@ -16,10 +16,11 @@ builds the single reply from the fragments' replies.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from corenet.conn import ClientConn
 
 __all__ = ["ACTION_CLOSE", "ACTION_FANOUT", "ACTION_FORWARD", "ACTION_LOCAL", "Msg"]

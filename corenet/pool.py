@@ -110,7 +110,9 @@ class Server:
             pool = self.pool
             if self.connect_after and pool.loop.now < self.connect_after:
                 return None
-            conn = ServerConn.connect(pool.loop, pool, self, pool.protocol.new_reply_parser(), variant)
+            conn = ServerConn.connect(
+                pool.loop, pool, self, pool.protocol.new_reply_parser(), variant
+            )
             conns[slot] = conn
             self.total_connections += 1
         return conn
@@ -153,7 +155,9 @@ class Server:
 class Pool:
     """A listener's worth of clients sharded over a list of servers."""
 
-    def __init__(self, config: PoolConfig, plugins: Plugins, loop: Loop, *, read_size: int = 16384) -> None:
+    def __init__(
+        self, config: PoolConfig, plugins: Plugins, loop: Loop, *, read_size: int = 16384
+    ) -> None:
         self.config = config
         self.read_size = read_size
         self.name = config.name
@@ -167,9 +171,13 @@ class Pool:
         self.timeout = config.timeout / 1000.0 if config.timeout is not None else None
         # How often each client's idle/request timers are checked (seconds).
         self.client_timeouts = [
-            ms / 1000.0 / 2 for ms in (config.client_idle_timeout, config.client_request_timeout) if ms
+            ms / 1000.0 / 2
+            for ms in (config.client_idle_timeout, config.client_request_timeout)
+            if ms
         ]
-        self.servers = [Server(self, s) for s in sorted(config.servers, key=lambda s: sort_key(s.name))]
+        self.servers = [
+            Server(self, s) for s in sorted(config.servers, key=lambda s: sort_key(s.name))
+        ]
         self.router = Router(hash_fn, distribution, config.hash_tag, len(self.servers))
         self.index_of = self.router.index_of
         self.stats = PoolStats()
@@ -243,19 +251,25 @@ class Pool:
                 conn.enqueue(frag)
 
     def _backing_off(self, msg: Msg, server: Server) -> None:
-        self.stats.forward_error += 1
-        complete(msg, self.protocol.error_reply(os.strerror(server.connect_error)))
+        self._forward_failed(msg, os.strerror(server.connect_error))
 
     def _unroutable(self, msg: Msg) -> None:
+        self._forward_failed(msg, os.strerror(errno.ECONNREFUSED))
+
+    def _forward_failed(self, msg: Msg, reason: str) -> None:
         self.stats.forward_error += 1
-        complete(msg, self.protocol.error_reply("Connection refused"))
+        # A request sent with noreply was answered (with nothing) when parsed.
+        if msg.expect_reply:
+            complete(msg, self.protocol.error_reply(reason))
 
     # -- failures ----------------------------------------------------------
 
     def server_failed(self, server: Server, conn: ServerConn, err: int) -> None:
         """A connection to ``server`` failed; count it and maybe eject it."""
         if logger.isEnabledFor(logging.INFO):
-            logger.info("pool %s: server %s: %s", self.name, server.name, errno.errorcode.get(err, err))
+            logger.info(
+                "pool %s: server %s: %s", self.name, server.name, errno.errorcode.get(err, err)
+            )
         if not self.config.auto_eject_hosts:
             return
         server.failures += 1
@@ -287,7 +301,9 @@ class Pool:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._client_seq += 1
         self.total_clients += 1
-        conn = ClientConn(self.loop, self, sock, self.protocol.new_request_parser(self.config), self._client_seq)
+        conn = ClientConn(
+            self.loop, self, sock, self.protocol.new_request_parser(self.config), self._client_seq
+        )
         conn.read_size = self.read_size
         self.loop.add(conn.fd, conn, EV_READ)
         conn._mask = EV_READ

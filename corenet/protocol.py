@@ -24,7 +24,8 @@ Parser contract (both directions):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol as TypingProtocol
+from typing import TYPE_CHECKING
+from typing import Protocol as TypingProtocol
 
 if TYPE_CHECKING:
     from corenet.config import PoolConfig

@@ -85,8 +85,11 @@ def need_binary(config: pytest.Config, name: str) -> str:
     if path is None:
         reason = f"{name} is not installed (not on PATH nor in /usr/sbin)"
         if require_servers(config):
-            pytest.fail(f"{reason}; servers are required (--require-servers, "
-                        "CORENET_REQUIRE_SERVERS or CI)", pytrace=False)
+            pytest.fail(
+                f"{reason}; servers are required (--require-servers, "
+                "CORENET_REQUIRE_SERVERS or CI)",
+                pytrace=False,
+            )
         pytest.skip(reason)
     return path
 
@@ -113,8 +116,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.ensure_newline()
-            reporter.write_line(f"ERROR: tests left processes running (now stopped): {names}",
-                                red=True)
+            reporter.write_line(
+                f"ERROR: tests left processes running (now stopped): {names}", red=True
+            )
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -243,8 +247,9 @@ def nutcracker_factory(
     need_binary(request.config, "nutcracker")
     started: list[Nutcracker] = []
 
-    def make(config: Mapping[str, Any] | str, extra_args: Sequence[str] = (),
-             **kwargs: Any) -> Nutcracker:
+    def make(
+        config: Mapping[str, Any] | str, extra_args: Sequence[str] = (), **kwargs: Any
+    ) -> Nutcracker:
         proxy = Nutcracker(config, extra_args, start=False, **kwargs)
         started.append(proxy)
         _track(request, [proxy])
@@ -264,8 +269,9 @@ def corenet_proxy_factory(
     """``corenet_proxy_factory(config, extra_args=(), **kw) -> CorenetProxy`` (started)."""
     started: list[CorenetProxy] = []
 
-    def make(config: Mapping[str, Any] | str, extra_args: Sequence[str] = (),
-             **kwargs: Any) -> CorenetProxy:
+    def make(
+        config: Mapping[str, Any] | str, extra_args: Sequence[str] = (), **kwargs: Any
+    ) -> CorenetProxy:
         proxy = CorenetProxy(config, extra_args, start=False, **kwargs)
         started.append(proxy)
         _track(request, [proxy])

@@ -398,6 +398,7 @@ def memcache_raw(
     Stops when ``until`` has been received (e.g. ``b"END\\r\\n"``), when
     ``expect_lines`` CRLF-terminated lines arrived, or else at EOF.
     """
+
     def done(buf: bytes) -> bool:
         if until is not None and buf.endswith(until):
             return True
@@ -454,8 +455,9 @@ def memcache_client(address: str, **kwargs: Any) -> pymemcache.Client:
 class ServerStartError(RuntimeError):
     """A process exited or did not become ready; the message ends with its log tail."""
 
-    def __init__(self, message: str, *, pid: int | None, log_tail: str,
-                 returncode: int | None) -> None:
+    def __init__(
+        self, message: str, *, pid: int | None, log_tail: str, returncode: int | None
+    ) -> None:
         super().__init__(f"{message}\n--- last log lines ---\n{log_tail}")
         self.pid = pid
         self.log_tail = log_tail
@@ -633,9 +635,7 @@ class Process:
     def _spawn(self, attempt: int) -> None:
         if self._log_file is None:
             self._log_file = open(self.log_path, "ab", buffering=0)  # noqa: SIM115
-        self._log_file.write(
-            f"{_ATTEMPT_MARKER} {attempt + 1}: {' '.join(self.argv)}\n".encode()
-        )
+        self._log_file.write(f"{_ATTEMPT_MARKER} {attempt + 1}: {' '.join(self.argv)}\n".encode())
         with _registry_lock:
             self.popen = subprocess.Popen(
                 self.argv,
@@ -739,8 +739,10 @@ class Process:
 
     def log_text(self) -> str:
         """Up to the last 64 KiB of the log (stdout, stderr and the server's own log)."""
-        return self._final_log if self._stopped and self._final_log is not None else (
-            self._read_log_tail()
+        return (
+            self._final_log
+            if self._stopped and self._final_log is not None
+            else (self._read_log_tail())
         )
 
     def tail_log(self, lines: int = 40) -> str:
@@ -800,18 +802,33 @@ class RedisServer(_PortServer):
 
     kind = "redis-server"
 
-    def __init__(self, port: int | None = None, extra_args: Iterable[str] = (),
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, port: int | None = None, extra_args: Iterable[str] = (), **kwargs: Any
+    ) -> None:
         self.binary = find_binary("redis-server") or "redis-server"
         self._config_snapshot: bytes | None = None
         super().__init__(port, extra_args, **kwargs)
 
     def _command(self) -> list[str]:
         return [
-            self.binary, "--port", str(self.port), "--bind", LOOPBACK,
-            "--save", "", "--appendonly", "no", "--daemonize", "no",
-            "--protected-mode", "no", "--enable-debug-command", "yes",
-            "--dir", self.tmpdir, *self.extra_args,
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            LOOPBACK,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "no",
+            "--enable-debug-command",
+            "yes",
+            "--dir",
+            self.tmpdir,
+            *self.extra_args,
         ]
 
     def _probe(self) -> bool:
@@ -881,14 +898,14 @@ class Memcached(_PortServer):
 
     kind = "memcached"
 
-    def __init__(self, port: int | None = None, extra_args: Iterable[str] = (),
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, port: int | None = None, extra_args: Iterable[str] = (), **kwargs: Any
+    ) -> None:
         self.binary = find_binary("memcached") or "memcached"
         super().__init__(port, extra_args, **kwargs)
 
     def _command(self) -> list[str]:
-        argv = [self.binary, "-l", LOOPBACK, "-p", str(self.port), "-U", "0", "-m", "64",
-                "-t", "1"]
+        argv = [self.binary, "-l", LOOPBACK, "-p", str(self.port), "-U", "0", "-m", "64", "-t", "1"]
         if os.geteuid() == 0:  # memcached refuses to run as root without -u
             argv += ["-u", pwd.getpwuid(0).pw_name]
         return [*argv, *self.extra_args]
@@ -902,11 +919,21 @@ class Memcached(_PortServer):
             return False
         return reply.startswith(b"VERSION ")
 
-    def raw_command(self, payload: bytes, *, until: bytes | None = None,
-                    expect_lines: int | None = 1, timeout: float = 5.0) -> bytes:
-        return memcache_raw(self.address, payload, until=until,
-                            expect_lines=None if until is not None else expect_lines,
-                            timeout=timeout)
+    def raw_command(
+        self,
+        payload: bytes,
+        *,
+        until: bytes | None = None,
+        expect_lines: int | None = 1,
+        timeout: float = 5.0,
+    ) -> bytes:
+        return memcache_raw(
+            self.address,
+            payload,
+            until=until,
+            expect_lines=None if until is not None else expect_lines,
+            timeout=timeout,
+        )
 
     def reset(self) -> None:
         """flush_all and reset stats, or raise (then do not reuse it)."""
@@ -984,8 +1011,9 @@ class _Proxy(Process):
 
     config_name = "proxy.yml"
 
-    def __init__(self, config: Mapping[str, Any] | str, extra_args: Iterable[str] = (),
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, config: Mapping[str, Any] | str, extra_args: Iterable[str] = (), **kwargs: Any
+    ) -> None:
         self.config: dict[str, Any] | str = (
             copy.deepcopy(dict(config)) if isinstance(config, Mapping) else config
         )
@@ -1038,8 +1066,10 @@ class _Proxy(Process):
                     target = parse_address(body["listen"])
                 except ValueError:
                     continue
-                if isinstance(target, tuple) and target[0] == LOOPBACK and not _port_is_free(
-                    target[1]
+                if (
+                    isinstance(target, tuple)
+                    and target[0] == LOOPBACK
+                    and not _port_is_free(target[1])
                 ):
                     body["listen"] = f"{LOOPBACK}:{free_port()}"
         with open(self.config_path, "w", encoding="utf-8") as fh:
@@ -1092,8 +1122,14 @@ class Nutcracker(_Proxy):
     kind = "nutcracker"
     config_name = "nutcracker.yml"
 
-    def __init__(self, config: Mapping[str, Any] | str, extra_args: Iterable[str] = (),
-                 *, verbosity: int = 4, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any] | str,
+        extra_args: Iterable[str] = (),
+        *,
+        verbosity: int = 4,
+        **kwargs: Any,
+    ) -> None:
         self.binary = find_binary("nutcracker") or "nutcracker"
         self.verbosity = verbosity
         super().__init__(config, extra_args, **kwargs)
@@ -1101,8 +1137,18 @@ class Nutcracker(_Proxy):
     def _command(self) -> list[str]:
         # -o appends (O_APPEND) to the same file our stdout/stderr go to.
         return [
-            self.binary, "-c", self.config_path, "-s", str(self.stats_port), "-a", LOOPBACK,
-            "-v", str(self.verbosity), "-o", self.log_path, *self.extra_args,
+            self.binary,
+            "-c",
+            self.config_path,
+            "-s",
+            str(self.stats_port),
+            "-a",
+            LOOPBACK,
+            "-v",
+            str(self.verbosity),
+            "-o",
+            self.log_path,
+            *self.extra_args,
         ]
 
 
@@ -1117,17 +1163,31 @@ class CorenetProxy(_Proxy):
     kind = "corenet-proxy"
     config_name = "corenet.yml"
 
-    def __init__(self, config: Mapping[str, Any] | str, extra_args: Iterable[str] = (),
-                 *, command: Sequence[str] | None = None,
-                 env: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any] | str,
+        extra_args: Iterable[str] = (),
+        *,
+        command: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.command = list(command) if command is not None else [sys.executable, "-m", "corenet"]
         full_env = dict(os.environ if env is None else env)
         full_env["CORENET_DISABLE_PLUGIN_AUTOLOAD"] = "1"
         super().__init__(config, extra_args, env=full_env, **kwargs)
 
     def _command(self) -> list[str]:
-        return [*self.command, "-c", self.config_path, "-s", str(self.stats_port),
-                "-a", LOOPBACK, *self.extra_args]
+        return [
+            *self.command,
+            "-c",
+            self.config_path,
+            "-s",
+            str(self.stats_port),
+            "-a",
+            LOOPBACK,
+            *self.extra_args,
+        ]
 
 
 # --------------------------------------------------------------------------
@@ -1188,4 +1248,3 @@ class ServerPool(Generic[_S]):
             server.stop()
         self._idle.clear()
         self._busy.clear()
-

@@ -17,7 +17,18 @@ ROOT = Path(__file__).resolve().parent.parent
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
         check=True,
         timeout=300,
     )
@@ -42,22 +53,31 @@ def test_installed_wheel_imports_and_runs(wheel: Path, tmp_path: Path) -> None:
     python = env_dir / "bin" / "python"
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(site)
     config = tmp_path / "nutcracker.yml"
-    config.write_text("alpha:\n  listen: 127.0.0.1:22121\n  redis: true\n  servers:\n    - 127.0.0.1:6379:1\n")
+    config.write_text(
+        "alpha:\n  listen: 127.0.0.1:22121\n  redis: true\n  servers:\n    - 127.0.0.1:6379:1\n"
+    )
     code = (
         "import corenet, corenet.protocols.redis, corenet.plugins.hashing, corenet.event;"
         "from corenet._plugins import Plugins; p = Plugins(autoload=False);"
         "print(corenet.__file__); print(sorted(p.protocols), len(p.hash_functions))"
     )
-    out = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    out = subprocess.run(
+        [str(python), "-I", "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
     assert str(env_dir) in out.stdout.splitlines()[0]
     assert "'redis'" in out.stdout
     test = subprocess.run(
-        [str(python), "-I", "-m", "corenet", "-t", "-c", str(config)], capture_output=True, text=True, cwd=tmp_path
+        [str(python), "-I", "-m", "corenet", "-t", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert test.returncode == 0, test.stderr
     assert "syntax is ok" in test.stderr

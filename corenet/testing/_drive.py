@@ -8,12 +8,16 @@ so a property that holds here holds on a socket.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from corenet.buffer import StreamBuffer
 from corenet.errors import ProtocolError
-from corenet.msg import Msg
-from corenet.protocol import ReplyParser, RequestParser
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from corenet.msg import Msg
+    from corenet.protocol import ReplyParser, RequestParser
 
 __all__ = ["drive_replies", "drive_requests", "split_at"]
 
@@ -25,7 +29,9 @@ def split_at(data: bytes, cuts: Iterable[int]) -> list[bytes]:
     return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
-def drive_requests(parser: RequestParser, chunks: Sequence[bytes]) -> tuple[list[Msg], ProtocolError | None, int]:
+def drive_requests(
+    parser: RequestParser, chunks: Sequence[bytes]
+) -> tuple[list[Msg], ProtocolError | None, int]:
     """Feed ``chunks`` to a request parser.
 
     Returns:
@@ -46,7 +52,9 @@ def drive_requests(parser: RequestParser, chunks: Sequence[bytes]) -> tuple[list
                 return messages, exc, 0
             if msg is None:
                 if parser.resume_at < pos or parser.resume_at > len(buf):
-                    raise AssertionError(f"resume_at {parser.resume_at} outside [{pos}, {len(buf)}]")
+                    raise AssertionError(
+                        f"resume_at {parser.resume_at} outside [{pos}, {len(buf)}]"
+                    )
                 pending.keep(buf, parser.resume_at, parser.need)
                 break
             if msg.end <= pos or msg.end > len(buf):
@@ -56,7 +64,9 @@ def drive_requests(parser: RequestParser, chunks: Sequence[bytes]) -> tuple[list
     return messages, None, len(pending)
 
 
-def drive_replies(parser: ReplyParser, chunks: Sequence[bytes]) -> tuple[list[bytes], ProtocolError | None, int]:
+def drive_replies(
+    parser: ReplyParser, chunks: Sequence[bytes]
+) -> tuple[list[bytes], ProtocolError | None, int]:
     """Feed ``chunks`` to a reply parser; returns replies, error and bytes left."""
     pending = StreamBuffer()
     replies: list[bytes] = []
@@ -72,7 +82,9 @@ def drive_replies(parser: ReplyParser, chunks: Sequence[bytes]) -> tuple[list[by
                 return replies, exc, 0
             if end < 0:
                 if parser.resume_at < pos or parser.resume_at > len(buf):
-                    raise AssertionError(f"resume_at {parser.resume_at} outside [{pos}, {len(buf)}]")
+                    raise AssertionError(
+                        f"resume_at {parser.resume_at} outside [{pos}, {len(buf)}]"
+                    )
                 pending.keep(buf, parser.resume_at, parser.need)
                 break
             if end <= pos or end > len(buf):

@@ -53,7 +53,9 @@ _RESP2_LEAVES = st.one_of(
 )
 
 
-def _array(prefix: bytes, children: st.SearchStrategy[bytes], pairs: bool = False) -> st.SearchStrategy[bytes]:
+def _array(
+    prefix: bytes, children: st.SearchStrategy[bytes], pairs: bool = False
+) -> st.SearchStrategy[bytes]:
     def build(items: list[bytes]) -> bytes:
         count = len(items) // 2 if pairs else len(items)
         return prefix + b"%d\r\n" % count + b"".join(items[: count * 2 if pairs else count])
@@ -82,7 +84,9 @@ def resp3_replies() -> st.SearchStrategy[bytes]:
     """One RESP3 reply: every type, maps, sets, pushes and attributes included."""
 
     def extend(children: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
-        attribute = st.tuples(_array(b"|", children, pairs=True), children).map(lambda t: t[0] + t[1])
+        attribute = st.tuples(_array(b"|", children, pairs=True), children).map(
+            lambda t: t[0] + t[1]
+        )
         return st.one_of(
             _array(b"*", children),
             _array(b"~", children),

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from corenet.naming import KETAMA_DEFAULT_PORT, server_name, sort_key
+
 from ._ketama import KetamaDispatcher, points_per_node
 from ._ketama import build as build_ketama
 from ._modula import ModulaDispatcher, WideModulaDispatcher
 from ._modula import build as build_modula
-from corenet.naming import KETAMA_DEFAULT_PORT, server_name, sort_key
 from ._random import RandomDispatcher
 from ._random import build as build_random
 

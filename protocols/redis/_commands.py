@@ -233,14 +233,16 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     *(
         (name, -1, 0, _REFUSED)
         for name in (
-            "acl bgrewriteaof bgsave blmove blmpop blpop brpop brpoplpush bzmpop bzpopmax "
-            "bzpopmin cluster config copy dbsize debug discard exec failover "
-            "flushall flushdb function info keys lastsave latency lcs lmpop memory "
-            "migrate module monitor move msetnx multi object psubscribe psync publish "
-            "pubsub punsubscribe randomkey readonly readwrite rename renamenx replconf "
-            "replicaof reset role save scan script sdiffstore_ro shutdown sintercard "
-            "slaveof slowlog spublish ssubscribe subscribe sunsubscribe swapdb sync "
-            "unsubscribe unwatch wait waitaof watch xgroup xinfo xread xreadgroup zdiff zdiffstore zinter zintercard zmpop zunion"
+            "acl bgrewriteaof bgsave blmove blmpop blpop brpop brpoplpush bzmpop "
+            "bzpopmax bzpopmin cluster config copy dbsize debug discard exec "
+            "failover flushall flushdb function info keys lastsave latency lcs "
+            "lmpop memory migrate module monitor move msetnx multi object "
+            "psubscribe psync publish pubsub punsubscribe randomkey readonly "
+            "readwrite rename renamenx replconf replicaof reset role save scan "
+            "script sdiffstore_ro shutdown sintercard slaveof slowlog spublish "
+            "ssubscribe subscribe sunsubscribe swapdb sync unsubscribe unwatch wait "
+            "waitaof watch xgroup xinfo xread xreadgroup zdiff zdiffstore zinter "
+            "zintercard zmpop zunion"
         ).split()
     ),
 )

@@ -14,12 +14,15 @@ then the server's own).  Otherwise the replies are merged:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from corenet.msg import Msg
 from corenet.protocols.redis._commands import Command, Route
 from corenet.protocols.redis._parser import ReplyParser
 from corenet.protocols.redis._resp import encode_command
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 __all__ = ["fragment"]
 

@@ -11,11 +11,14 @@ returns the reply bytes, encoded for the session's protocol version.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 
 from corenet.protocols.redis._resp import encode_error, string2ll
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["HANDLERS", "Session"]
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from corenet.errors import RemoteProtocolError
-from corenet.msg import ACTION_CLOSE, ACTION_FANOUT, ACTION_FORWARD, ACTION_LOCAL, Msg
+from corenet.msg import ACTION_CLOSE, ACTION_FANOUT, ACTION_LOCAL, Msg
 from corenet.protocols.redis._commands import COMMANDS, Command, Route
 from corenet.protocols.redis._local import HANDLERS, Session
 from corenet.protocols.redis._resp import encode_command, encode_error, string2ll
@@ -235,11 +235,15 @@ class RequestParser:
             return self._local(data, end, encode_error(_unknown_command(buf, start, spans)))
         if not cmd.arity_ok(argc):
             return self._local(
-                data, end, encode_error(b"ERR wrong number of arguments for '%s' command" % cmd.name)
+                data,
+                end,
+                encode_error(b"ERR wrong number of arguments for '%s' command" % cmd.name),
             )
         route = cmd.route
         if cmd.name in self.denied:
-            return self._local(data, end, encode_error(b"ERR command '%s' is not allowed" % cmd.name.upper()))
+            return self._local(
+                data, end, encode_error(b"ERR command '%s' is not allowed" % cmd.name.upper())
+            )
         if not self.session.authenticated and cmd.name not in _BEFORE_AUTH:
             return self._local(data, end, b"-NOAUTH Authentication required.\r\n")
         if route is Route.KEY:
@@ -249,7 +253,9 @@ class RequestParser:
             return self._answer(cmd, buf, start, end, spans, data)
         if route is Route.MGET or route is Route.SUM or route is Route.MSET:
             msg = Msg(data, end, None, ACTION_FANOUT)
-            msg.keys = [buf[start + spans[i] : start + spans[i + 1]] for i in range(2, len(spans), 2)]
+            msg.keys = [
+                buf[start + spans[i] : start + spans[i + 1]] for i in range(2, len(spans), 2)
+            ]
             msg.info = cmd
             return msg
         if route is Route.EVAL:
@@ -262,7 +268,11 @@ class RequestParser:
                 )
             if numkeys == 0:
                 return self._local(
-                    data, end, encode_error(b"ERR %s needs at least one key to be routed by the proxy" % cmd.name)
+                    data,
+                    end,
+                    encode_error(
+                        b"ERR %s needs at least one key to be routed by the proxy" % cmd.name
+                    ),
                 )
             return Msg(data, end, buf[start + spans[6] : start + spans[7]])
         if route is Route.ANY:
@@ -271,7 +281,9 @@ class RequestParser:
             data, end, encode_error(b"ERR command '%s' is not supported by the proxy" % cmd.name)
         )
 
-    def _answer(self, cmd: Command, buf: bytes, start: int, end: int, spans: Sequence[int], data: bytes) -> Msg:
+    def _answer(
+        self, cmd: Command, buf: bytes, start: int, end: int, spans: Sequence[int], data: bytes
+    ) -> Msg:
         if cmd.name == b"quit":
             return Msg(data, end, None, ACTION_CLOSE, _OK)
         args = [buf[start + spans[i] : start + spans[i + 1]] for i in range(0, len(spans), 2)]

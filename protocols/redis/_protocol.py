@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from corenet import __version__
@@ -12,6 +11,8 @@ from corenet.protocols.redis._parser import ReplyParser, RequestParser
 from corenet.protocols.redis._resp import encode_command, encode_error
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from corenet.config import PoolConfig
     from corenet.msg import Msg
 
@@ -37,7 +38,9 @@ class RedisProtocol:
             client_id=self._clients,
             proxy_version=__version__.encode(),
         )
-        return RequestParser(session, denied=frozenset(c.lower().encode() for c in pool.deny_commands))
+        return RequestParser(
+            session, denied=frozenset(c.lower().encode() for c in pool.deny_commands)
+        )
 
     def new_reply_parser(self) -> ReplyParser:
         return ReplyParser()

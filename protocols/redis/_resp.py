@@ -8,7 +8,10 @@ is what makes the proxy cut a stream where the backend would.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ["encode_command", "encode_error", "string2ll"]
 

@@ -41,13 +41,24 @@ def test_good_file_with_nutcracker_defaults():
     assert beta.listen.path == "/tmp/beta.sock" and beta.listen.perm == 0o666
     assert beta.servers[0].address.path == "/tmp/memcached.sock"
     # nutcracker's defaults
-    assert (beta.hash, beta.distribution, beta.redis, beta.backlog) == ("fnv1a_64", "ketama", False, 512)
-    assert (beta.server_connections, beta.server_retry_timeout, beta.server_failure_limit) == (1, 30000, 2)
+    assert (beta.hash, beta.distribution, beta.redis, beta.backlog) == (
+        "fnv1a_64",
+        "ketama",
+        False,
+        512,
+    )
+    assert (beta.server_connections, beta.server_retry_timeout, beta.server_failure_limit) == (
+        1,
+        30000,
+        2,
+    )
     assert beta.timeout is None and beta.client_connections == 0 and beta.protocol == "memcache"
 
 
 def test_password_is_not_in_repr():
-    pools = parse_config("a:\n  listen: 127.0.0.1:1\n  redis_auth: hunter2\n  servers:\n   - 127.0.0.1:2:1\n")
+    pools = parse_config(
+        "a:\n  listen: 127.0.0.1:1\n  redis_auth: hunter2\n  servers:\n   - 127.0.0.1:2:1\n"
+    )
     assert "hunter2" not in repr(pools["a"])
     assert pools["a"].redis_auth == "hunter2"
 
@@ -55,19 +66,44 @@ def test_password_is_not_in_repr():
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("a:\n  listen: 127.0.0.1:1\n  hashx: md5\n  servers: [127.0.0.1:2:1]\n", 'x.yml:3: pool \'a\', key \'hashx\': directive "hashx" is unknown'),
-        ("a:\n  listen: 127.0.0.1:1\n  hash: md5\n  hash: md5\n  servers: [127.0.0.1:2:1]\n", 'directive "hash" is a duplicate'),
-        ("a:\n  listen: 127.0.0.1:1\n  servers:\n   - 127.0.0.1:2:0\n", 'server "127.0.0.1:2:0" has a zero weight'),
+        (
+            "a:\n  listen: 127.0.0.1:1\n  hashx: md5\n  servers: [127.0.0.1:2:1]\n",
+            "x.yml:3: pool 'a', key 'hashx': directive \"hashx\" is unknown",
+        ),
+        (
+            "a:\n  listen: 127.0.0.1:1\n  hash: md5\n  hash: md5\n  servers: [127.0.0.1:2:1]\n",
+            'directive "hash" is a duplicate',
+        ),
+        (
+            "a:\n  listen: 127.0.0.1:1\n  servers:\n   - 127.0.0.1:2:0\n",
+            'server "127.0.0.1:2:0" has a zero weight',
+        ),
         ("a:\n  listen: 127.0.0.1:1\n", 'directive "servers" is missing'),
         ("a:\n  listen: nope\n  servers: [127.0.0.1:2:1]\n", "key 'listen'"),
-        ("a:\n  listen: 127.0.0.1:1\n  timeout: soon\n  servers: [127.0.0.1:2:1]\n", "key 'timeout': expected an integer"),
-        ("a:\n  listen: 127.0.0.1:1\n  redis: yes please\n  servers: [127.0.0.1:2:1]\n", "key 'redis': expected true or false"),
-        ("a:\n  listen: 127.0.0.1:1\n  hash_tag: '{'\n  servers: [127.0.0.1:2:1]\n", "key 'hash_tag': expected exactly two characters"),
-        ("a:\n  listen: 127.0.0.1:1\n  servers:\n   - 127.0.0.1:2:1 x\n   - 127.0.0.1:3:1 x\n", 'server name "x" is a duplicate'),
-        ("a:\n  listen: 127.0.0.1:1\n  servers: [127.0.0.1:2]\n", 'expected "host:port:weight [name]"'),
         (
-            "a:\n  listen: 127.0.0.1:1\n  servers: [127.0.0.1:2:1]\nb:\n  listen: 127.0.0.1:1\n  servers: [127.0.0.1:2:1]\n",
-            "is already the listen address of pool \"a\"",
+            "a:\n  listen: 127.0.0.1:1\n  timeout: soon\n  servers: [127.0.0.1:2:1]\n",
+            "key 'timeout': expected an integer",
+        ),
+        (
+            "a:\n  listen: 127.0.0.1:1\n  redis: yes please\n  servers: [127.0.0.1:2:1]\n",
+            "key 'redis': expected true or false",
+        ),
+        (
+            "a:\n  listen: 127.0.0.1:1\n  hash_tag: '{'\n  servers: [127.0.0.1:2:1]\n",
+            "key 'hash_tag': expected exactly two characters",
+        ),
+        (
+            "a:\n  listen: 127.0.0.1:1\n  servers:\n   - 127.0.0.1:2:1 x\n   - 127.0.0.1:3:1 x\n",
+            'server name "x" is a duplicate',
+        ),
+        (
+            "a:\n  listen: 127.0.0.1:1\n  servers: [127.0.0.1:2]\n",
+            'expected "host:port:weight [name]"',
+        ),
+        (
+            "a:\n  listen: 127.0.0.1:1\n  servers: [127.0.0.1:2:1]\n"
+            "b:\n  listen: 127.0.0.1:1\n  servers: [127.0.0.1:2:1]\n",
+            'is already the listen address of pool "a"',
         ),
         ("a: [1, 2]\n", "pool 'a': expected a mapping"),
         ("- a\n", "expected a mapping of pool names"),

@@ -61,7 +61,11 @@ def test_builtins_register_without_installed_metadata():
 
 
 def test_entry_point_plugin_adds_a_hash(monkeypatch):
-    fake_distribution(monkeypatch, "xx", make_module("corenet_xx", corenet_register_hash_functions=_xxhash_registration))
+    fake_distribution(
+        monkeypatch,
+        "xx",
+        make_module("corenet_xx", corenet_register_hash_functions=_xxhash_registration),
+    )
     monkeypatch.delenv("CORENET_DISABLE_PLUGIN_AUTOLOAD", raising=False)
     plugins = Plugins()
     assert plugins.hash_functions.get("xx")(b"abc") == 3
@@ -69,20 +73,34 @@ def test_entry_point_plugin_adds_a_hash(monkeypatch):
 
 
 def test_autoload_can_be_disabled_by_environment(monkeypatch):
-    fake_distribution(monkeypatch, "xx", make_module("corenet_xx", corenet_register_hash_functions=_xxhash_registration))
+    fake_distribution(
+        monkeypatch,
+        "xx",
+        make_module("corenet_xx", corenet_register_hash_functions=_xxhash_registration),
+    )
     monkeypatch.setenv("CORENET_DISABLE_PLUGIN_AUTOLOAD", "1")
     assert "xx" not in Plugins().hash_functions
 
 
 def test_a_second_claim_on_a_name_names_both_plugins(monkeypatch):
-    fake_distribution(monkeypatch, "evil", make_module("corenet_evil", corenet_register_hash_functions=_duplicate_md5))
+    fake_distribution(
+        monkeypatch,
+        "evil",
+        make_module("corenet_evil", corenet_register_hash_functions=_duplicate_md5),
+    )
     monkeypatch.delenv("CORENET_DISABLE_PLUGIN_AUTOLOAD", raising=False)
-    with pytest.raises(PluginError, match="'md5' is registered by both plugin 'hashing' and plugin 'evil'"):
+    with pytest.raises(
+        PluginError, match="'md5' is registered by both plugin 'hashing' and plugin 'evil'"
+    ):
         Plugins()
 
 
 def test_blocked_plugins_are_not_loaded(monkeypatch):
-    fake_distribution(monkeypatch, "evil", make_module("corenet_evil", corenet_register_hash_functions=_duplicate_md5))
+    fake_distribution(
+        monkeypatch,
+        "evil",
+        make_module("corenet_evil", corenet_register_hash_functions=_duplicate_md5),
+    )
     monkeypatch.delenv("CORENET_DISABLE_PLUGIN_AUTOLOAD", raising=False)
     monkeypatch.setenv("CORENET_DISABLED_PLUGINS", "evil, redis")
     plugins = Plugins()
@@ -95,7 +113,11 @@ def test_invalid_hookimpl_is_rejected(monkeypatch):
     def corenet_register_protocols(registry, unknown_argument):
         raise AssertionError("never called")
 
-    fake_distribution(monkeypatch, "bad", make_module("corenet_bad", corenet_register_protocols=corenet_register_protocols))
+    fake_distribution(
+        monkeypatch,
+        "bad",
+        make_module("corenet_bad", corenet_register_protocols=corenet_register_protocols),
+    )
     monkeypatch.delenv("CORENET_DISABLE_PLUGIN_AUTOLOAD", raising=False)
     with pytest.raises(PluginError, match="invalid plugin"):
         Plugins()
@@ -106,7 +128,11 @@ def test_unknown_hook_name_is_rejected(monkeypatch):
     def corenet_register_protocolz(registry):
         raise AssertionError("never called")
 
-    fake_distribution(monkeypatch, "typo", make_module("corenet_typo", corenet_register_protocolz=corenet_register_protocolz))
+    fake_distribution(
+        monkeypatch,
+        "typo",
+        make_module("corenet_typo", corenet_register_protocolz=corenet_register_protocolz),
+    )
     monkeypatch.delenv("CORENET_DISABLE_PLUGIN_AUTOLOAD", raising=False)
     with pytest.raises(PluginError, match="corenet_register_protocolz"):
         Plugins()
@@ -123,8 +149,15 @@ def test_protocol_missing_parts_is_rejected():
     def corenet_register_protocols(registry):
         registry.add("half", Half())
 
-    with pytest.raises(PluginError, match="protocol 'half' from 'half' lacks new_reply_parser, error_reply"):
-        Plugins(extra={"half": make_module("half", corenet_register_protocols=corenet_register_protocols)}, autoload=False)
+    with pytest.raises(
+        PluginError, match="protocol 'half' from 'half' lacks new_reply_parser, error_reply"
+    ):
+        Plugins(
+            extra={
+                "half": make_module("half", corenet_register_protocols=corenet_register_protocols)
+            },
+            autoload=False,
+        )
 
 
 def test_unknown_name_lists_the_known_ones():

@@ -183,11 +183,16 @@ def test_daemonize_writes_pid_file_and_sigterm_removes_it(tmp_path, redis_server
         pytest.fail(f"daemon {pid} still alive after SIGTERM")
 
 
-def test_explain_names_the_server_a_key_really_lands_on(tmp_path, redis_servers, nutcracker_factory):
+def test_explain_names_the_server_a_key_really_lands_on(
+    tmp_path, redis_servers, nutcracker_factory
+):
     backends = redis_servers(3)
-    servers = [f"{b.address}:{w} node{i}" for i, (b, w) in enumerate(zip(backends, (1, 2, 3), strict=True))]
-    config_text = "alpha:\n  listen: 127.0.0.1:{}\n  redis: true\n  hash: murmur\n  hash_tag: '{{}}'\n  servers:\n{}".format(
-        free_port(), "".join(f"    - {s}\n" for s in servers)
+    servers = [
+        f"{b.address}:{w} node{i}" for i, (b, w) in enumerate(zip(backends, (1, 2, 3), strict=True))
+    ]
+    config_text = (
+        f"alpha:\n  listen: 127.0.0.1:{free_port()}\n  redis: true\n  hash: murmur\n"
+        "  hash_tag: '{}'\n  servers:\n" + "".join(f"    - {s}\n" for s in servers)
     )
     conf = tmp_path / "c.yml"
     conf.write_text(config_text)

@@ -18,14 +18,20 @@ def dead_address() -> str:
 def test_dead_port_answers_connection_refused_and_keeps_the_client(corenet_proxy_factory):
     proxy = corenet_proxy_factory(pool_config("alpha", None, [dead_address()]))
     started = time.monotonic()
-    reply = redis_raw(proxy.address("alpha"), encode_command("GET", "k") + b"PING\r\n" + encode_command("SET", "k", "v"), expect_replies=3)
+    reply = redis_raw(
+        proxy.address("alpha"),
+        encode_command("GET", "k") + b"PING\r\n" + encode_command("SET", "k", "v"),
+        expect_replies=3,
+    )
     elapsed = time.monotonic() - started
     assert reply == b"-ERR Connection refused\r\n+PONG\r\n-ERR Connection refused\r\n"
     assert elapsed < 2.0  # loose: the spec's figure (< 100 ms) is measured in bench/, not asserted
 
 
 def test_multi_key_request_with_one_shard_down(redis_server, corenet_proxy_factory):
-    proxy = corenet_proxy_factory(pool_config("alpha", None, [redis_server.address, dead_address()]))
+    proxy = corenet_proxy_factory(
+        pool_config("alpha", None, [redis_server.address, dead_address()])
+    )
     client = proxy.client("alpha")
     names = [f"key:{hashlib.sha1(str(i).encode()).hexdigest()[:10]}" for i in range(40)]
     values = client.mget(names)  # redis-py raises on a nested error only when it reads it
@@ -33,7 +39,9 @@ def test_multi_key_request_with_one_shard_down(redis_server, corenet_proxy_facto
     # Through a raw socket: an array with the live shard's values and the
     # dead shard's error in its slots; the connection stays usable.
     redis_server.client().set(names[0], "zero")
-    reply = redis_raw(proxy.address("alpha"), encode_command("MGET", *names) + b"PING\r\n", expect_replies=2)
+    reply = redis_raw(
+        proxy.address("alpha"), encode_command("MGET", *names) + b"PING\r\n", expect_replies=2
+    )
     assert reply.startswith(b"*40\r\n")
     assert b"-ERR Connection refused\r\n" in reply
     assert reply.endswith(b"+PONG\r\n")
@@ -46,7 +54,10 @@ def test_backend_killed_with_requests_in_flight(corenet_proxy_factory):
     try:
         proxy = corenet_proxy_factory(pool_config("alpha", None, [backend.address]))
         host, port = proxy.address("alpha").rsplit(":", 1)
-        assert redis_raw(proxy.address("alpha"), encode_command("SET", "k", "v"), expect_replies=1) == b"+OK\r\n"
+        assert (
+            redis_raw(proxy.address("alpha"), encode_command("SET", "k", "v"), expect_replies=1)
+            == b"+OK\r\n"
+        )
         backend.send_signal(signal.SIGSTOP)
         n = 10_000
         with socket.create_connection((host, int(port)), timeout=10) as sock:
@@ -75,7 +86,9 @@ def test_backend_killed_with_requests_in_flight(corenet_proxy_factory):
         backend.stop()
 
 
-def test_slow_backend_times_out_and_late_reply_is_never_delivered(redis_servers, corenet_proxy_factory):
+def test_slow_backend_times_out_and_late_reply_is_never_delivered(
+    redis_servers, corenet_proxy_factory
+):
     (backend,) = redis_servers(1)
     proxy = corenet_proxy_factory(pool_config("alpha", None, [backend.address], timeout=300))
     client = proxy.client("alpha")
@@ -97,8 +110,12 @@ def test_slow_backend_times_out_and_late_reply_is_never_delivered(redis_servers,
 def test_auto_eject_routes_around_a_dead_server(redis_servers, corenet_proxy_factory):
     (alive,) = redis_servers(1)
     config = pool_config(
-        "alpha", None, [alive.address, dead_address()], auto_eject_hosts=True,
-        server_failure_limit=1, server_retry_timeout=60000,
+        "alpha",
+        None,
+        [alive.address, dead_address()],
+        auto_eject_hosts=True,
+        server_failure_limit=1,
+        server_retry_timeout=60000,
     )
     proxy = corenet_proxy_factory(config)
     names = [f"eject:{hashlib.sha1(str(i).encode()).hexdigest()[:10]}" for i in range(200)]
@@ -114,7 +131,9 @@ def test_auto_eject_routes_around_a_dead_server(redis_servers, corenet_proxy_fac
 
 
 def test_client_connections_limit_is_enforced_with_an_error(redis_server, corenet_proxy_factory):
-    proxy = corenet_proxy_factory(pool_config("alpha", None, [redis_server.address], client_connections=2))
+    proxy = corenet_proxy_factory(
+        pool_config("alpha", None, [redis_server.address], client_connections=2)
+    )
     host, port = proxy.address("alpha").rsplit(":", 1)
     # The harness's readiness probes are clients too, until their EOF is read.
     assert wait_for(lambda: proxy.stats()["alpha"]["client_connections"] == 0, timeout=5)
@@ -135,8 +154,12 @@ def test_client_connections_limit_is_enforced_with_an_error(redis_server, corene
 def test_ejected_server_comes_back_after_retry_timeout(redis_servers, corenet_proxy_factory):
     first, second = redis_servers(2)
     config = pool_config(
-        "alpha", None, [first.address, second.address], auto_eject_hosts=True,
-        server_failure_limit=1, server_retry_timeout=400,
+        "alpha",
+        None,
+        [first.address, second.address],
+        auto_eject_hosts=True,
+        server_failure_limit=1,
+        server_retry_timeout=400,
     )
     proxy = corenet_proxy_factory(config)
     names = [f"back:{hashlib.sha1(str(i).encode()).hexdigest()[:10]}" for i in range(100)]
@@ -154,8 +177,10 @@ def test_ejected_server_comes_back_after_retry_timeout(redis_servers, corenet_pr
     revived = RedisServer(port=port)
     try:
         assert wait_for(
-            lambda: redis_raw(proxy.address("alpha"), payload, expect_replies=100) == b"+OK\r\n" * 100
-            and len(revived.client().keys("back:*")) == len(on_second),
+            lambda: (
+                redis_raw(proxy.address("alpha"), payload, expect_replies=100) == b"+OK\r\n" * 100
+                and len(revived.client().keys("back:*")) == len(on_second)
+            ),
             timeout=5,
             interval=0.2,
         )

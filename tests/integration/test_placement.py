@@ -27,7 +27,10 @@ def pool_servers(backends, size: int, variant: str) -> list[str]:
     chosen = backends[:size]
     if variant == "weighted_named":
         rng = random.Random(size)
-        return [f"{b.address}:{rng.randint(1, 5)} srv-{i:02d}-{rng.randint(0, 9999)}" for i, b in enumerate(chosen)]
+        return [
+            f"{b.address}:{rng.randint(1, 5)} srv-{i:02d}-{rng.randint(0, 9999)}"
+            for i, b in enumerate(chosen)
+        ]
     return [f"{b.address}:1" for b in chosen]
 
 
@@ -54,7 +57,9 @@ def pool_keys(index: int, variant: str) -> list[bytes]:
 
 
 @pytest.mark.slow
-def test_placement_matches_nutcracker_in_every_combination(redis_servers, nutcracker_factory, corenet_proxy_factory):
+def test_placement_matches_nutcracker_in_every_combination(
+    redis_servers, nutcracker_factory, corenet_proxy_factory
+):
     backends = redis_servers(max(SIZES))
     combos = list(itertools.product(HASHES, DISTRIBUTIONS, VARIANTS, SIZES))
     config = {}
@@ -93,7 +98,9 @@ def test_placement_matches_nutcracker_in_every_combination(redis_servers, nutcra
             for name in config:
                 client = proxy.client(name)
                 client.set(b"", name)
-                holders = [i for i, b in enumerate(backends) if b.client().get(b"") == name.encode()]
+                holders = [
+                    i for i, b in enumerate(backends) if b.client().get(b"") == name.encode()
+                ]
                 assert len(holders) == 1
                 empty[name] = holders[0]
                 client.delete(b"")

@@ -12,7 +12,11 @@ import pytest
 
 from tests.servers import encode_command, pool_config, redis_raw
 
-BACKENDS = [name for name, attr in (("epoll", "epoll"), ("poll", "poll"), ("select", "select")) if hasattr(select, attr)]
+BACKENDS = [
+    name
+    for name, attr in (("epoll", "epoll"), ("poll", "poll"), ("select", "select"))
+    if hasattr(select, attr)
+]
 
 
 def keys(n: int, prefix: str = "key") -> list[str]:
@@ -88,7 +92,9 @@ def test_multi_key_commands_fan_out_and_merge(proxy, two_redis):
 
 def test_local_commands_and_inline(proxy):
     address = proxy.address("alpha")
-    reply = redis_raw(address, b"PING\r\nping hello\r\n*2\r\n$4\r\nECHO\r\n$3\r\nabc\r\n", expect_replies=3)
+    reply = redis_raw(
+        address, b"PING\r\nping hello\r\n*2\r\n$4\r\nECHO\r\n$3\r\nabc\r\n", expect_replies=3
+    )
     assert reply == b"+PONG\r\n$5\r\nhello\r\n$3\r\nabc\r\n"
 
 
@@ -135,7 +141,9 @@ def test_protocol_errors_match_redis_byte_for_byte(payload, redis_server, corene
         [b"GET", b"k", b"extra"],
     ],
 )
-def test_command_errors_match_redis_and_keep_the_connection(command, redis_server, corenet_proxy_factory):
+def test_command_errors_match_redis_and_keep_the_connection(
+    command, redis_server, corenet_proxy_factory
+):
     proxy = corenet_proxy_factory(pool_config("alpha", None, [redis_server.address]))
     payload = encode_command(*command) + b"PING\r\n"
     direct = redis_raw(redis_server.address, payload, expect_replies=2)
@@ -154,7 +162,9 @@ def test_backend_replies_pass_through_byte_exact(redis_server, corenet_proxy_fac
             encode_command("GET", "missing"),  # null bulk
             encode_command("HSET", "h", "f", "v"),
             encode_command("HGETALL", "h"),
-            encode_command("EVAL", "return {1,{2,{'x'}},redis.error_reply('FOO custom')}", "1", "k"),
+            encode_command(
+                "EVAL", "return {1,{2,{'x'}},redis.error_reply('FOO custom')}", "1", "k"
+            ),
             encode_command("EVAL", "return redis.error_reply('MOVED 1 127.0.0.1:1')", "1", "k"),
             encode_command("INCRBYFLOAT", "f", "1.5"),
         ]
@@ -186,8 +196,22 @@ def test_redis_benchmark_runs_without_errors(backend, two_redis, corenet_proxy_f
     host, port = proxy.address("alpha").rsplit(":", 1)
     result = subprocess.run(
         [
-            "redis-benchmark", "-h", host, "-p", port, "-c", "50", "-P", "16", "-n", "20000",
-            "-r", "100000", "-t", "ping,set,get,incr,lpush,rpush,lpop,rpop,sadd,hset,spop,mset", "-q",
+            "redis-benchmark",
+            "-h",
+            host,
+            "-p",
+            port,
+            "-c",
+            "50",
+            "-P",
+            "16",
+            "-n",
+            "20000",
+            "-r",
+            "100000",
+            "-t",
+            "ping,set,get,incr,lpush,rpush,lpop,rpop,sadd,hset,spop,mset",
+            "-q",
         ],
         capture_output=True,
         text=True,

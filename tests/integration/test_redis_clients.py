@@ -78,13 +78,28 @@ def test_auth_to_the_proxy_and_to_backends_with_select(corenet_proxy_factory):
         with pytest.raises(redis.AuthenticationError):
             wrong.ping()
         for protocol in (2, 3):
-            client = redis.Redis(host=host, port=port, password="s3cret", protocol=protocol, socket_timeout=5)
+            client = redis.Redis(
+                host=host, port=port, password="s3cret", protocol=protocol, socket_timeout=5
+            )
             assert client.set(f"k{protocol}", "v") is True
             assert client.get(f"k{protocol}") == b"v"
-        direct = redis.Redis(host=host_port(backend.address)[0], port=host_port(backend.address)[1],
-                             password="s3cret", protocol=2, db=2)
+        direct = redis.Redis(
+            host=host_port(backend.address)[0],
+            port=host_port(backend.address)[1],
+            password="s3cret",
+            protocol=2,
+            db=2,
+        )
         assert direct.get("k2") == b"v" and direct.get("k3") == b"v"
-        assert redis.Redis(host=host_port(backend.address)[0], port=host_port(backend.address)[1],
-                           password="s3cret", protocol=2, db=0).dbsize() == 0
+        assert (
+            redis.Redis(
+                host=host_port(backend.address)[0],
+                port=host_port(backend.address)[1],
+                password="s3cret",
+                protocol=2,
+                db=0,
+            ).dbsize()
+            == 0
+        )
     finally:
         backend.stop()

@@ -83,7 +83,10 @@ def test_hello_auth_with_a_password():
 def test_unauthenticated_clients_cannot_send_big_requests():
     parser = RequestParser(Session(password=b"pw", authenticated=False))
     _, err, _ = drive_requests(parser, [b"*11\r\n"])
-    assert err is not None and err.reply == b"-ERR Protocol error: unauthenticated multibulk length\r\n"
+    assert (
+        err is not None
+        and err.reply == b"-ERR Protocol error: unauthenticated multibulk length\r\n"
+    )
     parser = RequestParser(Session(password=b"pw", authenticated=False))
     _, err, _ = drive_requests(parser, [b"*2\r\n$3\r\nGET\r\n$16385\r\n"])
     assert err is not None and err.reply == b"-ERR Protocol error: unauthenticated bulk length\r\n"
@@ -91,7 +94,9 @@ def test_unauthenticated_clients_cannot_send_big_requests():
 
 def test_deny_list():
     parser = RequestParser(denied=frozenset([b"flushall", b"get"]))
-    msgs, _, _ = drive_requests(parser, [encode_command([b"get", b"k"]) + encode_command([b"FLUSHALL"])])
+    msgs, _, _ = drive_requests(
+        parser, [encode_command([b"get", b"k"]) + encode_command([b"FLUSHALL"])]
+    )
     assert [m.action for m in msgs] == [ACTION_LOCAL, ACTION_LOCAL]
     assert [m.reply for m in msgs] == [
         b"-ERR command 'GET' is not allowed\r\n",

@@ -45,7 +45,12 @@ FIXTURES = [
     (b"*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n", None, ACTION_LOCAL, b"$2\r\nhi\r\n"),
     (b"*1\r\n$4\r\nquit\r\n", None, ACTION_CLOSE, b"+OK\r\n"),
     (b"*3\r\n$4\r\nMGET\r\n$1\r\na\r\n$1\r\nb\r\n", None, ACTION_FANOUT, None),
-    (b"*1\r\n$3\r\nGET\r\n", None, ACTION_LOCAL, b"-ERR wrong number of arguments for 'get' command\r\n"),
+    (
+        b"*1\r\n$3\r\nGET\r\n",
+        None,
+        ACTION_LOCAL,
+        b"-ERR wrong number of arguments for 'get' command\r\n",
+    ),
     (
         b"*2\r\n$3\r\nFOO\r\n$3\r\nbar\r\n",
         None,
@@ -212,7 +217,7 @@ def test_large_value_split_into_many_reads_is_parsed_a_few_times():
         (b"PING", [b"PING"]),
         (b"  set a   b ", [b"set", b"a", b"b"]),
         (b'set "a b" c', [b"set", b"a b", b"c"]),
-        (b'set "\\x41\\n\\"" \'it\\\'s\'', [b"set", b'A\n"', b"it's"]),
+        (b"set \"\\x41\\n\\\"\" 'it\\'s'", [b"set", b'A\n"', b"it's"]),
         (b'"', None),
         (b"'abc", None),
         (b'"a"b', None),
@@ -226,7 +231,10 @@ def test_split_inline_matches_sdssplitargs(line, args):
 def test_inline_requests_are_reencoded_and_empty_lines_skipped():
     msgs, err, left = drive_requests(RequestParser(), [b"\r\n\nset k v\r\nget k\nPING\r\n"])
     assert err is None and left == 0
-    assert [m.data for m in msgs[:2]] == [encode_command([b"set", b"k", b"v"]), encode_command([b"get", b"k"])]
+    assert [m.data for m in msgs[:2]] == [
+        encode_command([b"set", b"k", b"v"]),
+        encode_command([b"get", b"k"]),
+    ]
     assert [m.key for m in msgs[:2]] == [b"k", b"k"]
     assert msgs[2].reply == b"+PONG\r\n"
 

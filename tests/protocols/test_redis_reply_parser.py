@@ -93,7 +93,9 @@ def test_garbage_gives_replies_need_more_data_or_protocol_error(garbage):
     assert sum(map(len, found)) + left <= len(garbage)
 
 
-@pytest.mark.parametrize("garbage", [b"?\r\n", b"$abc\r\n", b"*x\r\n", b"$3\r\nabcXY", b"HTTP/1.1 200 OK\r\n"])
+@pytest.mark.parametrize(
+    "garbage", [b"?\r\n", b"$abc\r\n", b"*x\r\n", b"$3\r\nabcXY", b"HTTP/1.1 200 OK\r\n"]
+)
 def test_bytes_that_are_not_replies_are_refused(garbage):
     _, err, _ = drive_replies(ReplyParser(), [garbage])
     assert isinstance(err, ProtocolError)
