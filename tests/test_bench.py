@@ -1,0 +1,156 @@
+"""Smoke test of the benchmark command: ``python -m bench.run --quick`` end to end.
+
+Runs the real thing with tiny counts (a few seconds): backends, nutcracker and
+corenet-proxy on loopback, redis-benchmark and memcaslap.  Checks the exit
+status, the summary line and the shape of the JSON result file, and that every
+process the benchmark started is gone.  It does not judge the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need_binary
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LABELS = ["get@1", "set@1", "mget10@1", "get@16", "set@16", "mget10@16",
+          "mc-get", "mc-set", "mc-mget10"]
+TARGETS = ["direct", "nutcracker", "corenet"]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    # a zombie would still answer; its state in /proc tells
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.posix_only
+def test_quick_run_writes_well_formed_result(request: pytest.FixtureRequest,
+                                             tmp_path: Path) -> None:
+    for name in ("redis-server", "redis-benchmark", "nutcracker", "memcached", "memcaslap"):
+        need_binary(request.config, name)
+    out = tmp_path / "result.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--out", str(out), "--plot", "none"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=90, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("SUMMARY corenet/nutcracker ops: get@1 "), done.stdout[-2000:]
+    assert "| test | direct ops/s |" in done.stdout
+
+    result = json.loads(out.read_text(encoding="utf-8"))
+    for key in ("schema", "started", "finished", "duration_s", "command", "git", "machine",
+                "settings", "statuses", "results", "bars", "summary", "notes", "processes",
+                "runs"):
+        assert key in result, key
+    assert result["summary"] == last
+    assert result["settings"]["quick"] is True
+    assert {"cpu_model", "cpus", "kernel", "python", "versions"} <= set(result["machine"])
+    assert [row["label"] for row in result["results"]] == LABELS
+    assert len(result["bars"]) == 9
+    for row in result["results"]:
+        assert set(row["targets"]) == set(TARGETS)
+        for ratios in (row["ratios"], row["paired"]):
+            assert {"ops_corenet_nutcracker", "ops_corenet_direct",
+                    "cpu_corenet_nutcracker"} <= set(ratios)
+        for target in ("direct", "nutcracker"):
+            cell = row["targets"][target]
+            assert cell["status"] == "ok", (row["label"], target, cell)
+            assert cell["ops"] > 0
+            assert cell["p99_ms"] is not None
+        assert row["targets"]["nutcracker"]["cpu_us_per_req"] is not None
+        corenet = row["targets"]["corenet"]
+        # corenet may be unsupported (memcache) or failing while it is being
+        # worked on: then it has a reason and no figures
+        if corenet["status"] == "ok":
+            assert corenet["ops"] > 0
+        else:
+            assert corenet["ops"] is None
+    runs = result["runs"]
+    assert runs, "no raw runs recorded"
+    for run in runs:
+        assert {"rep", "label", "target", "ok", "ops", "p50_ms", "p99_ms", "requests",
+                "cpu_us_per_req", "backend_check"} <= set(run)
+        if run["ok"]:
+            assert run["backend_check"], run
+    # every process the benchmark started was stopped and reaped
+    assert result["processes"]
+    for proc in result["processes"]:
+        assert proc["pid"] is None or _gone(proc["pid"]), proc
+
+
+# --------------------------------------------------------------------------
+# the parsers, on canned output (no servers)
+
+REDIS_BENCHMARK_CSV = (
+    '"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms",'
+    '"p99_latency_ms","max_latency_ms"\n'
+    '"GET","44345.90","0.737","0.288","0.719","0.959","1.631","3.919"\n'
+)
+
+MEMCASLAP_GET = """servers: 127.0.0.1:17011
+Get Statistics (3000 events)
+   Min:        19
+   Max:     18748
+   Avg:       808
+   Geo:    362.64
+   Std:   2266.95
+   Log2 Dist:
+       4:        0        2       48      168
+       8:      504     1811      269       21
+      12:       78       24       57       18
+
+Total Statistics (3000 events)
+   Min:        19
+   Avg:       808
+
+cmd_get: 3000
+cmd_set: 51200
+get_misses: 0
+
+Run time: 0.1s Ops: 54200 TPS: 685521 Net_rate: 37.2M/s
+"""
+
+
+def test_parse_redis_benchmark_csv() -> None:
+    from bench._loadgen import parse_redis_benchmark_csv
+
+    values = parse_redis_benchmark_csv("WARNING: noise\n" + REDIS_BENCHMARK_CSV)
+    assert values["rps"] == pytest.approx(44345.90)
+    assert values["p50_latency_ms"] == pytest.approx(0.719)
+    assert values["p99_latency_ms"] == pytest.approx(1.631)
+    with pytest.raises(ValueError, match="no CSV result"):
+        parse_redis_benchmark_csv("Error: Connection reset by peer\n")
+
+
+def test_parse_memcaslap_and_log2_percentile() -> None:
+    from bench._loadgen import log2_percentile, parse_memcaslap
+
+    values = parse_memcaslap(MEMCASLAP_GET, "get")
+    assert values["events"] == 3000
+    assert values["run_s"] == pytest.approx(54200 / 685521)
+    assert values["ops"] == pytest.approx(3000 / (54200 / 685521))
+    assert values["cmd_set"] == 51200
+    # bucket i holds (2**(i-1), 2**i] us: the median (rank 1500) is in bucket 9 (256, 512]
+    assert 256 < values["p50_us"] <= 512
+    assert 8192 < values["p99_us"] <= 16384  # rank 2970 falls in bucket 14
+    assert log2_percentile({0: 10}, 0.5) == pytest.approx(0.5)
+    assert log2_percentile({3: 1, 4: 1}, 1.0) == pytest.approx(16.0)
+    with pytest.raises(ValueError, match="no 'Set Statistics'"):
+        parse_memcaslap(MEMCASLAP_GET, "set")
