@@ -97,8 +97,9 @@ def redis_populate(port: int, keyspace: int, batch: int = 20_000) -> None:
             buf = bytearray()
             _read_exact(sock, buf, len(expected))
             if buf != expected:
-                raise RuntimeError(f"populating 127.0.0.1:{port}: unexpected reply "
-                                   f"{bytes(buf[:200])!r}")
+                raise RuntimeError(
+                    f"populating 127.0.0.1:{port}: unexpected reply {bytes(buf[:200])!r}"
+                )
 
 
 def memcache_stats(port: int) -> dict[str, str]:

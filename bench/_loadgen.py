@@ -48,11 +48,26 @@ class LoadResult:
     notes: list[str] = field(default_factory=list)
 
 
-def redis_benchmark_argv(binary: str, port: int, test: str, *, requests: int, clients: int,
-                         depth: int, keyspace: int) -> list[str]:
+def redis_benchmark_argv(
+    binary: str, port: int, test: str, *, requests: int, clients: int, depth: int, keyspace: int
+) -> list[str]:
     """redis-benchmark command line for ``get``, ``set`` or ``mget10`` against 127.0.0.1:port."""
-    argv = [binary, "-h", "127.0.0.1", "-p", str(port), "-c", str(clients), "-n", str(requests),
-            "-r", str(keyspace), "-P", str(depth), "--csv"]
+    argv = [
+        binary,
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-c",
+        str(clients),
+        "-n",
+        str(requests),
+        "-r",
+        str(keyspace),
+        "-P",
+        str(depth),
+        "--csv",
+    ]
     if test in ("get", "set"):
         return [*argv, "-t", test]
     if test == "mget10":
@@ -91,12 +106,20 @@ def parse_redis_benchmark_csv(text: str) -> dict[str, float]:
 def memcaslap_config(test: str) -> str:
     """memcaslap ``-F`` file: 30-byte keys, 3-byte values, only sets or only gets."""
     set_prop, get_prop = ("1.0", "0.0") if test == "set" else ("0.0", "1.0")
-    return ("key\n30 30 1\nvalue\n3 3 1\ncmd\n"
-            f"0 {set_prop}\n1 {get_prop}\n")
+    return f"key\n30 30 1\nvalue\n3 3 1\ncmd\n0 {set_prop}\n1 {get_prop}\n"
 
 
-def memcaslap_argv(binary: str, port: int, test: str, config_path: str, *, requests: int,
-                   clients: int, threads: int, window: str) -> list[str]:
+def memcaslap_argv(
+    binary: str,
+    port: int,
+    test: str,
+    config_path: str,
+    *,
+    requests: int,
+    clients: int,
+    threads: int,
+    window: str,
+) -> list[str]:
     """memcaslap command line for ``get``, ``set`` or ``mget10`` against 127.0.0.1:port.
 
     ``requests`` counts commands: memaslap's ``-x`` counts keys, so a
@@ -104,8 +127,23 @@ def memcaslap_argv(binary: str, port: int, test: str, config_path: str, *, reque
     print the latency histogram at the end without any periodic report.
     """
     keys = requests * MGET_KEYS if test == "mget10" else requests
-    argv = [binary, "-s", f"127.0.0.1:{port}", "-T", str(threads), "-c", str(clients),
-            "-x", str(keys), "-w", window, "-F", config_path, "-S", "3600s"]
+    argv = [
+        binary,
+        "-s",
+        f"127.0.0.1:{port}",
+        "-T",
+        str(threads),
+        "-c",
+        str(clients),
+        "-x",
+        str(keys),
+        "-w",
+        window,
+        "-F",
+        config_path,
+        "-S",
+        "3600s",
+    ]
     if test == "mget10":
         argv += ["-d", str(MGET_KEYS)]
     elif test not in ("get", "set"):
@@ -192,8 +230,9 @@ def parse_memcaslap(text: str, test: str) -> dict[str, float]:
     return result
 
 
-def run_load(argv: list[str], timeout: float, *,
-             keep_going: Callable[[], bool] | None = None) -> tuple[int | None, str, str, float]:
+def run_load(
+    argv: list[str], timeout: float, *, keep_going: Callable[[], bool] | None = None
+) -> tuple[int | None, str, str, float]:
     """Run a load generator; returns (exit status, stdout, stderr, wall seconds).
 
     The exit status is None when the run was killed: after ``timeout``
@@ -201,8 +240,9 @@ def run_load(argv: list[str], timeout: float, *,
     test died: a load generator facing a dead proxy can spin until killed).
     """
     started = time.monotonic()
-    with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE) as proc:
+    with subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
         out = err = b""
         while True:
             try:
@@ -213,10 +253,18 @@ def run_load(argv: list[str], timeout: float, *,
                 if late or (keep_going is not None and not keep_going()):
                     proc.kill()
                     out, err = proc.communicate()
-                    return (None, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
-                            time.monotonic() - started)
+                    return (
+                        None,
+                        out.decode("utf-8", "replace"),
+                        err.decode("utf-8", "replace"),
+                        time.monotonic() - started,
+                    )
             except BaseException:
                 proc.kill()
                 raise
-    return (proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
-            time.monotonic() - started)
+    return (
+        proc.returncode,
+        out.decode("utf-8", "replace"),
+        err.decode("utf-8", "replace"),
+        time.monotonic() - started,
+    )

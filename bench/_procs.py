@@ -125,8 +125,12 @@ def listens_on(pid: int, port: int) -> bool | None:
                 next(fh, None)
                 for line in fh:
                     f = line.split()
-                    if (len(f) > 9 and f[3] == "0A" and f[9] in inodes
-                            and int(f[1].rsplit(":", 1)[1], 16) == port):
+                    if (
+                        len(f) > 9
+                        and f[3] == "0A"
+                        and f[9] in inodes
+                        and int(f[1].rsplit(":", 1)[1], 16) == port
+                    ):
                         return True
         except OSError:
             return None
@@ -158,9 +162,16 @@ class Proc:
     process is alive and accepts TCP connections on its port.
     """
 
-    def __init__(self, name: str, argv_for: Callable[[int], Sequence[str]], workdir: str,
-                 *, cwd: str | None = None, env: dict[str, str] | None = None,
-                 ready_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv_for: Callable[[int], Sequence[str]],
+        workdir: str,
+        *,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        ready_timeout: float = 15.0,
+    ) -> None:
         self.name = name
         self.argv_for = argv_for
         self.workdir = workdir
@@ -211,8 +222,13 @@ class Proc:
             self.argv = list(self.argv_for(self.port))
             with open(self.log_path, "ab") as log:
                 self._popen = subprocess.Popen(
-                    self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    cwd=self.cwd, env=self.env, start_new_session=True,
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.cwd,
+                    env=self.env,
+                    start_new_session=True,
                     preexec_fn=_child_setup,
                 )
             self.last_pid, self.returncode = self._popen.pid, None
@@ -220,9 +236,11 @@ class Proc:
                 return self
             tail = self.log_tail()
             if self.alive() and _accepts(self.port):
-                tail += (f"\n127.0.0.1:{self.port} accepts connections, but not through a "
-                         f"socket of PID {self.pid} (a wrapper that forks?): its CPU time "
-                         "would not be the server's")
+                tail += (
+                    f"\n127.0.0.1:{self.port} accepts connections, but not through a "
+                    f"socket of PID {self.pid} (a wrapper that forks?): its CPU time "
+                    "would not be the server's"
+                )
             self.stop()
             if not any(marker in tail for marker in _ADDR_IN_USE):
                 raise StartError(f"{self.name} did not start: {' '.join(self.argv)}\n{tail}")
@@ -272,8 +290,9 @@ class ProcGroup:
         try:
             return proc.start()
         finally:
-            self.history.append({"name": proc.name, "pid": proc.last_pid, "port": proc.port,
-                                 "argv": proc.argv})
+            self.history.append(
+                {"name": proc.name, "pid": proc.last_pid, "port": proc.port, "argv": proc.argv}
+            )
 
     def stop(self, proc: Proc) -> None:
         """Stop one process now."""
@@ -291,6 +310,10 @@ class ProcGroup:
     def __enter__(self) -> ProcGroup:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()

@@ -78,8 +78,13 @@ def machine_info(binaries: dict[str, str | None]) -> Json:
                     mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
     except OSError:
         pass
-    version_flags = {"redis-server": ["--version"], "redis-benchmark": ["--version"],
-                     "nutcracker": ["-V"], "memcached": ["-V"], "memcaslap": ["-V"]}
+    version_flags = {
+        "redis-server": ["--version"],
+        "redis-benchmark": ["--version"],
+        "nutcracker": ["-V"],
+        "memcached": ["-V"],
+        "memcaslap": ["-V"],
+    }
     versions: dict[str, str | None] = {}
     for name, flags in version_flags.items():
         path = binaries.get(name)
@@ -98,10 +103,12 @@ def machine_info(binaries: dict[str, str | None]) -> Json:
 
 def git_info(repo: str) -> Json:
     """``{"commit": short hash or None, "dirty": bool or None}`` (read-only git calls)."""
+
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(["git", "-C", repo, *args], capture_output=True, timeout=10,
-                                  check=False)
+            done = subprocess.run(
+                ["git", "-C", repo, *args], capture_output=True, timeout=10, check=False
+            )
         except (OSError, subprocess.TimeoutExpired):
             return None
         return done.stdout.decode().strip() if done.returncode == 0 else None
@@ -142,8 +149,9 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def aggregate(runs: list[Json], cases: list[Json],
-              statuses: dict[str, dict[str, str]]) -> list[Json]:
+def aggregate(
+    runs: list[Json], cases: list[Json], statuses: dict[str, dict[str, str]]
+) -> list[Json]:
     """Medians per case and target, plus the corenet/nutcracker and corenet/direct ratios.
 
     ``cases`` are dicts with ``protocol``, ``test``, ``depth``, ``label``;
@@ -163,18 +171,21 @@ def aggregate(runs: list[Json], cases: list[Json],
                 status = "not run"
             ops = [r["ops"] for r in good]
             cell: Json = {"status": status, "runs": len(mine), "ok_runs": len(good)}
-            for name in ("ops", "avg_ms", "p50_ms", "p99_ms", "cpu_us_per_req",
-                         "cpu_us_per_key"):
+            for name in ("ops", "avg_ms", "p50_ms", "p99_ms", "cpu_us_per_req", "cpu_us_per_key"):
                 vals = [r[name] for r in good if r.get(name) is not None]
                 cell[name] = _median(vals)
             cell["ops_min"] = min(ops) if ops else None
             cell["ops_max"] = max(ops) if ops else None
-            cell["ops_spread"] = ((max(ops) - min(ops)) / 2 / cell["ops"]
-                                  if ops and cell["ops"] else None)
+            cell["ops_spread"] = (
+                (max(ops) - min(ops)) / 2 / cell["ops"] if ops and cell["ops"] else None
+            )
             cell["backend_check"] = all(r.get("backend_check", True) for r in good)
             row["targets"][target] = cell
-        shares = [r["other_cpu_share"] for r in runs
-                  if r["label"] == case["label"] and r.get("other_cpu_share") is not None]
+        shares = [
+            r["other_cpu_share"]
+            for r in runs
+            if r["label"] == case["label"] and r.get("other_cpu_share") is not None
+        ]
         row["other_cpu_share"] = _median(shares)
         row["other_cpu_share_max"] = max(shares) if shares else None
         t = row["targets"]
@@ -183,8 +194,9 @@ def aggregate(runs: list[Json], cases: list[Json],
             "ops_corenet_nutcracker": _ratio(t["corenet"]["ops"], t["nutcracker"]["ops"]),
             "ops_corenet_direct": _ratio(t["corenet"]["ops"], t["direct"]["ops"]),
             "ops_nutcracker_direct": _ratio(t["nutcracker"]["ops"], t["direct"]["ops"]),
-            "cpu_corenet_nutcracker": _ratio(t["corenet"]["cpu_us_per_req"],
-                                             t["nutcracker"]["cpu_us_per_req"]),
+            "cpu_corenet_nutcracker": _ratio(
+                t["corenet"]["cpu_us_per_req"], t["nutcracker"]["cpu_us_per_req"]
+            ),
         }
         rows.append(row)
     return rows
@@ -192,9 +204,11 @@ def aggregate(runs: list[Json], cases: list[Json],
 
 def _paired_ratios(runs: list[Json]) -> Json:
     """Ratios within each repetition (the runs compared ran back to back): median, min, max."""
-    pairs = {"ops_corenet_nutcracker": ("corenet", "nutcracker", "ops"),
-             "ops_corenet_direct": ("corenet", "direct", "ops"),
-             "cpu_corenet_nutcracker": ("corenet", "nutcracker", "cpu_us_per_req")}
+    pairs = {
+        "ops_corenet_nutcracker": ("corenet", "nutcracker", "ops"),
+        "ops_corenet_direct": ("corenet", "direct", "ops"),
+        "cpu_corenet_nutcracker": ("corenet", "nutcracker", "cpu_us_per_req"),
+    }
     by_rep: dict[int, dict[str, Json]] = {}
     for r in runs:
         if r["ok"]:
@@ -207,8 +221,11 @@ def _paired_ratios(runs: list[Json]) -> Json:
                 ratio = _ratio(targets[a].get(metric), targets[b].get(metric))
                 if ratio is not None:
                     values.append(ratio)
-        out[key] = ({"median": _median(values), "min": min(values), "max": max(values),
-                     "n": len(values)} if values else None)
+        out[key] = (
+            {"median": _median(values), "min": min(values), "max": max(values), "n": len(values)}
+            if values
+            else None
+        )
     return out
 
 
@@ -221,8 +238,17 @@ def evaluate_bars(rows: list[Json], applicable: bool) -> list[Json]:
         key = "ops_corenet_nutcracker" if metric == "ops" else "cpu_corenet_nutcracker"
         value = row["ratios"][key] if row else None
         met = None if value is None else (value >= threshold if op == ">=" else value <= threshold)
-        out.append({"label": label, "metric": metric, "op": op, "threshold": threshold,
-                    "value": value, "met": met, "applicable": applicable})
+        out.append(
+            {
+                "label": label,
+                "metric": metric,
+                "op": op,
+                "threshold": threshold,
+                "value": value,
+                "met": met,
+                "applicable": applicable,
+            }
+        )
     return out
 
 
@@ -267,9 +293,11 @@ def _cpu_cell(cell: Json, keys: int) -> str:
 
 def format_table(rows: list[Json]) -> str:
     """Markdown table of the medians (readable in a terminal, pasteable into docs)."""
-    head = ("| test | direct ops/s | nutcracker ops/s | corenet ops/s | cn/nc | cn/direct "
-            "| p50 ms d / nc / cn | p99 ms d / nc / cn | CPU us/req nc | CPU us/req cn "
-            "| CPU cn/nc | other load |")
+    head = (
+        "| test | direct ops/s | nutcracker ops/s | corenet ops/s | cn/nc | cn/direct "
+        "| p50 ms d / nc / cn | p99 ms d / nc / cn | CPU us/req nc | CPU us/req cn "
+        "| CPU cn/nc | other load |"
+    )
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for row in rows:
         t = row["targets"]
@@ -288,19 +316,21 @@ def format_table(rows: list[Json]) -> str:
 
 def format_paired(rows: list[Json]) -> str:
     """Ratios taken within each repetition: median [min - max] over the repetitions."""
+
     def cell(value: Json | None) -> str:
         if not value:
             return "n/a"
         return f"{value['median']:.2f}x [{value['min']:.2f}-{value['max']:.2f}]"
 
-    lines = ["| test | ops cn/nc | CPU/req cn/nc | ops cn/direct | reps |",
-             "|---|---|---|---|---|"]
+    lines = ["| test | ops cn/nc | CPU/req cn/nc | ops cn/direct | reps |", "|---|---|---|---|---|"]
     for row in rows:
         paired = row.get("paired") or {}
         n = max((v["n"] for v in paired.values() if v), default=0)
-        lines.append(f"| {row['label']} | {cell(paired.get('ops_corenet_nutcracker'))} "
-                     f"| {cell(paired.get('cpu_corenet_nutcracker'))} "
-                     f"| {cell(paired.get('ops_corenet_direct'))} | {n} |")
+        lines.append(
+            f"| {row['label']} | {cell(paired.get('ops_corenet_nutcracker'))} "
+            f"| {cell(paired.get('cpu_corenet_nutcracker'))} "
+            f"| {cell(paired.get('ops_corenet_direct'))} | {n} |"
+        )
     return "\n".join(lines)
 
 
@@ -310,25 +340,32 @@ def format_bars(bars: list[Json]) -> str:
     for bar in bars:
         what = "ops/s" if bar["metric"] == "ops" else "CPU/req"
         mark = {True: "met", False: "NOT met", None: "not measured"}[bar["met"]]
-        lines.append(f"  corenet/nutcracker {what} {bar['label']}: {_x(bar['value'])} "
-                     f"(bar {bar['op']} {bar['threshold']}x) {mark}")
+        lines.append(
+            f"  corenet/nutcracker {what} {bar['label']}: {_x(bar['value'])} "
+            f"(bar {bar['op']} {bar['threshold']}x) {mark}"
+        )
     if bars and not bars[0]["applicable"]:
-        lines.append("  (indicative only: the bars are defined for 50 clients, 2 backends, "
-                     ">= 1,000,000 keys, full run)")
+        lines.append(
+            "  (indicative only: the bars are defined for 50 clients, 2 backends, "
+            ">= 1,000,000 keys, full run)"
+        )
     return "\n".join(lines)
 
 
 def summary_line(rows: list[Json], bars: list[Json]) -> str:
     """``SUMMARY corenet/nutcracker ops: ... ; cpu/req: ... ; corenet/direct ops: ... ; bars``."""
+
     def part(key: str) -> str:
         return " ".join(f"{row['label']} {_x(row['ratios'][key])}" for row in rows)
 
     measured = [b for b in bars if b["met"] is not None]
     met = sum(1 for b in measured if b["met"])
-    return (f"SUMMARY corenet/nutcracker ops: {part('ops_corenet_nutcracker')} ; "
-            f"cpu/req: {part('cpu_corenet_nutcracker')} ; "
-            f"corenet/direct ops: {part('ops_corenet_direct')} ; "
-            f"bars met {met}/{len(bars)}")
+    return (
+        f"SUMMARY corenet/nutcracker ops: {part('ops_corenet_nutcracker')} ; "
+        f"cpu/req: {part('cpu_corenet_nutcracker')} ; "
+        f"corenet/direct ops: {part('ops_corenet_direct')} ; "
+        f"bars met {met}/{len(bars)}"
+    )
 
 
 # --------------------------------------------------------------------------
@@ -348,8 +385,9 @@ def write_plot(result: Json, path: str) -> str | None:
     rows = result["results"]
     labels = [row["label"] for row in rows]
     colors = {"direct": "#9e9e9e", "nutcracker": "#1f77b4", "corenet": "#d62728"}
-    fig, (ax_ops, ax_cpu) = plt.subplots(2, 1, figsize=(max(8.0, 1.1 * len(rows) + 3), 8.5),
-                                         gridspec_kw={"height_ratios": [3, 2]})
+    fig, (ax_ops, ax_cpu) = plt.subplots(
+        2, 1, figsize=(max(8.0, 1.1 * len(rows) + 3), 8.5), gridspec_kw={"height_ratios": [3, 2]}
+    )
     width = 0.27
     xs = range(len(rows))
     tops = [0.0] * len(rows)  # highest point (bar or error bar) of each group, k/s
@@ -359,31 +397,53 @@ def write_plot(result: Json, path: str) -> str | None:
         have = [n for n, c in enumerate(cells) if c["ops"]]
         if have:
             meds = [cells[n]["ops"] / 1000 for n in have]
-            lows = [m - (cells[n]["ops_min"] or 0) / 1000 for m, n in zip(meds, have,
-                                                                          strict=True)]
-            highs = [(cells[n]["ops_max"] or 0) / 1000 - m for m, n in zip(meds, have,
-                                                                           strict=True)]
-            ax_ops.bar([pos[n] for n in have], meds, width, label=target, color=colors[target],
-                       yerr=[lows, highs], capsize=2, error_kw={"elinewidth": 0.8})
+            lows = [m - (cells[n]["ops_min"] or 0) / 1000 for m, n in zip(meds, have, strict=True)]
+            highs = [(cells[n]["ops_max"] or 0) / 1000 - m for m, n in zip(meds, have, strict=True)]
+            ax_ops.bar(
+                [pos[n] for n in have],
+                meds,
+                width,
+                label=target,
+                color=colors[target],
+                yerr=[lows, highs],
+                capsize=2,
+                error_kw={"elinewidth": 0.8},
+            )
             for n in have:
                 tops[n] = max(tops[n], (cells[n]["ops_max"] or cells[n]["ops"]) / 1000)
         for n, cell in enumerate(cells):
             if not cell["ops"]:
                 word = "unsupported" if cell["status"].startswith("unsup") else "n/a"
-                ax_ops.text(pos[n], 0.02, word, transform=ax_ops.get_xaxis_transform(),
-                            rotation=90, ha="center", va="bottom", fontsize=7,
-                            color=colors[target])
+                ax_ops.text(
+                    pos[n],
+                    0.02,
+                    word,
+                    transform=ax_ops.get_xaxis_transform(),
+                    rotation=90,
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    color=colors[target],
+                )
     for n, row in enumerate(rows):
         ratio = row["ratios"]["ops_corenet_nutcracker"]
         if ratio is not None and tops[n]:
-            ax_ops.annotate(f"cn/nc {ratio:.2f}x", (n, tops[n]), textcoords="offset points",
-                            xytext=(0, 4), ha="center", fontsize=7.5, fontweight="bold")
+            ax_ops.annotate(
+                f"cn/nc {ratio:.2f}x",
+                (n, tops[n]),
+                textcoords="offset points",
+                xytext=(0, 4),
+                ha="center",
+                fontsize=7.5,
+                fontweight="bold",
+            )
     ax_ops.set_yscale("log")
     ax_ops.set_ylabel("thousand requests/s, log scale\n(median; whiskers: min-max)")
     ax_ops.set_xticks(list(xs), labels)
     ax_ops.legend(loc="upper right", fontsize=8)
-    ax_ops.set_title("throughput per configuration (cn/nc: corenet / nutcracker, medians)",
-                     fontsize=10)
+    ax_ops.set_title(
+        "throughput per configuration (cn/nc: corenet / nutcracker, medians)", fontsize=10
+    )
     ax_ops.grid(axis="y", which="both", alpha=0.25)
     if any(tops):
         ax_ops.set_ylim(top=max(tops) * 2.2)
@@ -392,15 +452,33 @@ def write_plot(result: Json, path: str) -> str | None:
         pos = [x + (k - 0.5) * width for x in xs]
         ax_cpu.bar(pos, [v or 0 for v in vals], width, label=target, color=colors[target])
         for x, v in zip(pos, vals, strict=True):
-            ax_cpu.annotate("n/a" if v is None else f"{v:.1f}", (x, v or 0),
-                            textcoords="offset points", xytext=(0, 2), ha="center", fontsize=7)
-    cpu_tops = [max(row["targets"]["nutcracker"]["cpu_us_per_req"] or 0,
-                    row["targets"]["corenet"]["cpu_us_per_req"] or 0) for row in rows]
+            ax_cpu.annotate(
+                "n/a" if v is None else f"{v:.1f}",
+                (x, v or 0),
+                textcoords="offset points",
+                xytext=(0, 2),
+                ha="center",
+                fontsize=7,
+            )
+    cpu_tops = [
+        max(
+            row["targets"]["nutcracker"]["cpu_us_per_req"] or 0,
+            row["targets"]["corenet"]["cpu_us_per_req"] or 0,
+        )
+        for row in rows
+    ]
     for n, row in enumerate(rows):
         ratio = row["ratios"]["cpu_corenet_nutcracker"]
         if ratio is not None:
-            ax_cpu.annotate(f"cn/nc {ratio:.2f}x", (n, cpu_tops[n]), textcoords="offset points",
-                            xytext=(0, 13), ha="center", fontsize=7.5, fontweight="bold")
+            ax_cpu.annotate(
+                f"cn/nc {ratio:.2f}x",
+                (n, cpu_tops[n]),
+                textcoords="offset points",
+                xytext=(0, 13),
+                ha="center",
+                fontsize=7.5,
+                fontweight="bold",
+            )
     if any(cpu_tops):
         ax_cpu.set_ylim(top=max(cpu_tops) * 1.3)
     ax_cpu.set_ylabel("proxy CPU us per request")
@@ -428,4 +506,3 @@ def write_plot(result: Json, path: str) -> str | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return None
-

@@ -68,12 +68,15 @@ SCHEMA = 1
 #: Default requests per redis-benchmark run: (test, depth) -> -n.  Sized so one
 #: run through the slowest target lasts a few seconds on a 2-core machine.
 DEFAULT_REQUESTS = {
-    ("get", 1): 50_000, ("set", 1): 50_000, ("mget10", 1): 20_000,
-    ("get", 16): 200_000, ("set", 16): 200_000, ("mget10", 16): 40_000,
+    ("get", 1): 50_000,
+    ("set", 1): 50_000,
+    ("mget10", 1): 20_000,
+    ("get", 16): 200_000,
+    ("set", 16): 200_000,
+    ("mget10", 16): 40_000,
 }
 DEFAULT_MC_REQUESTS = {"get": 100_000, "set": 100_000, "mget10": 30_000}
-QUICK = {"requests": 2_000, "mc_requests": 2_000, "keyspace": 10_000, "repeat": 1,
-         "clients": 4}
+QUICK = {"requests": 2_000, "mc_requests": 2_000, "keyspace": 10_000, "repeat": 1, "clients": 4}
 
 Json = dict[str, Any]
 
@@ -117,51 +120,83 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         prog="python -m bench.run",
         description="Benchmark corenet-proxy against nutcracker and the bare backends.",
     )
-    p.add_argument("--quick", action="store_true",
-                   help="tiny counts (smoke test): 2000 requests, 10000 keys, 4 clients, 1 rep; "
-                        "writes to the temp directory and no plot unless --out/--plot are given")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny counts (smoke test): 2000 requests, 10000 keys, 4 clients, 1 rep; "
+        "writes to the temp directory and no plot unless --out/--plot are given",
+    )
     p.add_argument("--repeat", type=int, help="repetitions per configuration (default 3)")
-    p.add_argument("--requests", type=int,
-                   help="requests per redis-benchmark run, every test and depth (default: "
-                        "get/set 50000 at depth 1, 200000 at 16; mget10 20000 / 40000)")
-    p.add_argument("--mc-requests", type=int,
-                   help="commands per memcaslap run (default get/set 100000, mget10 30000)")
+    p.add_argument(
+        "--requests",
+        type=int,
+        help="requests per redis-benchmark run, every test and depth (default: "
+        "get/set 50000 at depth 1, 200000 at 16; mget10 20000 / 40000)",
+    )
+    p.add_argument(
+        "--mc-requests",
+        type=int,
+        help="commands per memcaslap run (default get/set 100000, mget10 30000)",
+    )
     p.add_argument("--clients", type=int, help="concurrent connections (default 50)")
     p.add_argument("--backends", type=int, default=2, help="redis-servers and memcacheds (2)")
     p.add_argument("--keyspace", type=int, help="distinct redis keys (default 1000000)")
-    p.add_argument("--tests", default=",".join(REDIS_TESTS),
-                   help="redis tests: get,set,mget10 (empty: none)")
+    p.add_argument(
+        "--tests", default=",".join(REDIS_TESTS), help="redis tests: get,set,mget10 (empty: none)"
+    )
     p.add_argument("--depths", default="1,16", help="redis pipeline depths (default 1,16)")
-    p.add_argument("--memcache", action=argparse.BooleanOptionalAction, default=True,
-                   help="also run the memcache tests (default on)")
+    p.add_argument(
+        "--memcache",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the memcache tests (default on)",
+    )
     p.add_argument("--mc-tests", default=",".join(MC_TESTS), help="memcache tests")
-    p.add_argument("--targets", default=",".join(TARGETS),
-                   help="which of direct,nutcracker,corenet to measure (default all)")
-    p.add_argument("--corenet-args", default="",
-                   help='extra corenet-proxy arguments, one string: --corenet-args="-m 32768"')
-    p.add_argument("--corenet-cmd",
-                   help="command that starts corenet-proxy, one string (default: this Python "
-                        "with -m corenet, run in the repository root); a custom command runs "
-                        "in a scratch directory: --corenet-cmd='env PYTHONPATH=/x python -m "
-                        "corenet'")
+    p.add_argument(
+        "--targets",
+        default=",".join(TARGETS),
+        help="which of direct,nutcracker,corenet to measure (default all)",
+    )
+    p.add_argument(
+        "--corenet-args",
+        default="",
+        help='extra corenet-proxy arguments, one string: --corenet-args="-m 32768"',
+    )
+    p.add_argument(
+        "--corenet-cmd",
+        help="command that starts corenet-proxy, one string (default: this Python "
+        "with -m corenet, run in the repository root); a custom command runs "
+        "in a scratch directory: --corenet-cmd='env PYTHONPATH=/x python -m "
+        "corenet'",
+    )
     p.add_argument("--out", help="result JSON (default bench/results/latest.json)")
-    p.add_argument("--plot",
-                   help="PNG to write (default docs/performance.png; 'none' to skip)")
-    p.add_argument("--timeout", type=float, default=180.0,
-                   help="seconds before one load-generator run is killed (default 180)")
-    p.add_argument("--keep-logs", action="store_true",
-                   help="keep the work directory with configs and process logs")
-    p.add_argument("--render", metavar="JSON",
-                   help="do not measure: print the table of an existing result file "
-                        "(and rewrite --plot if given)")
+    p.add_argument("--plot", help="PNG to write (default docs/performance.png; 'none' to skip)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=180.0,
+        help="seconds before one load-generator run is killed (default 180)",
+    )
+    p.add_argument(
+        "--keep-logs",
+        action="store_true",
+        help="keep the work directory with configs and process logs",
+    )
+    p.add_argument(
+        "--render",
+        metavar="JSON",
+        help="do not measure: print the table of an existing result file "
+        "(and rewrite --plot if given)",
+    )
     a = p.parse_args(argv)
     q = a.quick
     opts = Options(
         quick=q,
         repeat=a.repeat if a.repeat is not None else (QUICK["repeat"] if q else 3),
         requests=a.requests if a.requests is not None else (QUICK["requests"] if q else None),
-        mc_requests=(a.mc_requests if a.mc_requests is not None
-                     else (QUICK["mc_requests"] if q else None)),
+        mc_requests=(
+            a.mc_requests if a.mc_requests is not None else (QUICK["mc_requests"] if q else None)
+        ),
         clients=a.clients if a.clients is not None else (QUICK["clients"] if q else 50),
         backends=a.backends,
         keyspace=a.keyspace if a.keyspace is not None else (QUICK["keyspace"] if q else 1_000_000),
@@ -172,17 +207,24 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         targets=_csv_list(a.targets),
         corenet_args=shlex.split(a.corenet_args),
         corenet_cmd=shlex.split(a.corenet_cmd) if a.corenet_cmd else None,
-        out=a.out or (os.path.join(tempfile.gettempdir(), "corenet-bench-quick.json") if q
-                      else "bench/results/latest.json"),
-        plot=None if (a.plot or "").lower() == "none" else (
-            a.plot or (None if q or a.render else "docs/performance.png")),
+        out=a.out
+        or (
+            os.path.join(tempfile.gettempdir(), "corenet-bench-quick.json")
+            if q
+            else "bench/results/latest.json"
+        ),
+        plot=None
+        if (a.plot or "").lower() == "none"
+        else (a.plot or (None if q or a.render else "docs/performance.png")),
         timeout=a.timeout,
         keep_logs=a.keep_logs,
         render=a.render,
     )
-    for name, chosen, known in (("--tests", opts.tests, REDIS_TESTS),
-                                ("--mc-tests", opts.mc_tests, MC_TESTS),
-                                ("--targets", opts.targets, TARGETS)):
+    for name, chosen, known in (
+        ("--tests", opts.tests, REDIS_TESTS),
+        ("--mc-tests", opts.mc_tests, MC_TESTS),
+        ("--targets", opts.targets, TARGETS),
+    ):
         unknown = sorted(set(chosen) - set(known))
         if unknown:
             p.error(f"{name}: unknown {', '.join(unknown)} (known: {', '.join(known)})")
@@ -219,15 +261,30 @@ class Case:
 
 def build_cases(opts: Options) -> list[Case]:
     """Redis cases (depth-major, so depth 1 rows come first), then memcache cases."""
-    cases = [Case("redis", test, depth,
-                  opts.requests if opts.requests is not None else DEFAULT_REQUESTS.get(
-                      (test, depth), DEFAULT_REQUESTS[(test, 16 if depth > 1 else 1)]))
-             for depth in opts.depths for test in opts.tests]
+    cases = [
+        Case(
+            "redis",
+            test,
+            depth,
+            opts.requests
+            if opts.requests is not None
+            else DEFAULT_REQUESTS.get(
+                (test, depth), DEFAULT_REQUESTS[(test, 16 if depth > 1 else 1)]
+            ),
+        )
+        for depth in opts.depths
+        for test in opts.tests
+    ]
     if opts.memcache:
-        cases += [Case("memcache", test, 1,
-                       opts.mc_requests if opts.mc_requests is not None
-                       else DEFAULT_MC_REQUESTS[test])
-                  for test in opts.mc_tests]
+        cases += [
+            Case(
+                "memcache",
+                test,
+                1,
+                opts.mc_requests if opts.mc_requests is not None else DEFAULT_MC_REQUESTS[test],
+            )
+            for test in opts.mc_tests
+        ]
     return cases
 
 
@@ -275,8 +332,7 @@ class Bench:
         self._proxies: list[Proc] = []  # running proxies of the current phase
         self.binaries: dict[str, str | None] = {
             name: find_binary(name)
-            for name in ("redis-server", "redis-benchmark", "nutcracker", "memcached",
-                         "memcaslap")
+            for name in ("redis-server", "redis-benchmark", "nutcracker", "memcached", "memcaslap")
         }
 
     # ---- messages
@@ -294,17 +350,47 @@ class Bench:
 
     def _redis_server(self, index: int) -> Proc:
         binary = self.binaries["redis-server"] or "redis-server"
-        return Proc(f"redis{index}", lambda port: [
-            binary, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no",
-            "--dir", self.workdir, "--daemonize", "no", "--logfile", "",
-        ], self.workdir)
+        return Proc(
+            f"redis{index}",
+            lambda port: [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                LOOPBACK,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.workdir,
+                "--daemonize",
+                "no",
+                "--logfile",
+                "",
+            ],
+            self.workdir,
+        )
 
     def _memcached(self, index: int) -> Proc:
         binary = self.binaries["memcached"] or "memcached"
         user = ["-u", "root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
-        return Proc(f"memcached{index}", lambda port: [
-            binary, "-l", LOOPBACK, "-p", str(port), "-U", "0", "-m", "512", *user,
-        ], self.workdir)
+        return Proc(
+            f"memcached{index}",
+            lambda port: [
+                binary,
+                "-l",
+                LOOPBACK,
+                "-p",
+                str(port),
+                "-U",
+                "0",
+                "-m",
+                "512",
+                *user,
+            ],
+            self.workdir,
+        )
 
     def corenet_command(self) -> tuple[list[str], str]:
         """corenet-proxy's command prefix and the directory it runs in."""
@@ -312,8 +398,9 @@ class Bench:
             return list(self.opts.corenet_cmd), self.workdir
         return [sys.executable, "-m", "corenet"], str(REPO_ROOT)
 
-    def _proxy_argv(self, kind: str, protocol: str, servers: list[Proc]) -> Callable[[int],
-                                                                                   list[str]]:
+    def _proxy_argv(
+        self, kind: str, protocol: str, servers: list[Proc]
+    ) -> Callable[[int], list[str]]:
         config_path = os.path.join(self.workdir, f"{kind}-{protocol}.yml")
 
         def argv_for(port: int) -> list[str]:
@@ -322,22 +409,46 @@ class Bench:
                 yaml.safe_dump(config, fh, sort_keys=False)
             stats = str(free_port())
             if kind == "nutcracker":
-                return [self.binaries["nutcracker"] or "nutcracker", "-c", config_path,
-                        "-s", stats, "-a", LOOPBACK, "-v", "4"]
-            return [*self.corenet_command()[0], "-c", config_path, "-s", stats,
-                    "-a", LOOPBACK, "-v", "4", *self.opts.corenet_args]
+                return [
+                    self.binaries["nutcracker"] or "nutcracker",
+                    "-c",
+                    config_path,
+                    "-s",
+                    stats,
+                    "-a",
+                    LOOPBACK,
+                    "-v",
+                    "4",
+                ]
+            return [
+                *self.corenet_command()[0],
+                "-c",
+                config_path,
+                "-s",
+                stats,
+                "-a",
+                LOOPBACK,
+                "-v",
+                "4",
+                *self.opts.corenet_args,
+            ]
+
         return argv_for
 
     def _corenet_config_check(self, protocol: str, servers: list[Proc]) -> str | None:
         """``corenet-proxy -t`` on the pool config; the reason it refuses it, or None."""
         path = os.path.join(self.workdir, f"check-{protocol}.yml")
         with open(path, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(pool_config(f"bench_{protocol}", free_port(), servers,
-                                       redis=protocol == "redis"), fh, sort_keys=False)
+            yaml.safe_dump(
+                pool_config(f"bench_{protocol}", free_port(), servers, redis=protocol == "redis"),
+                fh,
+                sort_keys=False,
+            )
         command, cwd = self.corenet_command()
         try:
-            done = subprocess.run([*command, "-t", "-c", path], cwd=cwd, capture_output=True,
-                                  timeout=60, check=False)
+            done = subprocess.run(
+                [*command, "-t", "-c", path], cwd=cwd, capture_output=True, timeout=60, check=False
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"corenet-proxy -t: {exc}"
         if done.returncode != 0:
@@ -360,16 +471,21 @@ class Bench:
                 target.status = "unavailable: nutcracker not installed"
             else:
                 # a refused memcache pool is a missing feature; anything else is a failure
-                failed = ("unsupported: " if name == "corenet" and protocol == "memcache"
-                          else "failed: ")
+                failed = (
+                    "unsupported: " if name == "corenet" and protocol == "memcache" else "failed: "
+                )
                 if name == "corenet":
                     reason = self._corenet_config_check(protocol, servers)
                     if reason is not None:
                         target.status = failed + reason
                 if target.status == "ok":
                     cwd = self.corenet_command()[1] if name == "corenet" else None
-                    proc = Proc(f"{name}-{protocol}", self._proxy_argv(name, protocol, servers),
-                                self.workdir, cwd=cwd)
+                    proc = Proc(
+                        f"{name}-{protocol}",
+                        self._proxy_argv(name, protocol, servers),
+                        self.workdir,
+                        cwd=cwd,
+                    )
                     try:
                         target.proc = self.group.start(proc)
                     except StartError as exc:
@@ -403,30 +519,42 @@ class Bench:
         for server in servers:
             if protocol == "redis":
                 info = redis_info(server.port, b"stats", b"commandstats")
-                values = {"hits": int(info.get("keyspace_hits", 0)),
-                          "misses": int(info.get("keyspace_misses", 0))}
+                values = {
+                    "hits": int(info.get("keyspace_hits", 0)),
+                    "misses": int(info.get("keyspace_misses", 0)),
+                }
                 for cmd in ("get", "set", "mget"):
                     stat = info.get(f"cmdstat_{cmd}", "")
                     calls = stat.split(",")[0].partition("=")[2] if stat else "0"
                     values[f"{cmd}_calls"] = int(calls or 0)
             else:
                 st = memcache_stats(server.port)
-                values = {"hits": int(st.get("get_hits", 0)),
-                          "misses": int(st.get("get_misses", 0)),
-                          "cmd_get": int(st.get("cmd_get", 0)),
-                          "cmd_set": int(st.get("cmd_set", 0))}
+                values = {
+                    "hits": int(st.get("get_hits", 0)),
+                    "misses": int(st.get("get_misses", 0)),
+                    "cmd_get": int(st.get("cmd_get", 0)),
+                    "cmd_set": int(st.get("cmd_set", 0)),
+                }
             for key, value in values.items():
                 total[key] = total.get(key, 0) + value
         return total
 
     # ---- one run
 
-    def run_one(self, rep: int, order: int, case: Case, target: Target,
-                servers: list[Proc]) -> Json:
+    def run_one(
+        self, rep: int, order: int, case: Case, target: Target, servers: list[Proc]
+    ) -> Json:
         """One load-generator run against ``target``; the raw record for the JSON file."""
-        record: Json = {"rep": rep, "order": order, "protocol": case.protocol,
-                        "test": case.test, "depth": case.depth, "label": case.label,
-                        "target": target.name, "clients": self.opts.clients}
+        record: Json = {
+            "rep": rep,
+            "order": order,
+            "protocol": case.protocol,
+            "test": case.test,
+            "depth": case.depth,
+            "label": case.label,
+            "target": target.name,
+            "clients": self.opts.clients,
+        }
         proxy = target.proc
         before = self._counters(case.protocol, servers)
         ours0 = self._our_cpu(servers)
@@ -474,8 +602,9 @@ class Bench:
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         return total + usage.ru_utime + usage.ru_stime
 
-    def _check_backend(self, case: Case, result: LoadResult, delta: dict[str, int],
-                       record: Json) -> bool:
+    def _check_backend(
+        self, case: Case, result: LoadResult, delta: dict[str, int], record: Json
+    ) -> bool:
         """Whether the backends saw the keys/commands the load generator claims to have sent."""
         if not result.ok:
             return True
@@ -485,8 +614,11 @@ class Bench:
             else:
                 seen, expected = delta["hits"] + delta["misses"], result.keys
             slack = max(expected // 100, self.opts.clients * case.depth * case.keys_per_request)
-            record["backend_hit_ratio"] = (delta["hits"] / (delta["hits"] + delta["misses"])
-                                           if case.test != "set" and seen else None)
+            record["backend_hit_ratio"] = (
+                delta["hits"] / (delta["hits"] + delta["misses"])
+                if case.test != "set" and seen
+                else None
+            )
         else:
             # memcached counts every key of a multi-get in cmd_get; warm-up SETs in cmd_set
             seen, expected = delta["cmd_get"] + delta["cmd_set"], result.keys
@@ -494,25 +626,40 @@ class Bench:
         record["backend_seen"], record["backend_expected"] = seen, expected
         ok = abs(seen - expected) <= slack
         if not ok:
-            self.note(f"{case.label} via {record['target']} rep {record['rep']}: backends saw "
-                      f"{seen} keys/commands, the load generator reports {expected}")
+            self.note(
+                f"{case.label} via {record['target']} rep {record['rep']}: backends saw "
+                f"{seen} keys/commands, the load generator reports {expected}"
+            )
         return ok
 
-    def _redis_load(self, case: Case, port: int,
-                    alive: Callable[[], bool] | None) -> LoadResult:
+    def _redis_load(self, case: Case, port: int, alive: Callable[[], bool] | None) -> LoadResult:
         binary = self.binaries["redis-benchmark"] or "redis-benchmark"
-        argv = redis_benchmark_argv(binary, port, case.test, requests=case.requests,
-                                    clients=self.opts.clients, depth=case.depth,
-                                    keyspace=self.opts.keyspace)
+        argv = redis_benchmark_argv(
+            binary,
+            port,
+            case.test,
+            requests=case.requests,
+            clients=self.opts.clients,
+            depth=case.depth,
+            keyspace=self.opts.keyspace,
+        )
         rc, out, err, wall = run_load(argv, self.opts.timeout, keep_going=alive)
-        result = LoadResult(ok=False, wall_s=wall, requests=case.requests,
-                            keys=case.requests * case.keys_per_request)
-        stderr = [line for line in err.splitlines()
-                  if line.strip() and "Could not fetch server CONFIG" not in line]
+        result = LoadResult(
+            ok=False,
+            wall_s=wall,
+            requests=case.requests,
+            keys=case.requests * case.keys_per_request,
+        )
+        stderr = [
+            line
+            for line in err.splitlines()
+            if line.strip() and "Could not fetch server CONFIG" not in line
+        ]
         result.notes = stderr[-5:]
         if rc is None:
-            result.error = (f"killed after {wall:.0f}s (timeout {self.opts.timeout:.0f}s, "
-                            "or the proxy exited)")
+            result.error = (
+                f"killed after {wall:.0f}s (timeout {self.opts.timeout:.0f}s, or the proxy exited)"
+            )
             return result
         try:
             values = parse_redis_benchmark_csv(out)
@@ -531,24 +678,31 @@ class Bench:
             result.error = f"exit status {rc}; stderr: {' | '.join(stderr[-3:])}"
         return result
 
-    def _memcache_load(self, case: Case, port: int,
-                       alive: Callable[[], bool] | None) -> LoadResult:
+    def _memcache_load(self, case: Case, port: int, alive: Callable[[], bool] | None) -> LoadResult:
         binary = self.binaries["memcaslap"] or "memcaslap"
         config_path = os.path.join(self.workdir, f"memcaslap-{case.test}.cfg")
         if not os.path.exists(config_path):
             with open(config_path, "w", encoding="ascii") as fh:
                 fh.write(memcaslap_config(case.test))
         threads = max(1, min(2, os.cpu_count() or 1, self.opts.clients))
-        argv = memcaslap_argv(binary, port, case.test, config_path, requests=case.requests,
-                              clients=self.opts.clients, threads=threads, window="1k")
+        argv = memcaslap_argv(
+            binary,
+            port,
+            case.test,
+            config_path,
+            requests=case.requests,
+            clients=self.opts.clients,
+            threads=threads,
+            window="1k",
+        )
         rc, out, err, wall = run_load(argv, self.opts.timeout, keep_going=alive)
         result = LoadResult(ok=False, wall_s=wall)
-        lines = [line for line in (err + out).splitlines()
-                 if "Failed" in line or "rror" in line]
+        lines = [line for line in (err + out).splitlines() if "Failed" in line or "rror" in line]
         result.notes = sorted(set(lines))[:5]
         if rc is None:
-            result.error = (f"killed after {wall:.0f}s (timeout {self.opts.timeout:.0f}s, "
-                            "or the proxy exited)")
+            result.error = (
+                f"killed after {wall:.0f}s (timeout {self.opts.timeout:.0f}s, or the proxy exited)"
+            )
             return result
         try:
             values = parse_memcaslap(out, case.test)
@@ -586,15 +740,21 @@ class Bench:
 
     def _progress(self, r: Json) -> None:
         if r["ok"]:
-            cpu = (f" cpu {r['cpu_us_per_req']:.1f} us/req" if r.get("cpu_us_per_req")
-                   is not None else "")
+            cpu = (
+                f" cpu {r['cpu_us_per_req']:.1f} us/req"
+                if r.get("cpu_us_per_req") is not None
+                else ""
+            )
             p99 = f"{r['p99_ms']:.2f}" if r.get("p99_ms") is not None else "-"
-            self.say(f"  rep {r['rep'] + 1} {r['label']:<10} {r['target']:<10} "
-                     f"{r['ops']:>11,.0f} ops/s  p99 {p99} ms{cpu}"
-                     + ("" if r.get("backend_check", True) else "  (backend count mismatch)"))
+            self.say(
+                f"  rep {r['rep'] + 1} {r['label']:<10} {r['target']:<10} "
+                f"{r['ops']:>11,.0f} ops/s  p99 {p99} ms{cpu}"
+                + ("" if r.get("backend_check", True) else "  (backend count mismatch)")
+            )
         else:
-            self.say(f"  rep {r['rep'] + 1} {r['label']:<10} {r['target']:<10} "
-                     f"FAILED: {r.get('error')}")
+            self.say(
+                f"  rep {r['rep'] + 1} {r['label']:<10} {r['target']:<10} FAILED: {r.get('error')}"
+            )
 
     def redis_phase(self, cases: list[Case]) -> None:
         """Start redis backends, fill them, start the proxies, run the redis cases, stop."""
@@ -607,16 +767,17 @@ class Bench:
             return
         started: list[Proc] = []
         try:
-            servers = [self.group.start(self._redis_server(i))
-                       for i in range(self.opts.backends)]
+            servers = [self.group.start(self._redis_server(i)) for i in range(self.opts.backends)]
             started += servers
             t0 = time.monotonic()
             for server in servers:
                 redis_command(server.port, b"FLUSHALL")
                 redis_populate(server.port, self.opts.keyspace)
-            self.say(f"redis: {len(servers)} backends on ports "
-                     f"{', '.join(str(s.port) for s in servers)}, each filled with "
-                     f"{self.opts.keyspace:,} keys in {time.monotonic() - t0:.1f}s")
+            self.say(
+                f"redis: {len(servers)} backends on ports "
+                f"{', '.join(str(s.port) for s in servers)}, each filled with "
+                f"{self.opts.keyspace:,} keys in {time.monotonic() - t0:.1f}s"
+            )
             targets = self.start_targets("redis", servers)
             self._proxies = [t.proc for t in targets if t.proc is not None]
             started += self._proxies
@@ -638,8 +799,10 @@ class Bench:
         try:
             servers = [self.group.start(self._memcached(i)) for i in range(self.opts.backends)]
             started += servers
-            self.say(f"memcache: {len(servers)} memcached on ports "
-                     f"{', '.join(str(s.port) for s in servers)}")
+            self.say(
+                f"memcache: {len(servers)} memcached on ports "
+                f"{', '.join(str(s.port) for s in servers)}"
+            )
             targets = self.start_targets("memcache", servers)
             self._proxies = [t.proc for t in targets if t.proc is not None]
             started += self._proxies
@@ -655,26 +818,46 @@ class Bench:
 
 def _settings(opts: Options, cases: list[Case]) -> Json:
     return {
-        "quick": opts.quick, "repeat": opts.repeat, "clients": opts.clients,
-        "backends": opts.backends, "keyspace": opts.keyspace, "tests": opts.tests,
-        "depths": opts.depths, "memcache": opts.memcache, "mc_tests": opts.mc_tests,
-        "targets": opts.targets, "corenet_args": opts.corenet_args,
+        "quick": opts.quick,
+        "repeat": opts.repeat,
+        "clients": opts.clients,
+        "backends": opts.backends,
+        "keyspace": opts.keyspace,
+        "tests": opts.tests,
+        "depths": opts.depths,
+        "memcache": opts.memcache,
+        "mc_tests": opts.mc_tests,
+        "targets": opts.targets,
+        "corenet_args": opts.corenet_args,
         "corenet_cmd": opts.corenet_cmd or ["python", "-m", "corenet"],
-        "nutcracker_verbosity": 4, "corenet_verbosity": 4, "hash": "fnv1a_64",
-        "distribution": "ketama", "timeout_s": opts.timeout,
+        "nutcracker_verbosity": 4,
+        "corenet_verbosity": 4,
+        "hash": "fnv1a_64",
+        "distribution": "ketama",
+        "timeout_s": opts.timeout,
         "requests": {c.label: c.requests for c in cases},
-        "memcaslap": {"threads": max(1, min(2, os.cpu_count() or 1, opts.clients)),
-                      "window": "1k", "key_bytes": 30, "value_bytes": 3},
+        "memcaslap": {
+            "threads": max(1, min(2, os.cpu_count() or 1, opts.clients)),
+            "window": "1k",
+            "key_bytes": 30,
+            "value_bytes": 3,
+        },
     }
 
 
 def render(result: Json) -> str:
     """The human report of a result: table, machine, bars, notes (no summary line)."""
-    parts = [_report.format_table(result["results"]), "",
-             "ratios within each repetition, median [min-max]:",
-             _report.format_paired(result["results"]), "",
-             _report.format_machine(result["machine"], result["git"]), "",
-             "acceptance bars (issue #8):", _report.format_bars(result["bars"])]
+    parts = [
+        _report.format_table(result["results"]),
+        "",
+        "ratios within each repetition, median [min-max]:",
+        _report.format_paired(result["results"]),
+        "",
+        _report.format_machine(result["machine"], result["git"]),
+        "",
+        "acceptance bars (issue #8):",
+        _report.format_bars(result["bars"]),
+    ]
     if result.get("notes"):
         parts += ["", "notes:", *[f"  - {n}" for n in result["notes"]]]
     return "\n".join(parts)
@@ -729,11 +912,20 @@ def measure(opts: Options) -> Json:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     finished = dt.datetime.now(dt.UTC)
-    case_dicts = [{"protocol": c.protocol, "test": c.test, "depth": c.depth, "label": c.label,
-                   "requests": c.requests} for c in cases]
+    case_dicts = [
+        {
+            "protocol": c.protocol,
+            "test": c.test,
+            "depth": c.depth,
+            "label": c.label,
+            "requests": c.requests,
+        }
+        for c in cases
+    ]
     rows = _report.aggregate(bench.runs, case_dicts, bench.statuses)
-    applicable = (not opts.quick and opts.clients == 50 and opts.backends == 2
-                  and opts.keyspace >= 1_000_000)
+    applicable = (
+        not opts.quick and opts.clients == 50 and opts.backends == 2 and opts.keyspace >= 1_000_000
+    )
     bars = _report.evaluate_bars(rows, applicable)
     result: Json = {
         "schema": SCHEMA,
@@ -761,12 +953,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if opts.render:
         result = json.loads(Path(opts.render).read_text(encoding="utf-8"))
         # recompute the derived parts from the raw runs (older files gain newer columns)
-        cases = [{k: row[k] for k in ("protocol", "test", "depth", "label", "requests")}
-                 for row in result["results"]]
+        cases = [
+            {k: row[k] for k in ("protocol", "test", "depth", "label", "requests")}
+            for row in result["results"]
+        ]
         result["results"] = _report.aggregate(result["runs"], cases, result["statuses"])
-        result["bars"] = _report.evaluate_bars(result["results"],
-                                               result["bars"][0]["applicable"] if
-                                               result["bars"] else False)
+        result["bars"] = _report.evaluate_bars(
+            result["results"], result["bars"][0]["applicable"] if result["bars"] else False
+        )
         result["summary"] = _report.summary_line(result["results"], result["bars"])
         print(render(result))
         print(result["summary"])
@@ -778,8 +972,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = measure(opts)
     except KeyboardInterrupt as exc:
-        print(f"interrupted{f' by {exc}' if str(exc) else ''}: every process it started "
-              "was stopped", file=sys.stderr)
+        print(
+            f"interrupted{f' by {exc}' if str(exc) else ''}: every process it started was stopped",
+            file=sys.stderr,
+        )
         return 130
     finally:
         with contextlib.suppress(ValueError):

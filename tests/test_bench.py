@@ -19,8 +19,17 @@ import pytest
 from tests.conftest import need_binary
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LABELS = ["get@1", "set@1", "mget10@1", "get@16", "set@16", "mget10@16",
-          "mc-get", "mc-set", "mc-mget10"]
+LABELS = [
+    "get@1",
+    "set@1",
+    "mget10@1",
+    "get@16",
+    "set@16",
+    "mget10@16",
+    "mc-get",
+    "mc-set",
+    "mc-mget10",
+]
 TARGETS = ["direct", "nutcracker", "corenet"]
 
 
@@ -40,14 +49,19 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.posix_only
-def test_quick_run_writes_well_formed_result(request: pytest.FixtureRequest,
-                                             tmp_path: Path) -> None:
+def test_quick_run_writes_well_formed_result(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     for name in ("redis-server", "redis-benchmark", "nutcracker", "memcached", "memcaslap"):
         need_binary(request.config, name)
     out = tmp_path / "result.json"
     done = subprocess.run(
         [sys.executable, "-m", "bench.run", "--quick", "--out", str(out), "--plot", "none"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=90, check=False,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     last = done.stdout.strip().splitlines()[-1]
@@ -55,9 +69,23 @@ def test_quick_run_writes_well_formed_result(request: pytest.FixtureRequest,
     assert "| test | direct ops/s |" in done.stdout
 
     result = json.loads(out.read_text(encoding="utf-8"))
-    for key in ("schema", "started", "finished", "duration_s", "command", "git", "machine",
-                "settings", "statuses", "results", "bars", "summary", "notes", "processes",
-                "runs"):
+    for key in (
+        "schema",
+        "started",
+        "finished",
+        "duration_s",
+        "command",
+        "git",
+        "machine",
+        "settings",
+        "statuses",
+        "results",
+        "bars",
+        "summary",
+        "notes",
+        "processes",
+        "runs",
+    ):
         assert key in result, key
     assert result["summary"] == last
     assert result["settings"]["quick"] is True
@@ -67,8 +95,11 @@ def test_quick_run_writes_well_formed_result(request: pytest.FixtureRequest,
     for row in result["results"]:
         assert set(row["targets"]) == set(TARGETS)
         for ratios in (row["ratios"], row["paired"]):
-            assert {"ops_corenet_nutcracker", "ops_corenet_direct",
-                    "cpu_corenet_nutcracker"} <= set(ratios)
+            assert {
+                "ops_corenet_nutcracker",
+                "ops_corenet_direct",
+                "cpu_corenet_nutcracker",
+            } <= set(ratios)
         for target in ("direct", "nutcracker"):
             cell = row["targets"][target]
             assert cell["status"] == "ok", (row["label"], target, cell)
@@ -85,8 +116,18 @@ def test_quick_run_writes_well_formed_result(request: pytest.FixtureRequest,
     runs = result["runs"]
     assert runs, "no raw runs recorded"
     for run in runs:
-        assert {"rep", "label", "target", "ok", "ops", "p50_ms", "p99_ms", "requests",
-                "cpu_us_per_req", "backend_check"} <= set(run)
+        assert {
+            "rep",
+            "label",
+            "target",
+            "ok",
+            "ops",
+            "p50_ms",
+            "p99_ms",
+            "requests",
+            "cpu_us_per_req",
+            "backend_check",
+        } <= set(run)
         if run["ok"]:
             assert run["backend_check"], run
     # every process the benchmark started was stopped and reaped

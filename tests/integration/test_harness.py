@@ -42,17 +42,36 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
 STATS_HEADER_KEYS = (
-    "service", "source", "version", "uptime", "timestamp", "total_connections",
+    "service",
+    "source",
+    "version",
+    "uptime",
+    "timestamp",
+    "total_connections",
     "curr_connections",
 )
 POOL_STATS_KEYS = (
-    "client_eof", "client_err", "client_connections", "server_ejects", "forward_error",
+    "client_eof",
+    "client_err",
+    "client_connections",
+    "server_ejects",
+    "forward_error",
     "fragments",
 )
 SERVER_STATS_KEYS = (
-    "server_eof", "server_err", "server_timedout", "server_connections", "server_ejected_at",
-    "requests", "request_bytes", "responses", "response_bytes", "in_queue", "in_queue_bytes",
-    "out_queue", "out_queue_bytes",
+    "server_eof",
+    "server_err",
+    "server_timedout",
+    "server_connections",
+    "server_ejected_at",
+    "requests",
+    "request_bytes",
+    "responses",
+    "response_bytes",
+    "in_queue",
+    "in_queue_bytes",
+    "out_queue",
+    "out_queue_bytes",
 )
 
 
@@ -150,9 +169,11 @@ def test_encode_command() -> None:
 
 def test_pool_config_shape() -> None:
     cfg = pool_config(
-        "alpha", 22121,
+        "alpha",
+        22121,
         ["127.0.0.1:7000", "127.0.0.1:7001:3", "127.0.0.1:7002:1 named", "/tmp/r.sock"],
-        hash="murmur", timeout=400,
+        hash="murmur",
+        timeout=400,
     )
     assert cfg == {
         "alpha": {
@@ -162,7 +183,9 @@ def test_pool_config_shape() -> None:
             "distribution": "ketama",
             "timeout": 400,
             "servers": [
-                "127.0.0.1:7000:1", "127.0.0.1:7001:3", "127.0.0.1:7002:1 named",
+                "127.0.0.1:7000:1",
+                "127.0.0.1:7001:3",
+                "127.0.0.1:7002:1 named",
                 "/tmp/r.sock:1",
             ],
         }
@@ -198,8 +221,11 @@ def test_two_redis_servers_set_get(
 def test_redis_raw_is_byte_exact(redis_server: RedisServer) -> None:
     assert redis_server.keys_count() == 0
     payload = (
-        encode_command("PING") + encode_command("SET", "k", "v") + encode_command("GET", "k")
-        + encode_command("DEL", "k", "nope") + encode_command("MGET", "k", "nope")
+        encode_command("PING")
+        + encode_command("SET", "k", "v")
+        + encode_command("GET", "k")
+        + encode_command("DEL", "k", "nope")
+        + encode_command("MGET", "k", "nope")
     )
     reply = redis_raw(redis_server.address, payload, expect_replies=5)
     assert reply == b"+PONG\r\n+OK\r\n$1\r\nv\r\n:1\r\n*2\r\n$-1\r\n$-1\r\n"
@@ -222,8 +248,10 @@ def test_server_pool_resets_and_replaces_servers() -> None:
         (again,) = pool.acquire(1)
         assert again is server
         assert server.keys_count() == 0
-        assert server.raw_command("SCRIPT", "EXISTS", hashlib.sha1(b"return 1").hexdigest()) \
+        assert (
+            server.raw_command("SCRIPT", "EXISTS", hashlib.sha1(b"return 1").hexdigest())
             == b"*1\r\n:0\r\n"
+        )
         # a changed configuration is not handed out again
         assert server.raw_command("CONFIG", "SET", "maxmemory", "1000000") == b"+OK\r\n"
         pool.release([server])
@@ -247,8 +275,10 @@ def test_server_pool_resets_and_replaces_servers() -> None:
 def test_memcached_set_get(memcached_servers: Callable[..., list[Memcached]]) -> None:
     first, second = memcached_servers(2)
     assert first.address != second.address
-    with closing(memcache_client(first.address)) as m1, \
-            closing(memcache_client(second.address)) as m2:
+    with (
+        closing(memcache_client(first.address)) as m1,
+        closing(memcache_client(second.address)) as m2,
+    ):
         assert m1.set("k", b"one", noreply=False) is True
         assert m2.set("k", b"two", noreply=False) is True
         assert m1.get("k") == b"one"
@@ -391,8 +421,7 @@ def test_nutcracker_taken_listen_port_moves_pool(
         assert len(proxy.pids) == 2
         assert proxy.address("alpha") != f"127.0.0.1:{taken}"
         assert cfg["alpha"]["listen"] == f"127.0.0.1:{taken}"  # the caller's dict is untouched
-        assert redis_raw(proxy.address(), encode_command("PING"), expect_replies=1) \
-            == b"+PONG\r\n"
+        assert redis_raw(proxy.address(), encode_command("PING"), expect_replies=1) == b"+PONG\r\n"
 
 
 @pytest.mark.usefixtures("binaries")
@@ -485,7 +514,9 @@ def test_corenet_proxy_command_line_and_env(
     assert CorenetProxy({}, start=False).command == [sys.executable, "-m", "corenet"]
     cfg = {**pool_config("a", None, ["127.0.0.1:1"]), **pool_config("b", None, ["127.0.0.1:2"])}
     proxy = corenet_proxy_factory(
-        cfg, ["-v", "6"], command=[sys.executable, str(script)],
+        cfg,
+        ["-v", "6"],
+        command=[sys.executable, str(script)],
         env={"PATH": os.environ.get("PATH", "")},
     )
     assert proxy.env is not None
@@ -493,8 +524,16 @@ def test_corenet_proxy_command_line_and_env(
     line = next(x for x in proxy.log_text().splitlines() if x.startswith("{"))
     seen = yaml.safe_load(line)
     assert seen == {
-        "argv": ["-c", proxy.config_path, "-s", str(proxy.stats_port), "-a", "127.0.0.1",
-                 "-v", "6"],
+        "argv": [
+            "-c",
+            proxy.config_path,
+            "-s",
+            str(proxy.stats_port),
+            "-a",
+            "127.0.0.1",
+            "-v",
+            "6",
+        ],
         "env": "1",
     }
     assert yaml.safe_load(Path(proxy.config_path).read_text()) == cfg
