@@ -1,0 +1,583 @@
+"""Sans-IO memcache ASCII parsers: client requests and server replies.
+
+Theory of operation
+-------------------
+A request is one command line, plus a data block for the storage commands
+(``set add replace append prepend cas``).  Requests are forwarded as the
+bytes the client sent, so the request parser's job is to find where each
+request ends, which key routes it, whether the server will answer it
+(``noreply``), and which requests the proxy must answer itself.
+
+Every line is judged in two steps:
+
+1. **What would memcached 1.6 do with it?**  The line is cut where memcached
+   cuts it (at the first ``\\n``; one ``\\r`` before it is dropped; a NUL byte
+   ends the line as ``strlen`` would), split on spaces only, and its numbers
+   are read with the exact rules of memcached's ``safe_strtoul``,
+   ``safe_strtol`` and ``safe_strtoull`` on 64-bit glibc (leading blanks, a
+   sign, trailing blanks, values silently truncated to 32 bits).  Whenever
+   memcached would refuse the line (``ERROR``, a ``CLIENT_ERROR``, or a
+   silent close for an HTTP request line), the proxy answers exactly that,
+   and consumes exactly the bytes memcached would: after a refused storage
+   line the data block is *not* skipped, it is read as the next command,
+   as memcached does.  ``noreply`` suppresses these errors as in memcached.
+2. **Is it safe to forward?**  A line memcached accepts is forwarded only if
+   it is canonical: no NUL and no stray ``\r`` in the line (memcached and
+   nutcracker read those differently), numbers as plain decimal digits
+   (exptime may be negative) that fit their field without truncation, no
+   token other than ``noreply`` after the arguments.
+   Otherwise the proxy answers ``CLIENT_ERROR bad command line format`` and,
+   for a storage command, skips the data block memcached would have read,
+   so the client's data is never executed as commands.  An accepted line
+   with extra spaces or a bare ``\\n`` ending is forwarded rebuilt, tokens
+   joined by single spaces and ended by CRLF; other lines go out untouched.
+
+Limits (memcached's own): a command line may be at most 16384 bytes with its
+``\\n`` (memcached's read buffer; a longer one makes memcached close the
+connection) except ``get``/``gets`` lines, which memcached grows a buffer
+for and which are capped here at :data:`GET_LINE_MAX`; keys are at most 250
+bytes; a value larger than ``max_value`` (memcached's default item size, 1
+MiB) is answered ``SERVER_ERROR object too large for cache`` and its data
+block is discarded as it arrives, never buffered.
+
+Both parsers are resumable: an incomplete line remembers how far it was
+scanned, and an incomplete data block sets ``need`` to the size of the whole
+request, so total work is O(n) however the bytes are split.
+
+Replies are context-free: one line is one reply, except ``VALUE`` blocks,
+which run until ``END``.  Anything a memcached server would never send is a
+:class:`~corenet.errors.RemoteProtocolError`, so garbage never reaches a
+client.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from corenet.errors import RemoteProtocolError
+from corenet.msg import ACTION_CLOSE, ACTION_FANOUT, ACTION_LOCAL, Msg
+
+__all__ = [
+    "GET_LINE_MAX",
+    "KEY_MAX_LENGTH",
+    "LINE_MAX",
+    "REPLY_LINE_MAX",
+    "VALUE_MAX",
+    "ReplyParser",
+    "RequestParser",
+    "value_blocks",
+]
+
+KEY_MAX_LENGTH = 250  # memcached's KEY_MAX_LENGTH
+LINE_MAX = 16384  # memcached's READ_BUFFER_SIZE: a longer line never fits
+GET_LINE_MAX = 1 << 20  # memcached grows its buffer for get lines; we stop here
+VALUE_MAX = 1 << 20  # memcached's default item size limit (-I 1m)
+REPLY_LINE_MAX = 8192  # no memcached reply line comes near this
+_LONG_LINE_SPACES = 100  # memcached: more leading spaces than this on a long line: close
+_INT32_MAX = 2**31 - 1
+_UINT32_MAX = 2**32 - 1
+_UINT64_MAX = 2**64 - 1
+_INT64_MAX = 2**63 - 1
+_VLEN_MAX = _INT32_MAX - 2  # memcached: vlen > INT_MAX - 2 is a bad command line
+
+ERROR = b"ERROR\r\n"
+BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
+BAD_CHUNK = b"CLIENT_ERROR bad data chunk\r\n"
+BAD_DELTA = b"CLIENT_ERROR invalid numeric delta argument\r\n"
+BAD_EXPTIME = b"CLIENT_ERROR invalid exptime argument\r\n"
+DELETE_USAGE = b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
+TOO_LARGE = b"SERVER_ERROR object too large for cache\r\n"
+VERSION_REQUEST = b"version\r\n"
+# nutcracker routes ``version`` by this placeholder key; so do we.
+VERSION_KEY = b"placeholder"
+NOREPLY = b"noreply"
+
+# Bytes never forwarded inside a line: memcached ends the line at a NUL
+# (strlen) and keeps a "\r" inside a key, where nutcracker ends the key.
+# Other control bytes are ordinary key bytes to memcached (memcaslap's keys
+# start with 0x10), so they pass.
+_UNSAFE = re.compile(rb"[\x00\r]")
+# glibc isspace() minus the space itself, which never survives tokenizing.
+_C_BLANKS = b"\t\n\v\f\r"
+# Words memcached knows that do not start with one of "gsacidt" (nor are a
+# two-letter meta command): they never reach memcached's HTTP check.
+_MEMCACHED_OTHER = frozenset(
+    [
+        b"replace",
+        b"prepend",
+        b"bget",
+        b"flush_all",
+        b"version",
+        b"quit",
+        b"lru_crawler",
+        b"watch",
+        b"verbosity",
+        b"lru",
+        b"extstore",
+        b"refresh_certs",
+    ]
+)
+_NO_HTTP_CHECK_FIRST = frozenset(b"gsacidt")
+_MAX_TOKENS = 23  # memcached tokenizes at most this many words before the rest
+
+
+# -- numbers, as memcached's safe_strto* read them on 64-bit glibc ---------------
+
+
+def _c_strto(token: bytes, limit: int) -> int | None:
+    """glibc ``strto[u]l[l]`` base 10 over a whole token, as memcached checks it.
+
+    Returns the value (negative for a leading '-') or None when memcached's
+    check fails: no digits, a character after the digits that is not a blank,
+    or a magnitude over ``limit`` (ERANGE).
+    """
+    i = 0
+    n = len(token)
+    while i < n and token[i] in _C_BLANKS:
+        i += 1
+    negative = False
+    if i < n and token[i] in b"+-":
+        negative = token[i] == 45
+        i += 1
+    start = i
+    while i < n and 48 <= token[i] <= 57:
+        i += 1
+    if i == start or (i < n and token[i] not in _C_BLANKS):
+        return None
+    digits = token[start:i].lstrip(b"0")
+    if len(digits) > 20:
+        return None  # over 2**64: ERANGE (and too long for int() to be cheap)
+    value = int(digits) if digits else 0
+    if negative:
+        # strtol's range is asymmetric: -2**63 is fine, 2**63 is not.
+        if value > limit + (1 if limit == _INT64_MAX else 0):
+            return None
+        return -value
+    if value > limit:
+        return None
+    return value
+
+
+def _mc_strtoul(token: bytes) -> bool:
+    """memcached ``safe_strtoul`` (flags): accepted?"""
+    value = _c_strto(token, _UINT64_MAX)
+    if value is None:
+        return False
+    unsigned = value % 2**64
+    return not (unsigned > _INT64_MAX and b"-" in token)
+
+
+def _mc_strtol(token: bytes) -> int | None:
+    """memcached ``safe_strtol`` (exptime, length): the int32 it stores, or None."""
+    value = _c_strto(token, _INT64_MAX)
+    if value is None:
+        return None
+    value &= 0xFFFFFFFF
+    return value - 2**32 if value > _INT32_MAX else value
+
+
+def _mc_strtoull(token: bytes) -> bool:
+    """memcached ``safe_strtoull`` (cas unique, delta): accepted?"""
+    return _mc_strtoul(token)
+
+
+def _plain(token: bytes, limit: int) -> bool:
+    """A canonical unsigned decimal: 1-20 ASCII digits, at most ``limit``."""
+    return 0 < len(token) <= 20 and token.isdigit() and int(token) <= limit
+
+
+def _plain_exptime(token: bytes) -> bool:
+    """A canonical exptime: optional '-', then digits, within int32."""
+    digits = token[1:] if token[:1] == b"-" else token
+    return 0 < len(digits) <= 19 and digits.isdigit() and -(2**31) <= int(token) <= _INT32_MAX
+
+
+# -- requests ----------------------------------------------------------------------
+
+
+def _local(data: bytes, end: int, reply: bytes) -> Msg:
+    return Msg(data, end, None, ACTION_LOCAL, reply)
+
+
+def _close(text: str) -> RemoteProtocolError:
+    return RemoteProtocolError(text, reply=b"", close=True)
+
+
+class _Line:
+    """One command line as memcached sees it, and whether it is canonical."""
+
+    __slots__ = ("canonical", "clean", "end", "start", "tokens")
+
+    def __init__(
+        self, tokens: list[bytes], start: int, end: int, clean: bool, canonical: bool
+    ) -> None:
+        self.tokens = tokens
+        self.start = start  # offset of the line in the buffer
+        self.end = end  # offset after its "\n"
+        self.clean = clean  # no NUL and no "\r" inside the line
+        self.canonical = canonical  # clean, single spaces, CRLF: forward as is
+
+    def rebuilt(self) -> bytes:
+        return b" ".join(self.tokens) + b"\r\n"
+
+
+_Handler = Callable[["RequestParser", bytes, _Line], "Msg | None"]
+
+
+class RequestParser:
+    """Parses one client's memcache requests; see the module docstring.
+
+    Args:
+        max_value: the largest data block forwarded; a larger one is answered
+            ``SERVER_ERROR object too large for cache`` and discarded.
+        get_line_max: the longest ``get``/``gets`` line accepted (bytes,
+            ``\\n`` included); a longer one closes the connection.
+    """
+
+    def __init__(self, *, max_value: int = VALUE_MAX, get_line_max: int = GET_LINE_MAX) -> None:
+        self.resume_at = 0
+        self.need = 0
+        self.variant = 0
+        self.max_value = max_value
+        self.get_line_max = max(get_line_max, LINE_MAX)
+        self._scanned = 0  # bytes of the pending line already searched for "\n"
+        self._swallow = 0  # data-block bytes still to discard
+        # A storage request whose data block is incomplete: its parsed line,
+        # key, data length and noreply flag.
+        self._block: tuple[_Line, bytes, int, bool] | None = None
+
+    def parse(self, buf: bytes, pos: int) -> Msg | None:
+        n = len(buf)
+        if self._swallow:
+            take = min(self._swallow, n - pos)
+            self._swallow -= take
+            pos += take
+            if pos >= n:
+                self._again(n, 0)
+                return None
+        block = self._block
+        if block is not None:
+            return self._data_block(buf, pos, *block)
+        nl = buf.find(b"\n", pos + self._scanned)
+        if nl < 0 or nl - pos >= LINE_MAX:
+            have = (n if nl < 0 else nl + 1) - pos
+            if have >= LINE_MAX:
+                self._long_line(buf, pos, have)
+            if nl < 0:
+                self._scanned = n - pos
+                self._again(pos, 0)
+                return None
+        self._scanned = 0
+        stop = nl - 1 if nl - pos > 1 and buf[nl - 1] == 13 else nl
+        raw = buf[pos:stop]
+        clean = _UNSAFE.search(raw) is None
+        if not clean:
+            zero = raw.find(b"\0")
+            if zero >= 0:
+                raw = raw[:zero]  # memcached reads the line with strlen()
+        parts = raw.split(b" ")
+        tokens = [t for t in parts if t]
+        line = _Line(tokens, pos, nl + 1, clean, clean and stop < nl and len(tokens) == len(parts))
+        if not tokens or len(tokens[0]) < 2:
+            return _local(buf[pos : nl + 1], nl + 1, ERROR)
+        handler = _HANDLERS.get(tokens[0])
+        if handler is None:
+            return self._unknown(buf, line)
+        return handler(self, buf, line)
+
+    def _again(self, pos: int, need: int) -> None:
+        self.resume_at = pos
+        self.need = need
+
+    def _long_line(self, buf: bytes, pos: int, have: int) -> None:
+        """A line of ``have`` (>= LINE_MAX) bytes so far: memcached keeps only get lines."""
+        head = buf[pos : pos + _LONG_LINE_SPACES + 6]
+        spaces = len(head) - len(head.lstrip(b" "))
+        if spaces > _LONG_LINE_SPACES or not head.startswith((b"get ", b"gets "), spaces):
+            raise _close(f"command line longer than {LINE_MAX - 1} bytes")
+        if have > self.get_line_max:
+            raise _close(f"get line longer than {self.get_line_max - 1} bytes")
+
+    # -- commands ----------------------------------------------------------------
+
+    def _unknown(self, buf: bytes, line: _Line) -> Msg:
+        tokens = line.tokens
+        name = tokens[0]
+        if (
+            name[0] not in _NO_HTTP_CHECK_FIRST
+            and not (name[0] == 109 and len(name) == 2)  # 'm': a meta command
+            and name not in _MEMCACHED_OTHER
+            and tokens[min(len(tokens), _MAX_TOKENS) - 1].startswith(b"HTTP/")
+        ):
+            # memcached drops the connection on what looks like HTTP.
+            raise _close("HTTP request line")
+        return _local(buf[line.start : line.end], line.end, ERROR)
+
+    def _get(self, buf: bytes, line: _Line) -> Msg:
+        tokens = line.tokens
+        data = buf[line.start : line.end]
+        end = line.end
+        if len(tokens) < 2:
+            return _local(data, end, ERROR)
+        keys = tokens[1:]
+        for key in keys:
+            if len(key) > KEY_MAX_LENGTH:
+                return _local(data, end, BAD_FORMAT)
+        if not line.clean:
+            return _local(data, end, BAD_FORMAT)
+        if not line.canonical:
+            # Rebuilt, so a long line starts "get " at once: memcached refuses
+            # a long line that does not (after more than 100 spaces, say).
+            data = line.rebuilt()
+        if len(keys) == 1:
+            return Msg(data, end, keys[0])
+        msg = Msg(data, end, None, ACTION_FANOUT)
+        msg.keys = keys
+        msg.info = tokens[0]
+        return msg
+
+    def _storage(self, buf: bytes, line: _Line) -> Msg | None:
+        tokens = line.tokens
+        end = line.end
+        ntok = len(tokens)
+        base = 6 if tokens[0] == b"cas" else 5
+        if ntok != base and ntok != base + 1:
+            return _local(buf[line.start : end], end, ERROR)
+        noreply = tokens[-1] == NOREPLY
+        key = tokens[1]
+        vlen = _mc_strtol(tokens[4])
+        if (
+            len(key) > KEY_MAX_LENGTH
+            or not _mc_strtoul(tokens[2])
+            or _mc_strtol(tokens[3]) is None
+            or vlen is None
+            or (base == 6 and not _mc_strtoull(tokens[5]))
+            or vlen < 0
+            or vlen > _VLEN_MAX
+        ):
+            # memcached refuses the line and reads the data block as commands.
+            return _local(buf[line.start : end], end, b"" if noreply else BAD_FORMAT)
+        # memcached accepts the line: it reads vlen + 2 bytes of data.
+        if vlen > self.max_value:
+            self._swallow = vlen + 2
+            return _local(buf[line.start : end], end, b"" if noreply else TOO_LARGE)
+        if not (
+            line.clean
+            and (ntok == base or noreply)
+            and _plain(tokens[2], _UINT32_MAX)
+            and _plain_exptime(tokens[3])
+            and _plain(tokens[4], _VLEN_MAX)
+            and (base == 5 or _plain(tokens[5], _UINT64_MAX))
+        ):
+            self._swallow = vlen + 2
+            return _local(buf[line.start : end], end, b"" if noreply else BAD_FORMAT)
+        return self._data_block(buf, line.start, line, key, vlen, noreply)
+
+    def _data_block(
+        self, buf: bytes, pos: int, line: _Line, key: bytes, vlen: int, noreply: bool
+    ) -> Msg | None:
+        head = line.end - line.start
+        total = head + vlen + 2
+        end = pos + total
+        if end > len(buf):
+            if line.start != pos:
+                # Resumed in a new buffer: keep offsets relative to the request.
+                line.end = pos + head
+                line.start = pos
+            self._block = (line, key, vlen, noreply)
+            self._again(pos, total)
+            return None
+        self._block = None
+        if buf[end - 2 : end] != b"\r\n":
+            # memcached read vlen + 2 bytes and found no CRLF at their end.
+            return _local(buf[pos:end], end, b"" if noreply else BAD_CHUNK)
+        if line.start != pos:
+            line.start = pos
+            line.end = pos + head
+        data = buf[pos:end] if line.canonical else line.rebuilt() + buf[pos + head : end]
+        return _forward(data, end, key, noreply)
+
+    def _arithmetic(self, buf: bytes, line: _Line) -> Msg:
+        tokens = line.tokens
+        end = line.end
+        data = buf[line.start : end]
+        ntok = len(tokens)
+        if ntok != 3 and ntok != 4:
+            return _local(data, end, ERROR)
+        noreply = tokens[-1] == NOREPLY
+        if len(tokens[1]) > KEY_MAX_LENGTH:
+            return _local(data, end, b"" if noreply else BAD_FORMAT)
+        if not _mc_strtoull(tokens[2]):
+            return _local(data, end, b"" if noreply else BAD_DELTA)
+        if not (line.clean and (ntok == 3 or noreply) and _plain(tokens[2], _UINT64_MAX)):
+            return _local(data, end, b"" if noreply else BAD_FORMAT)
+        return _forward(data if line.canonical else line.rebuilt(), end, tokens[1], noreply)
+
+    def _touch(self, buf: bytes, line: _Line) -> Msg:
+        tokens = line.tokens
+        end = line.end
+        data = buf[line.start : end]
+        ntok = len(tokens)
+        if ntok != 3 and ntok != 4:
+            return _local(data, end, ERROR)
+        noreply = tokens[-1] == NOREPLY
+        if len(tokens[1]) > KEY_MAX_LENGTH:
+            return _local(data, end, b"" if noreply else BAD_FORMAT)
+        if _mc_strtol(tokens[2]) is None:
+            return _local(data, end, b"" if noreply else BAD_EXPTIME)
+        if not (line.clean and (ntok == 3 or noreply) and _plain_exptime(tokens[2])):
+            return _local(data, end, b"" if noreply else BAD_FORMAT)
+        return _forward(data if line.canonical else line.rebuilt(), end, tokens[1], noreply)
+
+    def _delete(self, buf: bytes, line: _Line) -> Msg:
+        tokens = line.tokens
+        end = line.end
+        data = buf[line.start : end]
+        ntok = len(tokens)
+        if ntok < 2 or ntok > 4:
+            return _local(data, end, ERROR)
+        noreply = False
+        if ntok > 2:
+            # "delete <key> 0 [noreply]" is memcached's legacy form.
+            hold_is_zero = tokens[2] == b"0"
+            noreply = tokens[-1] == NOREPLY
+            if not (
+                (ntok == 3 and (hold_is_zero or noreply))
+                or (ntok == 4 and hold_is_zero and noreply)
+            ):
+                return _local(data, end, b"" if noreply else DELETE_USAGE)
+        if len(tokens[1]) > KEY_MAX_LENGTH:
+            return _local(data, end, b"" if noreply else BAD_FORMAT)
+        if not line.clean:
+            return _local(data, end, b"" if noreply else BAD_FORMAT)
+        return _forward(data if line.canonical else line.rebuilt(), end, tokens[1], noreply)
+
+    def _version(self, buf: bytes, line: _Line) -> Msg:
+        # Like nutcracker: ask the server the placeholder key routes to.
+        return Msg(VERSION_REQUEST, line.end, VERSION_KEY)
+
+    def _quit(self, buf: bytes, line: _Line) -> Msg:
+        return Msg(buf[line.start : line.end], line.end, None, ACTION_CLOSE, b"")
+
+
+def _forward(data: bytes, end: int, key: bytes, noreply: bool) -> Msg:
+    if not noreply:
+        return Msg(data, end, key)
+    # The server will not answer: the request is done (with no reply) now.
+    msg = Msg(data, end, key, reply=b"")
+    msg.expect_reply = False
+    return msg
+
+
+_HANDLERS: dict[bytes, _Handler] = {
+    b"get": RequestParser._get,
+    b"gets": RequestParser._get,
+    b"set": RequestParser._storage,
+    b"add": RequestParser._storage,
+    b"replace": RequestParser._storage,
+    b"append": RequestParser._storage,
+    b"prepend": RequestParser._storage,
+    b"cas": RequestParser._storage,
+    b"incr": RequestParser._arithmetic,
+    b"decr": RequestParser._arithmetic,
+    b"touch": RequestParser._touch,
+    b"delete": RequestParser._delete,
+    b"version": RequestParser._version,
+    b"quit": RequestParser._quit,
+}
+
+
+# -- replies -----------------------------------------------------------------------
+
+_REPLY_WORDS = frozenset(
+    [b"STORED", b"NOT_STORED", b"EXISTS", b"NOT_FOUND", b"DELETED", b"TOUCHED", b"END", b"ERROR"]
+)
+_REPLY_PREFIXES = (b"CLIENT_ERROR", b"SERVER_ERROR", b"VERSION ")
+
+
+class ReplyParser:
+    """Finds the end of each reply in a memcached server's byte stream."""
+
+    def __init__(self) -> None:
+        self.resume_at = 0
+        self.need = 0
+        self._off = 0  # where the current line starts, relative to the reply
+        self._scanned = 0  # how far past it "\n" was already searched for
+
+    def parse(self, buf: bytes, pos: int) -> int:
+        n = len(buf)
+        p = pos + self._off
+        find = buf.find
+        while True:
+            nl = find(b"\n", p + self._scanned)
+            if (n if nl < 0 else nl) - p > REPLY_LINE_MAX:
+                # Checked on found lines too, so the verdict never depends
+                # on how the bytes were split.
+                raise RemoteProtocolError(f"reply line longer than {REPLY_LINE_MAX} bytes")
+            if nl < 0:
+                self._scanned = n - p
+                return self._again(pos, p, 0)
+            self._scanned = 0
+            if nl == p or buf[nl - 1] != 13:
+                raise _bad_reply(buf, p)
+            line = buf[p : nl - 1]
+            if line.startswith(b"VALUE "):
+                size = _value_size(line)
+                end = nl + 1 + size + 2
+                if end > n:
+                    return self._again(pos, p, end - pos)
+                if buf[end - 2 : end] != b"\r\n":
+                    raise RemoteProtocolError(f"VALUE block not ended by CRLF: {line[:64]!r}")
+                p = end
+                continue
+            if p != pos and line != b"END":
+                # After VALUE blocks only more of them or END may follow.
+                raise _bad_reply(buf, p)
+            if (
+                line in _REPLY_WORDS
+                or line.startswith(_REPLY_PREFIXES)
+                or (line.isdigit() and len(line) <= 20)
+            ):
+                self._off = 0
+                return nl + 1
+            raise _bad_reply(buf, p)
+
+    def _again(self, pos: int, p: int, need: int) -> int:
+        self.resume_at = pos
+        self.need = need
+        self._off = p - pos
+        return -1
+
+
+def _value_size(line: bytes) -> int:
+    """The data length of a ``VALUE <key> <flags> <bytes> [<cas>]`` line."""
+    parts = line.split(b" ")
+    if (
+        (len(parts) != 4 and len(parts) != 5)
+        or not parts[1]
+        or not _plain(parts[2], _UINT32_MAX)
+        or not _plain(parts[3], _VLEN_MAX)
+        or (len(parts) == 5 and not _plain(parts[4], _UINT64_MAX))
+    ):
+        raise RemoteProtocolError(f"malformed VALUE line {line[:64]!r}")
+    return int(parts[3])
+
+
+def _bad_reply(buf: bytes, p: int) -> RemoteProtocolError:
+    return RemoteProtocolError(f"unexpected reply bytes {buf[p : p + 32]!r}")
+
+
+def value_blocks(reply: bytes) -> list[tuple[bytes, bytes]]:
+    """Split a complete, already validated ``VALUE ... END`` reply into
+    ``(key, block)`` pairs, each block a whole ``VALUE`` line plus its data."""
+    blocks: list[tuple[bytes, bytes]] = []
+    p = 0
+    end = len(reply) - 5  # the closing END\r\n
+    while p < end:
+        nl = reply.index(b"\r\n", p)
+        parts = reply[p:nl].split(b" ", 4)
+        stop = nl + 2 + int(parts[3]) + 2
+        blocks.append((parts[1], reply[p:stop]))
+        p = stop
+    return blocks
