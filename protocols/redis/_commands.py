@@ -239,7 +239,7 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
             "lmpop memory migrate module monitor move msetnx multi object "
             "psubscribe psync publish pubsub punsubscribe randomkey readonly "
             "readwrite rename renamenx replconf replicaof reset role save scan "
-            "script sdiffstore_ro shutdown sintercard slaveof slowlog spublish "
+            "script shutdown sintercard slaveof slowlog spublish "
             "ssubscribe subscribe sunsubscribe swapdb sync unsubscribe unwatch wait "
             "waitaof watch xgroup xinfo xread xreadgroup zdiff zdiffstore zinter "
             "zintercard zmpop zunion"
