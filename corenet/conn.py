@@ -212,9 +212,29 @@ class ProxyConn(Conn):
         self._bound: tuple[int, int] | None = None  # (dev, inode) of our unix socket
 
     @classmethod
-    def listen(cls, loop: Loop, pool: Pool) -> ProxyConn:
-        """Bind and listen on ``pool``'s address and register with ``loop``."""
+    def listen(
+        cls,
+        loop: Loop,
+        pool: Pool,
+        *,
+        sock: socket.socket | None = None,
+        reuseport: bool = False,
+    ) -> ProxyConn:
+        """Bind and listen on ``pool``'s address and register with ``loop``.
+
+        Args:
+            sock: an already bound, listening socket to adopt instead (see
+                corenet.workers); it is made non-blocking, and a unix socket
+                file adopted this way is not removed on close.
+            reuseport: set ``SO_REUSEPORT`` before binding a TCP address.
+        """
         address = pool.config.listen
+        if sock is not None:
+            sock.setblocking(False)
+            adopted = cls(loop, pool, sock)
+            loop.add(adopted.fd, adopted, EV_READ)
+            adopted._mask = EV_READ
+            return adopted
         sock = make_socket(address)
         try:
             if address.is_unix:
@@ -231,6 +251,8 @@ class ProxyConn(Conn):
                 bound = (st.st_dev, st.st_ino)
             else:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if reuseport:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 sock.bind(_sockaddr(address))
             sock.listen(pool.config.backlog)
         except OSError:
@@ -728,7 +750,7 @@ class ServerConn(Conn):
                 complete(msg, reply)
                 errors += 1
         self.pool.stats.forward_error += errors
-        self.pool.server_failed(self.server, self, err)
+        self.pool.server_failed(self.server, err)
 
     def close(self) -> None:
         if self.closed:

@@ -202,6 +202,7 @@ class Pool:
             if server.ejected and server.next_retry <= now:
                 server.ejected = False
                 server.failures = 0
+                server.connect_after = 0.0  # the retry is a real connect
         self.live = [s for s in self.servers if not s.ejected]
         self.router.rebuild([(s.name, s.weight) for s in self.live])
         if self._retry_timer is not None:
@@ -252,6 +253,9 @@ class Pool:
 
     def _backing_off(self, msg: Msg, server: Server) -> None:
         self._forward_failed(msg, os.strerror(server.connect_error))
+        # Each request refused this way is a failure too, so auto_eject_hosts
+        # takes the server out instead of failing requests until the back-off ends.
+        self.server_failed(server, server.connect_error)
 
     def _unroutable(self, msg: Msg) -> None:
         self._forward_failed(msg, os.strerror(errno.ECONNREFUSED))
@@ -264,7 +268,7 @@ class Pool:
 
     # -- failures ----------------------------------------------------------
 
-    def server_failed(self, server: Server, conn: ServerConn, err: int) -> None:
+    def server_failed(self, server: Server, err: int) -> None:
         """A connection to ``server`` failed; count it and maybe eject it."""
         if logger.isEnabledFor(logging.INFO):
             logger.info(

@@ -8,6 +8,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from tests.servers import RedisServer, encode_command, free_port, pool_config, redis_raw, wait_for
 
 
@@ -49,7 +51,8 @@ def test_multi_key_request_with_one_shard_down(redis_server, corenet_proxy_facto
     assert dele == b"-ERR Connection refused\r\n"
 
 
-def test_backend_killed_with_requests_in_flight(corenet_proxy_factory):
+@pytest.mark.parametrize("n", [10, 10_000])
+def test_backend_killed_with_requests_in_flight(n, corenet_proxy_factory):
     backend = RedisServer()
     try:
         proxy = corenet_proxy_factory(pool_config("alpha", None, [backend.address]))
@@ -59,7 +62,6 @@ def test_backend_killed_with_requests_in_flight(corenet_proxy_factory):
             == b"+OK\r\n"
         )
         backend.send_signal(signal.SIGSTOP)
-        n = 10_000
         with socket.create_connection((host, int(port)), timeout=10) as sock:
             sock.sendall(encode_command("GET", "k") * n)
             time.sleep(0.3)  # let the proxy forward them to the stopped server
@@ -187,3 +189,74 @@ def test_ejected_server_comes_back_after_retry_timeout(redis_servers, corenet_pr
         assert proxy.stats()["alpha"]["server_ejects"] == 1
     finally:
         revived.stop()
+
+
+def test_ejection_costs_at_most_one_error_per_retry_window(redis_servers, corenet_proxy_factory):
+    (alive,) = redis_servers(1)
+    config = pool_config(
+        "alpha",
+        None,
+        [alive.address, dead_address()],
+        auto_eject_hosts=True,
+        server_failure_limit=1,
+        server_retry_timeout=300,
+    )
+    proxy = corenet_proxy_factory(config)
+    host, port = proxy.address("alpha").rsplit(":", 1)
+    names = [f"w:{hashlib.sha1(str(i).encode()).hexdigest()[:10]}" for i in range(50)]
+    errors = requests = 0
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        while time.monotonic() - started < 1.6:  # about five retry windows
+            for key in names:
+                sock.sendall(encode_command("SET", key, "v"))
+                reply = sock.recv(100)
+                requests += 1
+                errors += reply.startswith(b"-ERR")
+            time.sleep(0.01)
+    windows = 1.6 / 0.3 + 1
+    print(f"{errors} errors in {requests} requests over ~{windows:.0f} retry windows")
+    assert 1 <= errors <= windows + 1
+    assert proxy.stats()["alpha"]["server_ejects"] == errors
+
+
+def test_server_connections_keep_each_clients_order(redis_server, corenet_proxy_factory):
+    proxy = corenet_proxy_factory(
+        pool_config("alpha", None, [redis_server.address], server_connections=4)
+    )
+    clients = [redis_raw for _ in range(8)]
+    payloads = {}
+    for i in range(len(clients)):
+        payloads[i] = b"".join(encode_command("RPUSH", f"order:{i}", str(j)) for j in range(500))
+    threads = [
+        threading.Thread(
+            target=redis_raw,
+            args=(proxy.address("alpha"), payloads[i]),
+            kwargs={"expect_replies": 500},
+        )
+        for i in range(len(clients))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    client = redis_server.client()
+    for i in range(len(clients)):
+        assert client.lrange(f"order:{i}", 0, -1) == [str(j).encode() for j in range(500)]
+    assert sum(1 for c in client.client_list() if c.get("cmd") != "client|list") >= 4
+
+
+def test_preconnect_opens_server_connections_at_start(redis_servers, corenet_proxy_factory):
+    backends = redis_servers(2)
+    config = pool_config(
+        "alpha", None, [b.address for b in backends], preconnect=True, server_connections=2
+    )
+    proxy = corenet_proxy_factory(config)
+    assert wait_for(
+        lambda: all(
+            s["server_connections"] == 2
+            for name, s in proxy.stats()["alpha"].items()
+            if isinstance(s, dict)
+        ),
+        timeout=5,
+    )

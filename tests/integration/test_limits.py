@@ -271,3 +271,22 @@ def test_reconnect_after_backend_restart_is_quick_and_no_storm(corenet_proxy_fac
         sock.close()
     finally:
         backend.stop()
+
+
+def test_idle_connection_cost_is_small(redis_server, corenet_proxy_factory):
+    proxy = corenet_proxy_factory(pool_config("alpha", None, [redis_server.address]))
+    assert redis_raw(proxy.address("alpha"), b"PING\r\n", expect_replies=1) == b"+PONG\r\n"
+    n = 1000
+    baseline = rss_bytes(proxy.pid)
+    socks = [connect(proxy.address("alpha")) for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.sendall(b"PING\r\n")
+        for sock in socks:
+            assert sock.recv(10) == b"+PONG\r\n"
+        per_conn = (rss_bytes(proxy.pid) - baseline) / n
+    finally:
+        for sock in socks:
+            sock.close()
+    print(f"idle client connection: {per_conn / 1024:.1f} KiB each")
+    assert per_conn <= 10 * 1024
