@@ -384,11 +384,11 @@ class ClientConn(Conn):
             out_q.append(msg)
             action = msg.action
             if action == ACTION_FORWARD:
-                pool.forward(msg)
+                pool.forward(msg, msg.key or b"", self)
                 if msg.done:  # noreply: nothing to wait for
                     self.loop.schedule_flush(self)
             elif action == ACTION_FANOUT:
-                pool.fanout(msg)
+                pool.fanout(msg, self)
             else:
                 self.loop.schedule_flush(self)
                 if action == ACTION_CLOSE:

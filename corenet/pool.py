@@ -216,31 +216,28 @@ class Pool:
         self._retry_timer = None
         self.rebuild()
 
-    def forward(self, msg: Msg) -> None:
-        """Send a single-server request on its way."""
+    def forward(self, msg: Msg, key: bytes, client: ClientConn) -> None:
+        """Send ``client``'s single-server request, routed by ``key``, on its way."""
         live = self.live
         if not live:
             self._unroutable(msg)
             return
-        assert msg.key is not None and msg.client is not None
-        server = live[self.index_of(msg.key)]
-        client = msg.client
+        server = live[self.index_of(key)]
         conn = server.conn_for(client.index, client.parser.variant)
         if conn is None:
             self._backing_off(msg, server)
         else:
             conn.enqueue(msg)
 
-    def fanout(self, msg: Msg) -> None:
-        """Split a multi-key request across servers (or forward it whole)."""
+    def fanout(self, msg: Msg, client: ClientConn) -> None:
+        """Split ``client``'s multi-key request across servers (or forward it whole)."""
         live = self.live
         if not live:
             self._unroutable(msg)
             return
-        assert msg.client is not None
         frags = self.protocol.fragment(msg, self.index_of)
-        client_index = msg.client.index
-        variant = msg.client.parser.variant
+        client_index = client.index
+        variant = client.parser.variant
         if len(frags) > 1:
             self.stats.fragments += len(frags)
         for index, frag in frags:
