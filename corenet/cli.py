@@ -22,9 +22,10 @@ import yaml
 
 from corenet import __version__
 from corenet.config import PoolConfig, load_config
-from corenet.errors import BackendError, ConfigError, CorenetError, PluginError
+from corenet.errors import ConfigError, CorenetError
 from corenet.proxy import NOTICE
 from corenet.stats import NUTCRACKER_VERSION, POOL_STATS, SERVER_STATS
+from corenet.workers import MAX_WORKERS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -273,10 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--workers",
-        type=int,
+        type=_number("--workers"),
         default=1,
         metavar="N",
-        help="worker processes (not implemented yet: only 1 is accepted)",
+        help="worker processes sharing every listener, under a supervisor that restarts "
+        "them and sums their stats (default: 1, a single process; see docs/operations.md)",
     )
     add(
         "--explain",
@@ -457,11 +459,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             text += _describe_stats()
         sys.stderr.write(text)
         return 0
-    if args.workers != 1:
-        print(
-            f"{PROG}: --workers {args.workers}: multiple workers are not implemented yet; use 1",
-            file=sys.stderr,
-        )
+    if not 1 <= args.workers <= MAX_WORKERS:
+        print(f"{PROG}: --workers must be between 1 and {MAX_WORKERS}", file=sys.stderr)
+        return 2
+    if args.workers > 1 and args.metrics_port:
+        print(f"{PROG}: --metrics-port is not supported with --workers > 1", file=sys.stderr)
         return 2
     if args.demo:
         from corenet.demo import run_demo
@@ -524,6 +526,7 @@ def _serve(
         return 1
 
     from corenet.proxy import Proxy, ProxyOptions
+    from corenet.workers import Supervisor
 
     options = ProxyOptions(
         stats_addr=args.stats_addr,
@@ -534,11 +537,28 @@ def _serve(
         metrics_port=args.metrics_port,
         drain_timeout=args.drain_timeout,
     )
-    proxy: Proxy | None = None
+    proxy: Proxy | Supervisor | None = None
     try:
-        proxy = Proxy(pools, options, version=__version__, log=log)
+        if args.workers > 1:
+            # Workers close the -d start-up pipe: the starting command reads
+            # it to EOF, which must come when the supervisor reports.
+            proxy = Supervisor(
+                pools,
+                options,
+                args.workers,
+                version=__version__,
+                log=log,
+                close_in_workers=[daemon.fd] if daemon is not None else [],
+            )
+            backend = (
+                f"{_backend_name(args.event_backend)} "
+                f"({args.workers} workers, {proxy.mode} listeners)"
+            )
+        else:
+            proxy = Proxy(pools, options, version=__version__, log=log)
+            backend = proxy.backend.name
         proxy.start()
-    except (ConfigError, PluginError, BackendError) as exc:
+    except CorenetError as exc:  # ConfigError, PluginError, BackendError; a worker's failure
         if proxy is not None:
             proxy.close()
         return fail(str(exc))
@@ -562,7 +582,7 @@ def _serve(
             __version__,
             NUTCRACKER_VERSION,
             os.getpid(),
-            proxy.backend.name,
+            backend,
         )
         try:
             status = proxy.run()

@@ -42,6 +42,7 @@ from corenet.pool import Pool
 from corenet.stats import NUTCRACKER_VERSION, StatsServer
 
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Mapping
     from types import FrameType
 
@@ -134,6 +135,9 @@ class Proxy:
         plugins: the plugin registries (default: a fresh :class:`Plugins`).
         version: corenet's version, for the start-up line and metrics.
         log: what SIGHUP/SIGTTIN/SIGTTOU act on; None ignores them.
+        listen_socks: pool name -> an already bound, listening socket for
+            that pool to adopt instead of binding (a worker of
+            ``--workers``, see corenet.workers); other pools bind as usual.
     """
 
     def __init__(
@@ -143,7 +147,9 @@ class Proxy:
         plugins: Plugins | None = None,
         version: str = "",
         log: LogControl | None = None,
+        listen_socks: Mapping[str, socket.socket] | None = None,
     ) -> None:
+        self.listen_socks = dict(listen_socks or {})
         self.options = options or ProxyOptions()
         self.plugins = plugins or Plugins()
         self.backend = select_backend(self.options.event_backend, self.plugins.event_backends)
@@ -180,7 +186,7 @@ class Proxy:
         """
         try:
             for pool in self.pools:
-                listener = ProxyConn.listen(self.loop, pool)
+                listener = ProxyConn.listen(self.loop, pool, sock=self.listen_socks.get(pool.name))
                 self.listeners.append(listener)
                 logger.log(
                     NOTICE,

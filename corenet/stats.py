@@ -58,6 +58,7 @@ __all__ = [
     "StatsServer",
     "connection_counts",
     "encode",
+    "merge_snapshots",
     "pool_order",
     "server_figures",
     "snapshot",
@@ -176,6 +177,70 @@ def snapshot(
         for server in pool.servers:
             entry[server.name] = server_figures(server)
         out[pool.name] = entry
+    return out
+
+
+_HEADER_TEXT = ("service", "source", "version")
+# Server figures combined by taking the largest value instead of the sum.
+_MAX_FIGURES = frozenset({"server_ejected_at"})
+
+
+def _merge_into(out: dict[str, Any], part: Mapping[str, Any]) -> None:
+    for key, value in part.items():
+        if isinstance(value, dict):
+            inner = out.get(key)
+            if not isinstance(inner, dict):
+                inner = out[key] = {}
+            _merge_into(inner, value)
+        elif isinstance(value, str):
+            out.setdefault(key, value)
+        elif key in _MAX_FIGURES:
+            out[key] = max(int(out.get(key, 0)), int(value))
+        else:
+            out[key] = int(out.get(key, 0)) + int(value)
+
+
+def merge_snapshots(
+    snapshots: Iterable[Mapping[str, Any]],
+    *,
+    started: float | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Combine the :func:`snapshot` of several worker processes into one.
+
+    Counters and gauges (``client_connections``, ``server_connections``,
+    the queues, ``total_connections``, ``curr_connections``) are summed;
+    ``server_ejected_at`` is the latest of the workers'; the header strings
+    come from the first snapshot.  Keys keep their first-seen order, so
+    snapshots of the same configuration merge into nutcracker's layout.
+
+    Args:
+        snapshots: the workers' stats objects.
+        started: the supervisor's start, ``time.time()`` seconds; when given,
+            ``uptime`` and ``timestamp`` are the supervisor's (else the
+            largest of the workers').
+        now: the current ``time.time()`` (default: now), with ``started``.
+
+    Returns:
+        One stats object, with the header fields first.
+    """
+    parts = list(snapshots)
+    out: dict[str, Any] = {}
+    for name in HEADER_FIELDS:
+        if name in _HEADER_TEXT:
+            default = {"service": "nutcracker", "version": NUTCRACKER_VERSION}.get(name)
+            found = next((str(p[name]) for p in parts if name in p), None)
+            out[name] = found if found is not None else (default or socket.gethostname())
+        elif name in ("uptime", "timestamp"):
+            out[name] = max((int(p.get(name, 0)) for p in parts), default=0)
+        else:
+            out[name] = sum(int(p.get(name, 0)) for p in parts)
+    if started is not None:
+        when = time.time() if now is None else now
+        out["uptime"] = int(when) - int(started)
+        out["timestamp"] = int(when)
+    for part in parts:
+        _merge_into(out, {k: v for k, v in part.items() if k not in HEADER_FIELDS})
     return out
 
 

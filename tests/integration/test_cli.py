@@ -138,7 +138,7 @@ def test_missing_config_file_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--workers", "2"], "multiple workers are not implemented yet"),
+        (["--workers", "0"], "--workers must be between 1 and 256"),
         (["--event-backend", "iouring"], "iouring"),
         (["-m", "100"], "mbuf size must be between 512 and 16777216"),
     ],

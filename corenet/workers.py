@@ -1,0 +1,654 @@
+"""``--workers N``: one supervisor process and N worker processes.
+
+Theory of operation
+-------------------
+
+The process the command line starts becomes the *supervisor*.  It does no
+data-path work: it binds the listening sockets, forks the workers, answers
+the stats port, forwards signals and restarts workers that die.
+
+Each *worker* is an ordinary :class:`corenet.proxy.Proxy` (its own event
+loop, its own backend connections) that adopts listening sockets bound by
+the supervisor instead of binding its own, and runs neither the stats port
+nor ``/metrics``.
+
+Listeners come in two modes:
+
+* ``reuseport`` (where ``socket.SO_REUSEPORT`` exists, Linux and the BSDs):
+  for every TCP pool the supervisor binds N sockets with ``SO_REUSEPORT``,
+  one per worker *slot*, and worker ``i`` adopts socket ``i``.  The kernel
+  spreads new connections over the N accept queues (on Linux by a hash of
+  the 4-tuple), so no two workers wake for the same connection.  The
+  supervisor keeps its copy of every socket open: when a worker dies, its
+  socket (and the connections already queued on it) waits for the
+  replacement, which adopts the same socket, instead of being reset.
+* ``shared`` (no ``SO_REUSEPORT``, or ``CORENET_WORKERS_SHARED_SOCKET=1``):
+  the supervisor binds one socket per pool and every worker adopts it; each
+  worker's loop watches the same socket and whichever ``accept`` wins takes
+  the connection (the others get ``EAGAIN``).
+
+Unix-socket listeners cannot use ``SO_REUSEPORT``: they are always shared.
+
+Each worker has a socketpair to the supervisor.  The supervisor writes a
+request number and a newline; the worker answers ``<number> <json>\\n``
+with its own :func:`corenet.stats.snapshot`.  On a stats connection the
+supervisor asks every worker, waits at most ``QUERY_TIMEOUT`` seconds, and
+answers one nutcracker-layout object made by
+:func:`corenet.stats.merge_snapshots` (a worker that did not answer in time
+contributes its previous answer).  A worker whose socketpair reaches EOF
+(the supervisor was killed) drains and exits.
+
+Signals to the supervisor: SIGTERM closes its listeners, forwards SIGTERM
+(each worker drains as a single process does), waits up to the drain
+timeout plus ``STOP_GRACE`` seconds, SIGKILLs what is left and exits 0;
+SIGINT is forwarded and the supervisor exits 1 (nutcracker's status);
+SIGHUP, SIGTTIN and SIGTTOU act on the supervisor's own log and are
+forwarded.  A worker that exits while the supervisor is not stopping is
+restarted after ``RESTART_MIN`` seconds, doubling up to ``RESTART_MAX`` while
+it keeps dying within ``STABLE_AFTER`` seconds of its start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from corenet.conn import Conn, make_socket
+from corenet.errors import CorenetError
+from corenet.event import EV_READ
+from corenet.proxy import _ACTIONS, EXIT_INTERRUPTED, EXIT_OK, Proxy, log_always
+from corenet.stats import connection_counts, encode, merge_snapshots, snapshot
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from types import FrameType
+
+    from corenet.config import ListenAddress, PoolConfig
+    from corenet.core import Loop
+    from corenet.proxy import LogControl, ProxyOptions
+
+__all__ = [
+    "ENV_SHARED_SOCKET",
+    "MAX_WORKERS",
+    "Supervisor",
+    "bind_listener",
+    "use_reuseport",
+]
+
+logger = logging.getLogger("corenet.workers")
+
+ENV_SHARED_SOCKET = "CORENET_WORKERS_SHARED_SOCKET"
+MAX_WORKERS = 256
+RESTART_MIN = 0.1  # seconds before restarting a worker that died
+RESTART_MAX = 5.0  # the back-off's ceiling
+STABLE_AFTER = 5.0  # a worker that lived this long resets its back-off
+START_TIMEOUT = 15.0  # for every worker to report ready at start-up
+QUERY_TIMEOUT = 1.0  # for the workers' stats, per stats connection
+STOP_GRACE = 5.0  # beyond the drain timeout, before SIGKILL
+_TICK = 0.5  # longest sleep of the supervisor's loop
+
+_FORWARDED = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
+_HANDLED = (
+    signal.SIGCHLD,
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+_FALSY = ("", "0", "false", "no", "off")
+
+
+def use_reuseport() -> bool:
+    """Whether TCP listeners get one ``SO_REUSEPORT`` socket per worker."""
+    forced = os.environ.get(ENV_SHARED_SOCKET, "").lower() not in _FALSY
+    return hasattr(socket, "SO_REUSEPORT") and not forced
+
+
+def bind_listener(address: ListenAddress, backlog: int, *, reuseport: bool) -> socket.socket:
+    """Bind and listen on ``address`` as :meth:`corenet.conn.ProxyConn.listen` does.
+
+    Args:
+        address: TCP or unix address (``reuseport`` is ignored for unix).
+        backlog: the ``listen()`` backlog.
+        reuseport: set ``SO_REUSEPORT`` before binding.
+
+    Raises:
+        OSError: the address cannot be bound; the socket is closed.
+    """
+    sock = make_socket(address)
+    try:
+        if address.path is not None:
+            with contextlib.suppress(OSError):
+                if os.path.exists(address.path):
+                    os.unlink(address.path)
+            sock.bind(address.path)
+            if address.perm is not None:
+                os.chmod(address.path, address.perm)
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuseport:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((address.host, address.port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+# -- the worker side -------------------------------------------------------------
+
+
+class _WorkerTag(logging.Filter):
+    """Appends ``[worker SLOT pid PID]`` to the logger name of a worker's records."""
+
+    def __init__(self, slot: int) -> None:
+        super().__init__()
+        self.suffix = f"[worker {slot} pid {os.getpid()}]"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.endswith("]"):
+            record.name = f"{record.name}{self.suffix}"
+        return True
+
+
+class _Control(Conn):
+    """A worker's end of its socketpair: answers stats requests, notices EOF."""
+
+    kind = "control"
+
+    def __init__(self, loop: Loop, sock: socket.socket, proxy: Proxy) -> None:
+        super().__init__(loop, sock)
+        self.proxy = proxy
+        self._buf = bytearray()
+
+    def handle_read(self) -> None:
+        try:
+            data = self.sock.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+            if not self.proxy.draining:
+                logger.warning("supervisor gone: worker %d draining", os.getpid())
+                self.proxy.drain()
+            return
+        self._buf += data
+        while (end := self._buf.find(b"\n")) >= 0:
+            tag = bytes(self._buf[:end])
+            del self._buf[: end + 1]
+            if tag.isdigit():
+                body = json.dumps(self.stats(), separators=(",", ":")).encode()
+                self.send_bytes(tag + b" " + body + b"\n")
+
+    def stats(self) -> dict[str, Any]:
+        proxy = self.proxy
+        total, curr = connection_counts(proxy.pools, proxy.listener_count())
+        return snapshot(
+            proxy.pools,
+            started=proxy.started,
+            counters={"total_connections": total, "curr_connections": curr},
+        )
+
+
+def _worker_main(
+    pools: Mapping[str, PoolConfig],
+    options: ProxyOptions,
+    version: str,
+    log: LogControl | None,
+    listen_socks: Mapping[str, socket.socket],
+    channel: socket.socket,
+) -> int:
+    proxy: Proxy | None = None
+    try:
+        proxy = Proxy(pools, options, version=version, log=log, listen_socks=listen_socks)
+        proxy.start()
+    except (CorenetError, OSError) as exc:
+        if proxy is not None:
+            proxy.close()
+        logger.error("worker %d failed to start: %s", os.getpid(), exc)
+        with contextlib.suppress(OSError):
+            channel.sendall(f"fail {exc}\n".encode("utf-8", "replace"))
+        return 1
+    channel.sendall(b"ready\n")
+    channel.setblocking(False)
+    control = _Control(proxy.loop, channel, proxy)
+    proxy.loop.add(control.fd, control, EV_READ)
+    control._mask = EV_READ
+    return proxy.run()
+
+
+# -- the supervisor -----------------------------------------------------------------
+
+
+@attrs.define
+class _Worker:
+    slot: int
+    pid: int
+    channel: socket.socket
+    started: float  # time.monotonic()
+    buf: bytearray = attrs.field(factory=bytearray)
+    last: dict[str, Any] | None = None  # the latest stats answer
+
+
+class Supervisor:
+    """Runs ``workers`` :class:`Proxy` processes behind the same listeners.
+
+    Offers what :mod:`corenet.cli` uses of a :class:`Proxy`: :meth:`start`,
+    :meth:`run` and :meth:`close`.
+
+    Args:
+        pools: the pools, as loaded by :func:`corenet.config.load_config`.
+        options: the command line's settings; the stats port is served here,
+            ``metrics_port`` must be None.
+        workers: how many worker processes (2 or more makes sense).
+        version: corenet's version.
+        log: what SIGHUP/SIGTTIN/SIGTTOU act on, here and in each worker.
+        close_in_workers: descriptors a worker closes first (the ``-d``
+            start-up pipe, which must reach EOF when the supervisor closes it).
+        reuseport: force a listener mode (default: :func:`use_reuseport`).
+    """
+
+    def __init__(
+        self,
+        pools: Mapping[str, PoolConfig],
+        options: ProxyOptions,
+        workers: int,
+        *,
+        version: str = "",
+        log: LogControl | None = None,
+        close_in_workers: Iterable[int] = (),
+        reuseport: bool | None = None,
+    ) -> None:
+        if not 1 <= workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be between 1 and {MAX_WORKERS}")
+        if options.metrics_port:
+            raise CorenetError("--metrics-port is not supported with --workers > 1")
+        self.pools = pools
+        self.options = options
+        self.worker_options = attrs.evolve(options, stats_port=None, metrics_port=None)
+        self.count = workers
+        self.version = version
+        self.log = log
+        self.close_in_workers = list(close_in_workers)
+        self.reuseport = use_reuseport() if reuseport is None else reuseport
+        self.mode = "reuseport" if self.reuseport else "shared"
+        self.started = time.time()
+        self.exit_status = EXIT_OK
+        self.stopping = False
+        self.workers: dict[int, _Worker] = {}  # slot -> running worker
+        self.slot_socks: list[dict[str, socket.socket]] = [{} for _ in range(workers)]
+        self.stats_sock: socket.socket | None = None
+        self._all_socks: list[socket.socket] = []
+        self._unix_bound: list[tuple[str, tuple[int, int]]] = []
+        self._crashes = [0] * workers
+        self._restart_at: dict[int, float] = {}
+        self._stop_deadline = 0.0
+        self._signals: list[int] = []
+        self._seq = 0
+        self._wakeup: tuple[int, int] | None = None
+
+    # -- start ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind every listener and the stats port, fork the workers, wait for them.
+
+        Raises:
+            OSError: an address cannot be bound (nothing stays bound).
+            CorenetError: a worker failed to start (its reason included).
+        """
+        try:
+            self._bind()
+            for slot in range(self.count):
+                self._spawn(slot)
+            self._wait_ready()
+        except BaseException:
+            self.close()
+            raise
+        logger.info(
+            "%d workers started (%s listeners): pids %s",
+            self.count,
+            self.mode,
+            " ".join(str(w.pid) for w in self.workers.values()),
+        )
+
+    def _bind(self) -> None:
+        for config in self.pools.values():
+            address = config.listen
+            per_slot = self.reuseport and address.path is None
+            shared: socket.socket | None = None
+            for slot in range(self.count):
+                if per_slot or shared is None:
+                    sock = bind_listener(address, config.backlog, reuseport=per_slot)
+                    self._all_socks.append(sock)
+                    if address.path is not None:
+                        st = os.stat(address.path)
+                        self._unix_bound.append((address.path, (st.st_dev, st.st_ino)))
+                    shared = sock
+                self.slot_socks[slot][config.name] = shared
+        if self.options.stats_port:
+            from corenet.config import ListenAddress
+
+            host, port = self.options.stats_addr, self.options.stats_port
+            self.stats_sock = bind_listener(
+                ListenAddress(host=host, port=port), 64, reuseport=False
+            )
+
+    def _spawn(self, slot: int) -> None:
+        parent_end, child_end = socket.socketpair()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            status = 1
+            try:
+                parent_end.close()
+                self._become_worker(slot, child_end)
+                status = _worker_main(
+                    self.pools,
+                    self.worker_options,
+                    self.version,
+                    self.log,
+                    self.slot_socks[slot],
+                    child_end,
+                )
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    logger.critical("worker %d crashed:\n%s", os.getpid(), traceback.format_exc())
+            finally:
+                with contextlib.suppress(Exception):
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                os._exit(status)
+        child_end.close()
+        self.workers[slot] = _Worker(slot, pid, parent_end, time.monotonic())
+
+    def _become_worker(self, slot: int, channel: socket.socket) -> None:
+        """In a new worker: drop the supervisor's signal set-up and descriptors."""
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, signal.SIG_DFL)
+        # Until Proxy.run installs its handlers: SIGTTIN/SIGTTOU would stop
+        # the process, SIGHUP end it.  SIGINT stays ignored after run (a
+        # terminal's ^C reaches every process of the group; the supervisor
+        # forwards it anyway), so no KeyboardInterrupt hits the clean-up.
+        for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        # Tell the workers' lines apart in a log they share with the supervisor.
+        tag = _WorkerTag(slot)
+        for handler in logging.getLogger("corenet").handlers:
+            handler.addFilter(tag)
+        mine = {id(sock) for sock in self.slot_socks[slot].values()}
+        for sock in self._all_socks:
+            if id(sock) not in mine:
+                sock.close()
+        if self.stats_sock is not None:
+            self.stats_sock.close()
+        for worker in self.workers.values():
+            worker.channel.close()
+        fds = list(self.close_in_workers)
+        if self._wakeup is not None:
+            fds += self._wakeup
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        for worker in list(self.workers.values()):
+            line = self._read_line(worker, deadline)
+            if line == b"ready":
+                continue
+            if line is not None and line.startswith(b"fail "):
+                reason = line[5:].decode("utf-8", "replace")
+            elif line is None and time.monotonic() < deadline:
+                reason = "exited while starting"
+            else:
+                reason = f"not ready after {START_TIMEOUT:.0f} s"
+            raise CorenetError(f"worker {worker.slot} (pid {worker.pid}): {reason}")
+
+    @staticmethod
+    def _read_line(worker: _Worker, deadline: float) -> bytes | None:
+        """The next line from ``worker`` (blocking until ``deadline``), None on EOF/timeout."""
+        while (end := worker.buf.find(b"\n")) < 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([worker.channel], [], [], left)
+            if not ready:
+                continue
+            try:
+                data = worker.channel.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                return None
+            if not data:
+                return None
+            worker.buf += data
+        line = bytes(worker.buf[:end])
+        del worker.buf[: end + 1]
+        return line
+
+    # -- run --------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Supervise until SIGTERM or SIGINT; return the exit status."""
+        read_end, write_end = os.pipe()
+        os.set_blocking(read_end, False)
+        os.set_blocking(write_end, False)
+        self._wakeup = (read_end, write_end)
+        previous_fd = signal.set_wakeup_fd(write_end)
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in _HANDLED}
+        try:
+            while self.workers or self._restart_at or not self.stopping:
+                self._turn()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            signal.set_wakeup_fd(previous_fd)
+            os.close(read_end)
+            os.close(write_end)
+            self._wakeup = None
+            self.close()
+        return self.exit_status
+
+    def _turn(self) -> None:
+        assert self._wakeup is not None
+        now = time.monotonic()
+        timeout = _TICK
+        if self._restart_at:
+            timeout = min(timeout, max(0.0, min(self._restart_at.values()) - now))
+        watched = [self._wakeup[0]]
+        if self.stats_sock is not None:
+            watched.append(self.stats_sock.fileno())
+        try:
+            ready, _, _ = select.select(watched, [], [], timeout)
+        except InterruptedError:
+            ready = []
+        if self._wakeup[0] in ready:
+            with contextlib.suppress(OSError):
+                while os.read(self._wakeup[0], 512):
+                    pass
+        if self._signals:
+            self._handle_signals()
+        self._reap()
+        if self.stats_sock is not None and self.stats_sock.fileno() in ready:
+            self._serve_stats()
+        now = time.monotonic()
+        for slot, when in list(self._restart_at.items()):
+            if when <= now:
+                del self._restart_at[slot]
+                self._spawn(slot)
+                logger.warning("worker %d restarted: pid %d", slot, self.workers[slot].pid)
+        if self.stopping and self.workers and now >= self._stop_deadline:
+            pids = " ".join(str(w.pid) for w in self.workers.values())
+            logger.warning("workers still running after the drain: killing pids %s", pids)
+            for worker in list(self.workers.values()):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(worker.pid, 0)
+                worker.channel.close()
+            self.workers.clear()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Runs between two bytecodes; the wakeup fd already woke select().
+        self._signals.append(signum)
+
+    def _handle_signals(self) -> None:
+        pending, self._signals = self._signals, []
+        for signum in pending:
+            if signum == signal.SIGCHLD:
+                continue
+            name = signal.Signals(signum).name
+            log_always("signal %d (%s) received%s", signum, name, _ACTIONS.get(signum, ""))
+            if signum == signal.SIGHUP:
+                if self.log is not None:
+                    self.log.reopen()
+            elif signum == signal.SIGTTIN:
+                level = self.log.more_verbose() if self.log is not None else None
+                if level is not None:
+                    log_always("up log level to %d", level)
+            elif signum == signal.SIGTTOU:
+                level = self.log.less_verbose() if self.log is not None else None
+                if level is not None:
+                    log_always("down log level to %d", level)
+            elif signum in (signal.SIGTERM, signal.SIGINT):
+                self._stop(signum)
+                continue
+            if signum in _FORWARDED:
+                self._signal_workers(signum)
+
+    def _stop(self, signum: int) -> None:
+        if signum == signal.SIGINT:
+            self.exit_status = EXIT_INTERRUPTED
+        grace = self.options.drain_timeout + STOP_GRACE if signum == signal.SIGTERM else STOP_GRACE
+        if not self.stopping:
+            self.stopping = True
+            self._restart_at.clear()
+            self._close_listeners()
+            self._stop_deadline = time.monotonic() + grace
+        self._signal_workers(signum)
+
+    def _signal_workers(self, signum: int) -> None:
+        for worker in self.workers.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signum)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = next((w for w in self.workers.values() if w.pid == pid), None)
+            if worker is None:
+                continue
+            del self.workers[worker.slot]
+            worker.channel.close()
+            code = os.waitstatus_to_exitcode(status)
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+            if self.stopping:
+                logger.info("worker %d (pid %d) %s", worker.slot, pid, how)
+                continue
+            lived = time.monotonic() - worker.started
+            if lived >= STABLE_AFTER:
+                self._crashes[worker.slot] = 0
+            delay = min(RESTART_MIN * 2 ** self._crashes[worker.slot], RESTART_MAX)
+            self._crashes[worker.slot] += 1
+            self._restart_at[worker.slot] = time.monotonic() + delay
+            logger.error(
+                "worker %d (pid %d) %s after %.1f s; restarting in %.1f s",
+                worker.slot,
+                pid,
+                how,
+                lived,
+                delay,
+            )
+
+    # -- stats --------------------------------------------------------------------
+
+    def _serve_stats(self) -> None:
+        assert self.stats_sock is not None
+        try:
+            conn, _ = self.stats_sock.accept()
+        except OSError:  # nothing pending (another turn took it), or a reset
+            return
+        with conn:
+            conn.settimeout(1.0)
+            with contextlib.suppress(OSError):
+                conn.sendall(encode(self.collect_stats()))
+
+    def collect_stats(self, timeout: float = QUERY_TIMEOUT) -> dict[str, Any]:
+        """Ask every worker for its stats and merge the answers.
+
+        A worker that does not answer within ``timeout`` seconds counts with
+        its previous answer (none for a worker that never answered).
+        """
+        self._seq += 1
+        tag = str(self._seq).encode()
+        asked: list[_Worker] = []
+        for worker in self.workers.values():
+            try:
+                worker.channel.sendall(tag + b"\n")
+            except OSError:
+                continue
+            asked.append(worker)
+        deadline = time.monotonic() + timeout
+        for worker in asked:
+            while (line := self._read_line(worker, deadline)) is not None:
+                number, _, body = line.partition(b" ")
+                if number == tag:
+                    with contextlib.suppress(ValueError):
+                        worker.last = json.loads(body)
+                    break
+        answers = [w.last for w in self.workers.values() if w.last is not None]
+        return merge_snapshots(answers, started=self.started)
+
+    # -- stop ---------------------------------------------------------------------
+
+    def _close_listeners(self) -> None:
+        for sock in self._all_socks:
+            sock.close()
+        self._all_socks = []
+        if self.stats_sock is not None:
+            self.stats_sock.close()
+            self.stats_sock = None
+        for path, bound in self._unix_bound:
+            # Only if still ours: a new process may have bound the path.
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                if (st.st_dev, st.st_ino) == bound:
+                    os.unlink(path)
+        self._unix_bound = []
+
+    def close(self) -> None:
+        """Close the listeners; SIGKILL and reap any worker still running."""
+        self._close_listeners()
+        for worker in self.workers.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(worker.pid, 0)
+            worker.channel.close()
+        self.workers.clear()
+        self._restart_at.clear()
