@@ -31,12 +31,13 @@ from typing import TYPE_CHECKING
 
 from corenet.errors import RemoteProtocolError
 from corenet.msg import ACTION_CLOSE, ACTION_FANOUT, ACTION_LOCAL, Msg
+from corenet.protocols.redis import _accel
 from corenet.protocols.redis._commands import COMMANDS, Command, Route
 from corenet.protocols.redis._local import HANDLERS, Session
 from corenet.protocols.redis._resp import encode_command, encode_error, string2ll
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 __all__ = [
     "INLINE_MAX",
@@ -123,36 +124,17 @@ class RequestParser:
 
     def _complete_multibulk(self, buf: bytes, start: int) -> Msg | None:
         """The common case, without resume state: a complete request with
-        plain decimal lengths.  Anything else (incomplete, odd, malformed)
-        returns None and goes through the general path, which tries this at
-        most once per request, so total work stays O(n)."""
-        find = buf.find
-        nl = find(b"\r\n", start)
-        field = buf[start + 1 : nl]
-        if nl < 0 or not field.isdigit() or field[0] == 48 or not self.session.authenticated:
+        plain decimal lengths (found by :func:`_scan_multibulk_pure`, or its
+        compiled twin).  Anything else (incomplete, odd, malformed) returns
+        None and goes through the general path, which tries this at most
+        once per request, so total work stays O(n)."""
+        if not self.session.authenticated:
             return None
-        argc = int(field)
-        if argc > _INT_MAX:
+        found = _scan_multibulk(buf, start, self.max_bulk_len)
+        if found is None:
             return None
-        n = len(buf)
-        max_bulk = self.max_bulk_len
-        spans: list[int] = []
-        p = nl + 2
-        for _ in range(argc):
-            if buf[p : p + 1] != b"$":
-                return None
-            nl = find(b"\r\n", p)
-            field = buf[p + 1 : nl]
-            if nl < 0 or not field.isdigit() or (field[0] == 48 and len(field) > 1):
-                return None
-            size = int(field)
-            p = nl + 2 + size
-            if p + 2 > n or size > max_bulk:
-                return None
-            spans.append(nl + 2 - start)
-            spans.append(p - start)
-            p += 2
-        return self._command(buf, start, p, spans, buf[start:p])
+        end, spans = found
+        return self._command(buf, start, end, spans, buf[start:end])
 
     def _again(self, pos: int, need: int) -> None:
         self.resume_at = pos
@@ -296,6 +278,50 @@ class RequestParser:
         return Msg(data, end, None, ACTION_LOCAL, reply)
 
 
+def _scan_multibulk_pure(buf: bytes, start: int, max_bulk: int) -> tuple[int, Sequence[int]] | None:
+    """Return ``(end, spans)`` of the complete multibulk request at
+    ``buf[start:]`` (spans relative to ``start``), or None unless it is
+    complete with plain decimal lengths: a count of digits without a leading
+    zero, at most ``_INT_MAX``; each element ``$`` and digits (a lone ``0``
+    or no leading zero), a size at most ``max_bulk``, the data and two more
+    bytes, which are not checked (as in Redis).  ``buf[start]`` is not looked
+    at: the caller has seen the ``*``.
+
+    The reference for ``_speedups.scan_multibulk``, which returns the same
+    with ``spans`` as a tuple."""
+    find = buf.find
+    nl = find(b"\r\n", start)
+    field = buf[start + 1 : nl]
+    if nl < 0 or not field.isdigit() or field[0] == 48:
+        return None
+    argc = int(field)
+    if argc > _INT_MAX:
+        return None
+    n = len(buf)
+    spans: list[int] = []
+    p = nl + 2
+    for _ in range(argc):
+        if buf[p : p + 1] != b"$":
+            return None
+        nl = find(b"\r\n", p)
+        field = buf[p + 1 : nl]
+        if nl < 0 or not field.isdigit() or (field[0] == 48 and len(field) > 1):
+            return None
+        size = int(field)
+        p = nl + 2 + size
+        if p + 2 > n or size > max_bulk:
+            return None
+        spans.append(nl + 2 - start)
+        spans.append(p - start)
+        p += 2
+    return p, spans
+
+
+_scan_multibulk: Callable[[bytes, int, int], tuple[int, Sequence[int]] | None] = (
+    _accel.scan_multibulk or _scan_multibulk_pure
+)
+
+
 def _unknown_command(buf: bytes, start: int, spans: Sequence[int]) -> bytes:
     # Redis 7: the name cut at 128 bytes, then each argument quoted and
     # followed by a space while the list stays under 128 bytes.
@@ -395,6 +421,13 @@ class ReplyParser:
         self._off = 0
 
     def parse(self, buf: bytes, pos: int) -> int:
+        if not self._owed and _reply_end is not None:
+            # Compiled scan of a whole reply; on an incomplete (-1) or
+            # malformed (-2) one the scan below keeps the resume state or
+            # raises the exact error, once per reply.
+            end = _reply_end(buf, pos)
+            if end >= 0:
+                return end
         n = len(buf)
         if self._owed:
             owed, p = self._owed, pos + self._off
@@ -443,6 +476,9 @@ class ReplyParser:
         self._owed = owed
         self._off = p - pos
         return -1
+
+
+_reply_end = _accel.reply_end
 
 
 def _length(field: bytes) -> int:

@@ -1,0 +1,417 @@
+"""The compiled Redis scans against the pure-Python reference.
+
+``corenet.protocols.redis._speedups`` has C versions of the request fast
+path (``scan_multibulk``, reference ``_parser._scan_multibulk_pure``) and of
+the reply boundary scan (``reply_end``, reference ``ReplyParser.parse`` on a
+fresh parser, an error meaning -2).  Differential hypothesis tests check
+they agree on arbitrary bytes, on valid requests and replies, and on those
+truncated, extended with garbage and corrupted; then the ``_accel``
+selection.  Without a built extension the C tests skip, or fail with
+``CORENET_REQUIRE_SPEEDUPS=1``.  The parsers' own suites run against
+whichever path is selected (run them again with ``CORENET_NO_SPEEDUPS=1``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any
+from unittest import mock
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from corenet.errors import ProtocolError
+from corenet.protocols.redis import _accel, _parser, encode_command
+from corenet.protocols.redis._parser import (
+    PROTO_MAX_BULK_LEN,
+    ReplyParser,
+    RequestParser,
+    _scan_multibulk_pure,
+)
+from corenet.testing.strategies import redis_args, resp2_replies, resp3_replies
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+REQUIRE_SPEEDUPS_ENV = "CORENET_REQUIRE_SPEEDUPS"
+NOT_BUILT = (
+    "corenet.protocols.redis._speedups is not built "
+    "(no C compiler or Python headers at install time?)"
+)
+
+try:
+    from corenet.protocols.redis import _speedups as _built
+except ImportError:
+    _built = None  # type: ignore[assignment]
+
+
+def speedups_required() -> bool:
+    return os.environ.get(REQUIRE_SPEEDUPS_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+# Skip at collection when the extension is missing, unless it is required:
+# then the tests run and speedups() fails them.
+NEEDS_C = pytest.mark.skipif(_built is None and not speedups_required(), reason=NOT_BUILT)
+
+
+def speedups() -> ModuleType:
+    """The extension module; skip the test, or fail it under
+    ``CORENET_REQUIRE_SPEEDUPS``, when it is not built."""
+    if _built is None:
+        if speedups_required():
+            pytest.fail(f"{NOT_BUILT}; {REQUIRE_SPEEDUPS_ENV} is set", pytrace=False)
+        pytest.skip(NOT_BUILT)
+    return _built
+
+
+# ---- references -------------------------------------------------------------
+
+MAX_BULKS = [PROTO_MAX_BULK_LEN, 0, 1, 3, 64, 2**70, -1, -(2**70)]
+
+
+def multibulk_pure(buf: bytes, start: int, max_bulk: int) -> tuple[int, tuple[int, ...]] | None:
+    found = _scan_multibulk_pure(buf, start, max_bulk)
+    return None if found is None else (found[0], tuple(found[1]))
+
+
+def reply_end_pure(buf: bytes, pos: int) -> int:
+    """What a fresh ReplyParser makes of ``buf[pos:]``: end, -1 or -2."""
+    with mock.patch.object(_parser, "_reply_end", None):
+        try:
+            return ReplyParser().parse(buf, pos)
+        except ProtocolError:
+            return -2
+
+
+def check_multibulk(buf: bytes, start: int, max_bulk: int = PROTO_MAX_BULK_LEN) -> None:
+    expected = multibulk_pure(buf, start, max_bulk)
+    assert speedups().scan_multibulk(buf, start, max_bulk) == expected
+
+
+def check_reply(buf: bytes, pos: int) -> None:
+    assert speedups().reply_end(buf, pos) == reply_end_pure(buf, pos)
+
+
+# ---- strategies --------------------------------------------------------------
+
+# Bytes the scans care about, so that random soup often looks almost right.
+_TOKENS = [
+    b"*", b"$", b"\r\n", b"\r", b"\n", b"0", b"1", b"2", b"3", b"9", b"00", b"-1", b"-",
+    b"10", b"2147483647", b"2147483648", b"99999999999999999999", b"+", b":", b"%", b"|",
+    b"~", b">", b"=", b"!", b"_", b",", b"#", b"(", b"x", b" ", b"\x00", b"\xff", b"OK",
+]  # fmt: skip
+token_soup = st.lists(st.sampled_from(_TOKENS), max_size=40).map(b"".join)
+any_bytes = st.one_of(st.binary(max_size=200), token_soup)
+
+
+@st.composite
+def mangled(draw: st.DrawFn, messages: st.SearchStrategy[bytes]) -> tuple[bytes, int]:
+    """Some messages behind a prefix, then truncated, extended with garbage,
+    with one byte changed or one CR or LF broken; returns (buffer, offset of
+    the first)."""
+    prefix = draw(st.binary(max_size=8))
+    body = b"".join(draw(st.lists(messages, min_size=1, max_size=3)))
+    how = draw(st.sampled_from(["whole", "truncate", "append", "corrupt", "crlf"]))
+    if how == "truncate":
+        body = body[: draw(st.integers(0, len(body)))]
+    elif how == "append":
+        body += draw(any_bytes)
+    elif how == "corrupt" and body:
+        i = draw(st.integers(0, len(body) - 1))
+        byte = draw(st.sampled_from([*b"*$\r\n0129-+:%|x\x00", draw(st.integers(0, 255))]))
+        body = body[:i] + bytes([byte]) + body[i + 1 :]
+    elif how == "crlf":  # break one line or bulk terminator
+        ends = [i for i, c in enumerate(body) if c in b"\r\n"]
+        if ends:
+            i = draw(st.sampled_from(ends))
+            body = body[:i] + b"x" + body[i + 1 :]
+    return prefix + body, len(prefix)
+
+
+@st.composite
+def near_commands(draw: st.DrawFn) -> bytes:
+    """A multibulk request with at most one part bent: the count or a length
+    (leading zero, off by one, signed, empty, spaced), a ``$``, a CRLF or
+    the two bytes after a bulk."""
+    args = draw(redis_args(max_args=4, max_size=12))
+    bend = draw(st.sampled_from(range(-1, 4 * len(args) + 2)))
+    slot = iter(range(4 * len(args) + 2))
+
+    def part(exact: bytes, bent: list[bytes]) -> bytes:
+        return draw(st.sampled_from(bent)) if next(slot) == bend else exact
+
+    def number(n: int) -> bytes:
+        bent = [b"0%d" % n, b"%d" % (n + 1), b"%d" % max(n - 1, 0), b"-1", b"", b"+%d" % n]
+        return part(b"%d" % n, [*bent, b"%d " % n, b"00", b"0"])
+
+    crlf = [b"\n", b"\r", b"", b"\r\r\n", b"\n\r"]
+    out = b"*" + number(len(args)) + part(b"\r\n", crlf)
+    for arg in args:
+        out += part(b"$", [b":", b"*", b"+"]) + number(len(arg)) + part(b"\r\n", crlf)
+        out += arg + part(b"\r\n", [b"xy", b"\r", b"", b"\r\n\r\n"])
+    return out
+
+
+commands = st.one_of(redis_args().map(encode_command), near_commands())
+replies = st.one_of(resp2_replies(), resp3_replies())
+
+
+# ---- scan_multibulk ------------------------------------------------------------
+
+
+@NEEDS_C
+@given(buf=any_bytes, data=st.data())
+@example(buf=b"*1\r\n$0\r\n\r\n", data=None)
+def test_scan_multibulk_arbitrary_bytes(buf: bytes, data: Any) -> None:
+    starts = [0] if data is None else [data.draw(st.integers(0, len(buf) + 1))]
+    for start in starts:
+        for max_bulk in MAX_BULKS:
+            check_multibulk(buf, start, max_bulk)
+            check_multibulk(b"*" + buf, start, max_bulk)
+
+
+@NEEDS_C
+@given(case=mangled(commands), max_bulk=st.sampled_from(MAX_BULKS))
+def test_scan_multibulk_commands(case: tuple[bytes, int], max_bulk: int) -> None:
+    buf, start = case
+    check_multibulk(buf, start, max_bulk)
+
+
+@NEEDS_C
+@settings(max_examples=500)  # cheap, and each example bends one part at most
+@given(buf=near_commands())
+def test_scan_multibulk_near_commands(buf: bytes) -> None:
+    for max_bulk in MAX_BULKS:
+        check_multibulk(buf, 0, max_bulk)
+        check_multibulk(buf + buf, 0, max_bulk)
+
+
+@NEEDS_C
+@given(args=redis_args())
+def test_scan_multibulk_finds_valid_commands(args: list[bytes]) -> None:
+    wire = encode_command(args)
+    found = speedups().scan_multibulk(b"xy" + wire + b"*1", 2, PROTO_MAX_BULK_LEN)
+    assert found is not None
+    end, spans = found
+    assert end == 2 + len(wire)
+    assert [wire[spans[i] : spans[i + 1]] for i in range(0, len(spans), 2)] == args
+
+
+@NEEDS_C
+@pytest.mark.parametrize(
+    "buf",
+    [
+        b"*0\r\n",
+        b"*01\r\n$1\r\na\r\n",
+        b"*1\r\n$0\r\n\r\n",
+        b"*1\r\n$0\r\nXY",  # the two bytes after a bulk are not checked
+        b"*1\r\n$00\r\n\r\n",
+        b"*1\r\n$01\r\na\r\n",
+        b"*1\r\n$-1\r\n",
+        b"*1\r\n$+1\r\na\r\n",
+        b"*1\r\n$1\r\na\r",
+        b"*1\r\n$1 \r\na\r\n",
+        b"*1\r\n$1\ra\r\n",
+        b"*1\n$1\r\na\r\n",
+        b"*-1\r\n",
+        b"*\r\n",
+        b"*2147483647\r\n$1\r\na\r\n",
+        b"*2147483648\r\n$1\r\na\r\n",
+        b"*99999999999999999999999\r\n",
+        b"*1\r\n$99999999999999999999999\r\na\r\n",
+        b"*1\r\n$3\r\nabc\r\n",
+        b"*1\r\n$4\r\nabc\r\n",
+        b"*2\r\n$1\r\na\r\n:1\r\n",
+        b"*1\r\n$\xd9\xa1\r\na\r\n",  # a non-ASCII digit is not a digit
+    ],
+)
+def test_scan_multibulk_edges(buf: bytes) -> None:
+    for max_bulk in MAX_BULKS:
+        for start in range(len(buf) + 1):
+            check_multibulk(buf, start, max_bulk)
+
+
+@NEEDS_C
+def test_scan_multibulk_argument_handling() -> None:
+    scan = speedups().scan_multibulk
+    wire = encode_command([b"GET", b"k"])
+    assert scan(wire, 0, PROTO_MAX_BULK_LEN) == (len(wire), (8, 11, 17, 18))
+    assert scan(bytearray(wire), 0, PROTO_MAX_BULK_LEN) == (len(wire), (8, 11, 17, 18))
+    assert scan("*1\r\n$1\r\na\r\n", 0, 10) is None  # not bytes-like
+    assert scan(wire, -1, 10) is None
+    with pytest.raises(OverflowError):
+        scan(wire, 10**30, 10)
+    with pytest.raises(TypeError):
+        scan(wire, 0)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        scan(wire, "0", 10)  # type: ignore[arg-type]
+
+
+# ---- reply_end ------------------------------------------------------------------
+
+
+@NEEDS_C
+@given(buf=any_bytes, data=st.data())
+def test_reply_end_arbitrary_bytes(buf: bytes, data: Any) -> None:
+    check_reply(buf, data.draw(st.integers(0, len(buf) + 1)))
+
+
+@NEEDS_C
+@given(case=mangled(replies))
+def test_reply_end_replies(case: tuple[bytes, int]) -> None:
+    buf, pos = case
+    check_reply(buf, pos)
+
+
+@NEEDS_C
+@given(reply=replies)
+def test_reply_end_finds_valid_replies(reply: bytes) -> None:
+    assert speedups().reply_end(b"ab" + reply + b"+OK\r\n", 2) == 2 + len(reply)
+
+
+@NEEDS_C
+@pytest.mark.parametrize(
+    "buf",
+    [
+        b"+OK\r\n",
+        b"$3\r\nxxx\r\n",
+        b"$3\r\nxxxyy",
+        b"$3\r\nxxx\rx",
+        b"$3\r\nxxxx\n",
+        b"$03\r\nxxx\r\n",
+        b"$-1\r\n",
+        b"$-2\r\n",
+        b"$-01\r\n",
+        b"$ 3\r\nxxx\r\n",
+        b"$99999999999999999999999999\r\nx",
+        b"*99999999999999999999999999\r\n+a\r\n",
+        b"*99999999999999999999999999\r\n+a\r\n?\r\n",
+        b"*-1\r\n",
+        b"*0\r\n",
+        b"*2\r\n:1\r\n",
+        b"*2\r\n:1\r\n:2\r\n",
+        b"%1\r\n+a\r\n+b\r\n",
+        b"|1\r\n+a\r\n+b\r\n+c\r\n",
+        b"|0\r\n:1\r\n",
+        b"|-1\r\n:1\r\n",
+        b">1\r\n~1\r\n=3\r\ntxt\r\n",
+        b"x\r\n",
+        b"x",
+        b"\r\n",
+        b"*1\r\n*1\r\n*1\r\n",
+        b"*1\r\nq\r\n",
+        b"$\xd9\xa1\r\nx\r\n",
+    ],
+)
+def test_reply_end_edges(buf: bytes) -> None:
+    for pos in range(len(buf) + 2):
+        check_reply(buf, pos)
+        check_reply(buf + b"garbage", pos)
+
+
+@NEEDS_C
+def test_reply_end_argument_handling() -> None:
+    reply_end = speedups().reply_end
+    assert reply_end(b"+OK\r\n", 0) == 5
+    assert reply_end(bytearray(b"+OK\r\n"), 0) == 5
+    assert reply_end("+OK\r\n", 0) == -2  # not bytes-like
+    assert reply_end(b"+OK\r\n", -1) == -2
+    with pytest.raises(TypeError):
+        reply_end(b"+OK\r\n")  # type: ignore[call-arg]
+
+
+# ---- the wired parsers -----------------------------------------------------------
+
+
+def _parse_state(parser: ReplyParser, buf: bytes, pos: int) -> tuple[object, ...]:
+    try:
+        result: object = parser.parse(buf, pos)
+    except ProtocolError as exc:
+        result = str(exc)
+    return (result, parser.resume_at, parser.need, parser._owed, parser._off)
+
+
+@NEEDS_C
+@given(case=mangled(replies))
+def test_reply_parser_same_with_and_without_c(case: tuple[bytes, int]) -> None:
+    buf, pos = case
+    with mock.patch.object(_parser, "_reply_end", speedups().reply_end):
+        fast = _parse_state(ReplyParser(), buf, pos)
+    with mock.patch.object(_parser, "_reply_end", None):
+        pure = _parse_state(ReplyParser(), buf, pos)
+    assert fast == pure
+
+
+def _request_state(buf: bytes, pos: int) -> tuple[object, ...]:
+    parser = RequestParser()
+    try:
+        msg = parser.parse(buf, pos)
+    except ProtocolError as exc:
+        return (str(exc),)
+    if msg is None:
+        return (None, parser.resume_at, parser.need)
+    return (msg.data, msg.end, msg.key, msg.action, msg.reply, msg.keys)
+
+
+@NEEDS_C
+@given(case=mangled(commands))
+def test_request_parser_same_with_and_without_c(case: tuple[bytes, int]) -> None:
+    buf, pos = case
+    with mock.patch.object(_parser, "_scan_multibulk", speedups().scan_multibulk):
+        fast = _request_state(buf, pos)
+    with mock.patch.object(_parser, "_scan_multibulk", _scan_multibulk_pure):
+        pure = _request_state(buf, pos)
+    assert fast == pure
+
+
+# ---- selection ------------------------------------------------------------------
+
+
+def test_extension_is_built() -> None:
+    # The one test that says plainly whether the C path is exercised at all.
+    speedups()
+    assert _accel.SPEEDUPS_BUILT
+
+
+def _selection_in_subprocess(env_value: str | None, block_extension: bool) -> str:
+    block = "sys.modules['corenet.protocols.redis._speedups'] = None\n"
+    code = (
+        "import sys\n"
+        + (block if block_extension else "")
+        + "from corenet.protocols.redis import _accel, _parser\n"
+        "print(_accel.scan_multibulk is None, _accel.reply_end is None,"
+        " _parser._scan_multibulk is _parser._scan_multibulk_pure,"
+        " _parser._reply_end is None)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != _accel.NO_SPEEDUPS_ENV}
+    if env_value is not None:
+        env[_accel.NO_SPEEDUPS_ENV] = env_value
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("env_value", "block", "pure"),
+    [("1", False, True), ("on", False, True), (None, True, True), ("0", False, False)],
+    ids=["env-off", "env-on-word", "not-built", "default"],
+)
+def test_import_time_selection(env_value: str | None, block: bool, pure: bool) -> None:
+    if not pure:
+        speedups()
+    assert _selection_in_subprocess(env_value, block) == " ".join([str(pure)] * 4)
+
+
+def test_require_switch_turns_skip_into_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "_built", None)
+    monkeypatch.delenv(REQUIRE_SPEEDUPS_ENV, raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        speedups()
+    monkeypatch.setenv(REQUIRE_SPEEDUPS_ENV, "1")
+    with pytest.raises(pytest.fail.Exception, match=REQUIRE_SPEEDUPS_ENV):
+        speedups()
