@@ -355,7 +355,7 @@ def check_plugins(pools: Mapping[str, PoolConfig], source: str) -> None:
     plugins = Plugins()
     for pool in pools.values():
         for registry, name, key in (
-            (plugins.protocols, pool.protocol, "redis"),
+            (plugins.protocols, pool.protocol, "protocol" if pool.protocol_name else "redis"),
             (plugins.hash_functions, pool.hash, "hash"),
             (plugins.distributions, pool.distribution, "distribution"),
         ):

@@ -98,10 +98,16 @@ class PoolConfig:
     """ms without requests after which an idle client is closed (off by default)."""
     client_request_timeout: int | None = None
     """ms a client may take to send one complete request (off by default)."""
+    protocol_name: str | None = attrs.field(default=None, alias="protocol")
+    """The ``protocol:`` key: a registered protocol by name (wins over ``redis``)."""
     line: int = 0
 
     @property
     def protocol(self) -> str:
+        """The registered protocol this pool speaks: ``protocol:`` if given, else
+        ``"redis"`` when ``redis: true``, else ``"memcache"``."""
+        if self.protocol_name is not None:
+            return self.protocol_name
         return "redis" if self.redis else "memcache"
 
 
@@ -338,4 +344,5 @@ _FIELDS: Mapping[str, Callable[[Any, _KeyWhere], Any]] = {
     "client_output_limit": _as_int(1024),
     "client_idle_timeout": _as_int(1),
     "client_request_timeout": _as_int(1),
+    "protocol": _as_name,
 }

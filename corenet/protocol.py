@@ -3,14 +3,19 @@
 The core never looks inside the bytes: it asks the pool's protocol for a
 request parser per client connection and a reply parser per server
 connection, and calls them on whatever it received.  Parsers know nothing
-of sockets; they see ``bytes`` and a start offset.
+of sockets; they see ``bytes`` and a start offset.  A plugin registers one
+:class:`Protocol` object through the ``corenet_register_protocols`` hook
+(:mod:`corenet.hookspecs`); nothing needs to inherit from these classes,
+they are structural contracts checked by mypy.
 
 Parser contract (both directions):
 
 * ``parse(buf, pos)`` looks for one complete message starting at
   ``buf[pos]``.  It returns the message (request: a :class:`~corenet.msg.Msg`
   with ``end`` set; reply: the end offset) or ``None`` / ``-1`` when the
-  message is incomplete.
+  message is incomplete.  A complete message consumes at least one byte and
+  never ends past ``len(buf)``; the caller calls again at ``end`` while bytes
+  remain.
 * After an incomplete result ``resume_at`` is the offset where the pending
   message starts (a parser may skip empty commands before it), and ``need``
   is how many bytes from ``resume_at`` must be buffered before another call
@@ -18,7 +23,54 @@ Parser contract (both directions):
   and calls again with that message at the start of a longer buffer; the
   parser may keep state to resume the scan, so total work stays O(n).
 * Malformed input raises :class:`~corenet.errors.ProtocolError` carrying the
-  protocol-correct error reply and whether to close.
+  protocol-correct error reply and whether to close.  No other exception
+  may escape ``parse``: any other one is a bug, whatever the bytes.
+
+What O(n) means here: when a message's length is known early (a Redis bulk
+length, a memcache data block) the parser sets ``need`` to the size of the
+whole message, so the connection buffers the rest without calling the
+parser once per read; a 1 MiB value arriving in 1 KiB reads costs a few
+calls, not 1024 rescans.  When it is not (a text line), the parser resumes
+its scan where the last call stopped and caps the line length with a
+``ProtocolError``, so an endless line is never buffered without limit.
+:mod:`corenet.testing.conformance` checks all of this for any parser.
+
+What a request parser sets on each :class:`~corenet.msg.Msg` it returns:
+
+* ``data``: the bytes to forward (usually ``buf[pos:end]``, the bytes the
+  client sent); ``end``: the offset just past the request in ``buf``.
+* How the key is found: ``key`` is the routing key (hashed after
+  ``hash_tag``), or None for a request no server sees.
+* ``action`` (:mod:`corenet.msg`): ``ACTION_FORWARD`` (route ``key``,
+  forward ``data``); ``ACTION_LOCAL`` with ``reply`` set, for requests the
+  proxy answers itself (PING, a wrong argument count, an unknown command,
+  denied commands); ``ACTION_CLOSE`` with ``reply`` set, answer then close
+  (QUIT); ``ACTION_FANOUT`` for a multi-key request, with ``keys`` listing
+  its keys in order and ``info`` whatever :meth:`Protocol.fragment` needs.
+* ``expect_reply = False`` and ``reply = b""`` for a request the server does
+  not answer (memcache ``noreply``): it is forwarded and nothing is sent
+  back to the client for it.
+
+Multi-key requests (fragment and merge): :meth:`Protocol.fragment` gets the
+``ACTION_FANOUT`` request and ``server_of(key)``.  It returns one
+``(server index, fragment Msg)`` per server, each fragment with ``parent``
+set to the request; it sets on the request ``frags`` (the fragments),
+``pending`` (their count) and ``merge``, a callable ``merge(msg) -> bytes``
+called once every fragment has its ``reply`` that builds the client's one
+reply (``protocols/memcache/_fanout.py`` is a short example).  When all
+keys route to one server it may return ``[(index, msg)]`` and forward the
+request whole.
+
+Error replies: :meth:`Protocol.error_reply` words the errors the proxy
+makes up itself (a server refused the connection, timed out, too many
+clients) in the protocol's own error format; a ``ProtocolError`` raised by
+a parser carries its own ``reply`` (sent to the client) and ``close``.
+
+Backend connection set-up: :meth:`Protocol.server_handshake` returns the
+requests sent first on every new server connection (AUTH, SELECT, HELLO);
+their replies are read with the reply parser and discarded.
+:attr:`Protocol.variants` says how many flavours of server connection a
+pool keeps (a request parser's ``variant`` picks one).
 """
 
 from __future__ import annotations
@@ -46,6 +98,10 @@ class RequestParser(TypingProtocol):
     def parse(self, buf: bytes, pos: int) -> Msg | None:
         """Return the next request starting at ``buf[pos]``, or None if incomplete.
 
+        Called by the client connection after every read, once per complete
+        request plus once for the incomplete tail (unless ``need`` says the
+        tail cannot be complete yet).  On None, set ``resume_at`` and ``need``.
+
         Raises:
             ProtocolError: the bytes cannot be a request; its ``reply`` is sent
                 to the client, after the replies of earlier requests.
@@ -61,6 +117,9 @@ class ReplyParser(TypingProtocol):
 
     def parse(self, buf: bytes, pos: int) -> int:
         """Return the end offset of the reply starting at ``buf[pos]``, or -1.
+
+        Called by the server connection like :meth:`RequestParser.parse`; the
+        reply is forwarded as ``buf[pos:end]``, so only boundaries matter.
 
         Raises:
             ProtocolError: the server sent bytes that are not a reply.
@@ -82,26 +141,40 @@ class Protocol(TypingProtocol):
     for RESP2 and RESP3 clients).  Optional; 1 when absent."""
 
     def new_request_parser(self, pool: PoolConfig) -> RequestParser:
-        """Return a fresh request parser for a new client connection of ``pool``."""
+        """Return a fresh request parser for a new client connection of ``pool``.
+
+        Called once per accepted client; ``pool`` carries the pool's settings
+        (``deny_commands``, ``redis_auth`` and the like).
+        """
         ...
 
     def new_reply_parser(self) -> ReplyParser:
-        """Return a fresh reply parser for a new server connection."""
+        """Return a fresh reply parser; called once per new server connection."""
         ...
 
     def error_reply(self, message: str) -> bytes:
-        """Return the wire bytes of a proxy-generated error (e.g. ``Connection refused``)."""
+        """Return the wire bytes of a proxy-generated error (e.g. ``Connection refused``).
+
+        Called when a request cannot be served (server down, timeout, too
+        many clients); ``message`` is plain text without the protocol's prefix.
+        """
         ...
 
     def server_handshake(self, pool: PoolConfig, variant: int) -> Sequence[bytes]:
         """Return the requests to send first on a new server connection of
-        ``variant`` (AUTH, SELECT, HELLO 3); their replies are discarded."""
+        ``variant`` (AUTH, SELECT, HELLO 3); their replies are discarded.
+
+        Called once per server connection; return ``()`` when none is needed.
+        """
         ...
 
     def fragment(self, msg: Msg, server_of: Callable[[bytes], int]) -> Sequence[tuple[int, Msg]]:
         """Split an ``ACTION_FANOUT`` request into per-server fragments.
 
         ``server_of(key)`` returns the index of the server a key routes to.
-        Each fragment's ``parent`` is ``msg``; ``msg.merge`` builds the reply.
+        Each fragment's ``parent`` is ``msg``; set ``msg.frags``,
+        ``msg.pending`` and ``msg.merge`` (module docstring).  Called only for
+        requests the parser marked ``ACTION_FANOUT``; a protocol without
+        multi-key requests may raise ``NotImplementedError``.
         """
         ...

@@ -48,6 +48,10 @@ __all__ = [
 ]
 
 INLINE_MAX = 64 * 1024  # Redis's PROTO_INLINE_MAX_SIZE
+# A reply line (status, error, number, or a length) longer than this is a
+# broken server, not a reply: refuse it rather than buffer without bound.
+# Generous, because a Lua script can return a long error string.
+REPLY_LINE_MAX = 1024 * 1024
 PROTO_MAX_BULK_LEN = 512 * 1024 * 1024  # Redis's proto-max-bulk-len default
 _INT_MAX = 2**31 - 1
 
@@ -440,6 +444,8 @@ class ReplyParser:
         while owed:
             nl = find(b"\r\n", p)
             if nl < 0:
+                if n - p > REPLY_LINE_MAX:
+                    raise _bad_reply(buf, p)
                 return self._again(pos, p, owed, 0)
             t = buf[p]
             owed -= 1
