@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from corenet.config import ListenAddress
-from corenet.conn import Conn, make_socket
+from corenet.conn import Conn, bind_listener
 from corenet.event import EV_READ
 
 if TYPE_CHECKING:
@@ -209,14 +209,7 @@ class HttpServer(Conn):
         Raises:
             OSError: the address cannot be bound.
         """
-        sock = make_socket(ListenAddress(host=host, port=port))
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            sock.listen(64)
-        except OSError:
-            sock.close()
-            raise
+        sock = bind_listener(ListenAddress(host=host, port=port), 64)
         server = cls(loop, sock, handler)
         loop.add(server.fd, server, EV_READ)
         server._mask = EV_READ

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from corenet.protocol import ReplyParser, RequestParser
     from corenet.timers import TimerHandle
 
-__all__ = ["ClientConn", "Conn", "ProxyConn", "ServerConn", "make_socket"]
+__all__ = ["ClientConn", "Conn", "ProxyConn", "ServerConn", "bind_listener", "make_socket"]
 
 logger = logging.getLogger("corenet.conn")
 
@@ -54,6 +54,41 @@ def make_socket(address: ListenAddress) -> socket.socket:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setblocking(False)
+    return sock
+
+
+def bind_listener(
+    address: ListenAddress, backlog: int, *, reuseport: bool = False
+) -> socket.socket:
+    """Return a non-blocking socket bound and listening on ``address``.
+
+    A unix socket path left by an earlier process is replaced and given the
+    configured permissions; a TCP socket gets ``SO_REUSEADDR`` (and
+    ``SO_REUSEPORT`` when asked, for workers sharing a port).
+
+    Raises:
+        OSError: the address cannot be bound; the socket is closed.
+    """
+    sock = make_socket(address)
+    try:
+        if address.path is not None:
+            try:
+                if os.path.exists(address.path):
+                    os.unlink(address.path)
+            except OSError:
+                pass
+            sock.bind(address.path)
+            if address.perm is not None:
+                os.chmod(address.path, address.perm)
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuseport:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((address.host, address.port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
@@ -235,29 +270,10 @@ class ProxyConn(Conn):
             loop.add(adopted.fd, adopted, EV_READ)
             adopted._mask = EV_READ
             return adopted
-        sock = make_socket(address)
-        try:
-            if address.is_unix:
-                assert address.path is not None
-                try:
-                    if os.path.exists(address.path):
-                        os.unlink(address.path)
-                except OSError:
-                    pass
-                sock.bind(address.path)
-                if address.perm is not None:
-                    os.chmod(address.path, address.perm)
-                st = os.stat(address.path)
-                bound = (st.st_dev, st.st_ino)
-            else:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if reuseport:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                sock.bind(_sockaddr(address))
-            sock.listen(pool.config.backlog)
-        except OSError:
-            sock.close()
-            raise
+        sock = bind_listener(address, pool.config.backlog, reuseport=reuseport)
+        if address.path is not None:
+            st = os.stat(address.path)
+            bound = (st.st_dev, st.st_ino)
         conn = cls(loop, pool, sock)
         if address.is_unix:
             conn._bound = bound

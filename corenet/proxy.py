@@ -116,6 +116,22 @@ class LogControl(Protocol):
         ...
 
 
+def apply_log_signal(log: LogControl | None, signum: int) -> bool:
+    """Act on SIGHUP (reopen), SIGTTIN/SIGTTOU (verbosity); False for other signals."""
+    if signum == signal.SIGHUP:
+        if log is not None:
+            log.reopen()
+        return True
+    if signum in (signal.SIGTTIN, signal.SIGTTOU):
+        if log is not None:
+            up = signum == signal.SIGTTIN
+            level = log.more_verbose() if up else log.less_verbose()
+            if level is not None:
+                log_always("%s log level to %d", "up" if up else "down", level)
+        return True
+    return False
+
+
 def log_always(message: str, *args: object) -> None:
     """Log at NOTICE whatever the level, as nutcracker's ``log_safe`` does.
 
@@ -271,17 +287,8 @@ class Proxy:
         for signum in pending:
             name = signal.Signals(signum).name
             log_always("signal %d (%s) received%s", signum, name, _ACTIONS.get(signum, ""))
-            if signum == signal.SIGHUP:
-                if self.log is not None:
-                    self.log.reopen()
-            elif signum == signal.SIGTTIN:
-                level = self.log.more_verbose() if self.log is not None else None
-                if level is not None:
-                    log_always("up log level to %d", level)
-            elif signum == signal.SIGTTOU:
-                level = self.log.less_verbose() if self.log is not None else None
-                if level is not None:
-                    log_always("down log level to %d", level)
+            if apply_log_signal(self.log, signum):
+                pass
             elif signum == signal.SIGINT:
                 self.exit_status = EXIT_INTERRUPTED
                 self.loop.running = False

@@ -40,7 +40,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from corenet.config import ListenAddress
-from corenet.conn import Conn, make_socket
+from corenet.conn import Conn, bind_listener
 from corenet.event import EV_READ
 from corenet.naming import sort_key
 
@@ -351,14 +351,7 @@ class StatsServer(Conn):
         Raises:
             OSError: the address cannot be bound.
         """
-        sock = make_socket(ListenAddress(host=host, port=port))
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            sock.listen(64)
-        except OSError:
-            sock.close()
-            raise
+        sock = bind_listener(ListenAddress(host=host, port=port), 64)
         server = cls(
             loop, sock, pools, time.time() if started is None else started, version, listeners
         )

@@ -64,17 +64,24 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from corenet.conn import Conn, make_socket
+from corenet.conn import Conn, bind_listener
 from corenet.errors import CorenetError
 from corenet.event import EV_READ
-from corenet.proxy import _ACTIONS, EXIT_INTERRUPTED, EXIT_OK, Proxy, log_always
+from corenet.proxy import (
+    _ACTIONS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    Proxy,
+    apply_log_signal,
+    log_always,
+)
 from corenet.stats import connection_counts, encode, merge_snapshots, snapshot
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from types import FrameType
 
-    from corenet.config import ListenAddress, PoolConfig
+    from corenet.config import PoolConfig
     from corenet.core import Loop
     from corenet.proxy import LogControl, ProxyOptions
 
@@ -82,7 +89,6 @@ __all__ = [
     "ENV_SHARED_SOCKET",
     "MAX_WORKERS",
     "Supervisor",
-    "bind_listener",
     "use_reuseport",
 ]
 
@@ -116,38 +122,6 @@ def use_reuseport() -> bool:
     """Whether TCP listeners get one ``SO_REUSEPORT`` socket per worker."""
     forced = os.environ.get(ENV_SHARED_SOCKET, "").lower() not in _FALSY
     return hasattr(socket, "SO_REUSEPORT") and not forced
-
-
-def bind_listener(address: ListenAddress, backlog: int, *, reuseport: bool) -> socket.socket:
-    """Bind and listen on ``address`` as :meth:`corenet.conn.ProxyConn.listen` does.
-
-    Args:
-        address: TCP or unix address (``reuseport`` is ignored for unix).
-        backlog: the ``listen()`` backlog.
-        reuseport: set ``SO_REUSEPORT`` before binding.
-
-    Raises:
-        OSError: the address cannot be bound; the socket is closed.
-    """
-    sock = make_socket(address)
-    try:
-        if address.path is not None:
-            with contextlib.suppress(OSError):
-                if os.path.exists(address.path):
-                    os.unlink(address.path)
-            sock.bind(address.path)
-            if address.perm is not None:
-                os.chmod(address.path, address.perm)
-        else:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuseport:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((address.host, address.port))
-        sock.listen(backlog)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 # -- the worker side -------------------------------------------------------------
@@ -519,17 +493,8 @@ class Supervisor:
                 continue
             name = signal.Signals(signum).name
             log_always("signal %d (%s) received%s", signum, name, _ACTIONS.get(signum, ""))
-            if signum == signal.SIGHUP:
-                if self.log is not None:
-                    self.log.reopen()
-            elif signum == signal.SIGTTIN:
-                level = self.log.more_verbose() if self.log is not None else None
-                if level is not None:
-                    log_always("up log level to %d", level)
-            elif signum == signal.SIGTTOU:
-                level = self.log.less_verbose() if self.log is not None else None
-                if level is not None:
-                    log_always("down log level to %d", level)
+            if apply_log_signal(self.log, signum):
+                pass
             elif signum in (signal.SIGTERM, signal.SIGINT):
                 self._stop(signum)
                 continue
