@@ -382,7 +382,36 @@ def check_reply_parser(
     )
 
 
-class RequestParserConformance:
+class _Conformance:
+    """One pytest test per check; subclasses say how to run a check."""
+
+    large_message: ClassVar[Callable[[int], bytes] | None] = None
+    max_pending: ClassVar[int | None] = 2 << 20
+    max_examples: ClassVar[int] = 100
+
+    def _check(self, name: str) -> None:
+        raise NotImplementedError
+
+    def test_round_trip(self) -> None:
+        self._check("round_trip")
+
+    def test_any_split(self) -> None:
+        self._check("any_split")
+
+    def test_pipelining(self) -> None:
+        self._check("pipelining")
+
+    def test_garbage(self) -> None:
+        self._check("garbage")
+
+    def test_bounded(self) -> None:
+        self._check("bounded")
+
+    def test_need(self) -> None:
+        self._check("need")
+
+
+class RequestParserConformance(_Conformance):
     """Subclass as ``TestXxx`` and set the attributes; one pytest test per check.
 
     Required: ``make_parser`` (a class or function returning a fresh request
@@ -393,10 +422,7 @@ class RequestParserConformance:
 
     make_parser: ClassVar[Callable[[], RequestParser]]
     messages: ClassVar[st.SearchStrategy[bytes]]
-    large_message: ClassVar[Callable[[int], bytes] | None] = None
     forwards_verbatim: ClassVar[bool] = True
-    max_pending: ClassVar[int | None] = 2 << 20
-    max_examples: ClassVar[int] = 100
 
     def _check(self, name: str) -> None:
         cls = type(self)
@@ -410,34 +436,13 @@ class RequestParserConformance:
             checks=(name,),
         )
 
-    def test_round_trip(self) -> None:
-        self._check("round_trip")
 
-    def test_any_split(self) -> None:
-        self._check("any_split")
-
-    def test_pipelining(self) -> None:
-        self._check("pipelining")
-
-    def test_garbage(self) -> None:
-        self._check("garbage")
-
-    def test_bounded(self) -> None:
-        self._check("bounded")
-
-    def test_need(self) -> None:
-        self._check("need")
-
-
-class ReplyParserConformance:
+class ReplyParserConformance(_Conformance):
     """Subclass as ``TestXxx``: set ``make_parser`` and ``replies`` (and
     optionally ``large_message``, ``max_pending``, ``max_examples``)."""
 
     make_parser: ClassVar[Callable[[], ReplyParser]]
     replies: ClassVar[st.SearchStrategy[bytes]]
-    large_message: ClassVar[Callable[[int], bytes] | None] = None
-    max_pending: ClassVar[int | None] = 2 << 20
-    max_examples: ClassVar[int] = 100
 
     def _check(self, name: str) -> None:
         cls = type(self)
@@ -449,21 +454,3 @@ class ReplyParserConformance:
             max_examples=cls.max_examples,
             checks=(name,),
         )
-
-    def test_round_trip(self) -> None:
-        self._check("round_trip")
-
-    def test_any_split(self) -> None:
-        self._check("any_split")
-
-    def test_pipelining(self) -> None:
-        self._check("pipelining")
-
-    def test_garbage(self) -> None:
-        self._check("garbage")
-
-    def test_bounded(self) -> None:
-        self._check("bounded")
-
-    def test_need(self) -> None:
-        self._check("need")
