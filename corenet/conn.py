@@ -350,6 +350,7 @@ class ClientConn(Conn):
         self.index = index
         self.out_q: deque[Msg] = deque()
         self.closing = False
+        self.latency = pool.latency
         # Backpressure: reading stops while too many requests are in flight
         # or too many reply bytes wait for the client to read them.
         self.paused = False
@@ -504,12 +505,6 @@ class ClientConn(Conn):
         self.pending.clear()
         self._set_mask(self._mask & ~EV_READ)
 
-    def reply_ready(self) -> None:
-        """A request of this client completed; write what is in order."""
-        if not self.flush_scheduled:
-            self.flush_scheduled = True
-            self.loop.dirty.append(self)
-
     def flush(self) -> None:
         out_q = self.out_q
         if not out_q or not out_q[0].done:
@@ -589,6 +584,8 @@ class ServerConn(Conn):
         self.connect_error = 0
         self.variant = 0
         self.established = False
+        self.stats = server.stats
+        self.timeout = pool.timeout
 
     @classmethod
     def connect(
@@ -636,10 +633,10 @@ class ServerConn(Conn):
             self.loop.schedule_flush(self)
         self.in_q.append(msg)
         # Counted when forwarded, as nutcracker does (even if never written).
-        stats = self.server.stats
+        stats = self.stats
         stats.requests += 1
         stats.request_bytes += len(msg.data)
-        timeout = self.pool.timeout
+        timeout = self.timeout
         if timeout is not None:
             msg.deadline = self.loop.now + timeout
             if self._timer is None:
@@ -801,7 +798,9 @@ def complete(msg: Msg, reply: bytes) -> None:
         msg = parent
     client = msg.client
     if client is not None and not client.closed:
-        latency = client.pool.latency
+        latency = client.latency
         if latency is not None:
             latency.observe(client.loop.now - msg.start_time)
-        client.reply_ready()
+        if not client.flush_scheduled:  # loop.schedule_flush(client), inlined: once per reply
+            client.flush_scheduled = True
+            client.loop.dirty.append(client)

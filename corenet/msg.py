@@ -56,7 +56,6 @@ class Msg:
         "parent",
         "pending",
         "reply",
-        "server",
         "start_time",
     )
 
@@ -76,7 +75,6 @@ class Msg:
         self.done = reply is not None
         self.expect_reply = True
         self.client: ClientConn | None = None
-        self.server: Any = None
         self.deadline = 0.0
         self.start_time = 0.0
         self.keys: list[bytes] | None = None

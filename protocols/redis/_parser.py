@@ -219,7 +219,8 @@ class RequestParser:
         argc = len(spans) >> 1
         if cmd is None:
             return self._local(data, end, encode_error(_unknown_command(buf, start, spans)))
-        if not cmd.arity_ok(argc):
+        arity = cmd.arity
+        if argc != arity if arity > 0 else argc < -arity:
             return self._local(
                 data,
                 end,
