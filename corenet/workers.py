@@ -69,6 +69,7 @@ from corenet.errors import CorenetError
 from corenet.event import EV_READ
 from corenet.proxy import (
     _ACTIONS,
+    _HANDLED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     Proxy,
@@ -105,16 +106,8 @@ STOP_GRACE = 5.0  # beyond the drain timeout, before SIGKILL
 _TICK = 0.5  # longest sleep of the supervisor's loop
 
 _FORWARDED = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
-_HANDLED = (
-    signal.SIGCHLD,
-    signal.SIGHUP,
-    signal.SIGINT,
-    signal.SIGTERM,
-    signal.SIGTTIN,
-    signal.SIGTTOU,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-)
+# The supervisor handles what a single proxy handles, and its children's deaths.
+_SUPERVISOR_HANDLED = (signal.SIGCHLD, *_HANDLED)
 _FALSY = ("", "0", "false", "no", "off")
 
 
@@ -429,7 +422,7 @@ class Supervisor:
         os.set_blocking(write_end, False)
         self._wakeup = (read_end, write_end)
         previous_fd = signal.set_wakeup_fd(write_end)
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in _HANDLED}
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in _SUPERVISOR_HANDLED}
         try:
             while self.workers or self._restart_at or not self.stopping:
                 self._turn()
@@ -474,13 +467,7 @@ class Supervisor:
         if self.stopping and self.workers and now >= self._stop_deadline:
             pids = " ".join(str(w.pid) for w in self.workers.values())
             logger.warning("workers still running after the drain: killing pids %s", pids)
-            for worker in list(self.workers.values()):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(worker.pid, signal.SIGKILL)
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(worker.pid, 0)
-                worker.channel.close()
-            self.workers.clear()
+            self._kill_workers()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Runs between two bytecodes; the wakeup fd already woke select().
@@ -609,6 +596,11 @@ class Supervisor:
     def close(self) -> None:
         """Close the listeners; SIGKILL and reap any worker still running."""
         self._close_listeners()
+        self._kill_workers()
+        self._restart_at.clear()
+
+    def _kill_workers(self) -> None:
+        """SIGKILL and reap every worker still running."""
         for worker in self.workers.values():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker.pid, signal.SIGKILL)
@@ -616,4 +608,3 @@ class Supervisor:
                 os.waitpid(worker.pid, 0)
             worker.channel.close()
         self.workers.clear()
-        self._restart_at.clear()

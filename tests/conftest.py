@@ -24,10 +24,11 @@ is reported and fails the run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 from hypothesis import settings
@@ -165,23 +166,25 @@ def _memcached_pool() -> Iterator[ServerPool[Memcached]]:
         pool.close()
 
 
-@pytest.fixture
-def redis_servers(
-    request: pytest.FixtureRequest, _redis_pool: ServerPool[RedisServer]
-) -> Iterator[Callable[..., list[RedisServer]]]:
-    """``redis_servers(n=1, *, extra_args=()) -> list[RedisServer]``, all started."""
-    need_binary(request.config, "redis-server")
-    pooled: list[RedisServer] = []
-    owned: list[RedisServer] = []
+_S = TypeVar("_S", RedisServer, Memcached)
 
-    def make(n: int = 1, *, extra_args: Sequence[str] = ()) -> list[RedisServer]:
+
+@contextlib.contextmanager
+def _servers_factory(
+    request: pytest.FixtureRequest, pool: ServerPool[_S], kind: type[_S], binary: str
+) -> Iterator[Callable[..., list[_S]]]:
+    """``make(n=1, *, extra_args=())``: pooled servers, or fresh ones when
+    ``extra_args`` change their configuration (stopped at teardown)."""
+    need_binary(request.config, binary)
+    pooled: list[_S] = []
+    owned: list[_S] = []
+
+    def make(n: int = 1, *, extra_args: Sequence[str] = ()) -> list[_S]:
         if extra_args:
-            servers = []
-            for _ in range(n):
-                servers.append(RedisServer(extra_args=extra_args))
-                owned.append(servers[-1])
+            servers = [kind(extra_args=extra_args) for _ in range(n)]
+            owned.extend(servers)
         else:
-            servers = _redis_pool.acquire(n)
+            servers = pool.acquire(n)
             pooled.extend(servers)
         _track(request, servers)
         return servers
@@ -191,7 +194,16 @@ def redis_servers(
     finally:
         for server in owned:
             server.stop()
-        _redis_pool.release(pooled)
+        pool.release(pooled)
+
+
+@pytest.fixture
+def redis_servers(
+    request: pytest.FixtureRequest, _redis_pool: ServerPool[RedisServer]
+) -> Iterator[Callable[..., list[RedisServer]]]:
+    """``redis_servers(n=1, *, extra_args=()) -> list[RedisServer]``, all started."""
+    with _servers_factory(request, _redis_pool, RedisServer, "redis-server") as make:
+        yield make
 
 
 @pytest.fixture
@@ -205,28 +217,8 @@ def memcached_servers(
     request: pytest.FixtureRequest, _memcached_pool: ServerPool[Memcached]
 ) -> Iterator[Callable[..., list[Memcached]]]:
     """``memcached_servers(n=1, *, extra_args=()) -> list[Memcached]``, all started."""
-    need_binary(request.config, "memcached")
-    pooled: list[Memcached] = []
-    owned: list[Memcached] = []
-
-    def make(n: int = 1, *, extra_args: Sequence[str] = ()) -> list[Memcached]:
-        if extra_args:
-            servers = []
-            for _ in range(n):
-                servers.append(Memcached(extra_args=extra_args))
-                owned.append(servers[-1])
-        else:
-            servers = _memcached_pool.acquire(n)
-            pooled.extend(servers)
-        _track(request, servers)
-        return servers
-
-    try:
+    with _servers_factory(request, _memcached_pool, Memcached, "memcached") as make:
         yield make
-    finally:
-        for server in owned:
-            server.stop()
-        _memcached_pool.release(pooled)
 
 
 @pytest.fixture

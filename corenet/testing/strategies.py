@@ -8,6 +8,7 @@ from corenet.protocols.redis._commands import COMMANDS, Route
 from corenet.protocols.redis._resp import encode_command
 
 __all__ = [
+    "encoded_commands",
     "redis_args",
     "redis_key_commands",
     "resp2_replies",

@@ -47,13 +47,9 @@ class Route(enum.IntEnum):
 @attrs.frozen
 class Command:
     name: bytes
-    arity: int
+    arity: int  # as Redis: n means exactly n arguments (name included), -n at least n
     first_key: int
     route: Route
-
-    def arity_ok(self, argc: int) -> bool:
-        arity = self.arity
-        return argc == arity if arity > 0 else argc >= -arity
 
 
 _K, _MGET, _SUM, _MSET, _EVAL = Route.KEY, Route.MGET, Route.SUM, Route.MSET, Route.EVAL
