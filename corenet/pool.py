@@ -205,6 +205,7 @@ class Pool:
                 server.connect_after = 0.0  # the retry is a real connect
         self.live = [s for s in self.servers if not s.ejected]
         self.router.rebuild([(s.name, s.weight) for s in self.live])
+        self.index_of = self.router.index_of
         if self._retry_timer is not None:
             self._retry_timer.cancel()
             self._retry_timer = None

@@ -8,6 +8,7 @@ one of the live servers.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -75,9 +76,14 @@ class Explanation:
 class Router:
     """Key -> server index for one pool: hash tag, hash function, dispatcher.
 
-    The pool binds :meth:`index_of` as a plain attribute; it is the whole
-    per-key routing cost.  ``rebuild`` is called with the live servers
-    whenever they change (start-up, ejection, retry).
+    :attr:`index_of` is the whole per-key routing cost, so it is a plain
+    function composed by :meth:`rebuild` for the dispatcher at hand rather
+    than a method calling through layers: one Python frame per key.  A
+    dispatcher that declares ``bisect_table = (points, owners)`` (ketama)
+    is inlined, since its ``lookup(v)`` is ``owners[bisect_left(points, v)]``;
+    one whose ``needs_hash`` is false (random) is called without hashing.
+    ``rebuild`` is called with the live servers whenever they change
+    (start-up, ejection, retry); the pool re-reads :attr:`index_of` then.
     """
 
     def __init__(
@@ -93,26 +99,43 @@ class Router:
         # nutcracker skips hashing for a pool of exactly one configured server.
         self.single = configured_servers == 1
         self.dispatcher: Dispatcher | None = None
-        self._lookup: Callable[[int], int] = _no_lookup
+        self.index_of: Callable[[bytes], int] = _no_route
+        """Index, among the live servers, of the one a key routes to."""
 
     def rebuild(self, nodes: Sequence[Node]) -> None:
         """Rebuild the dispatcher over ``nodes`` (the live servers, in pool order)."""
-        if nodes:
-            self.dispatcher = self.distribution(nodes)
-            self._lookup = self.dispatcher.lookup
-        else:
-            self.dispatcher = None
-            self._lookup = _no_lookup
+        self.dispatcher = self.distribution(nodes) if nodes else None
+        self.index_of = self._compose()
 
-    def index_of(self, key: bytes) -> int:
-        """Index, among the live servers, of the one ``key`` routes to."""
+    def _compose(self) -> Callable[[bytes], int]:
+        dispatcher = self.dispatcher
+        if dispatcher is None:
+            return _no_route
         if self.single:
-            return 0
+            return _first_server
+        hash_fn = self.hash_fn
         tag = self.hash_tag
-        if tag is not None:
-            key = apply_hash_tag(key, tag)
-        # nutcracker hashes an empty key to 0 without calling the function.
-        return self._lookup(self.hash_fn(key) if key else 0)
+        lookup = dispatcher.lookup
+        if not getattr(dispatcher, "needs_hash", True):
+            return lambda key: lookup(0)
+        table = getattr(dispatcher, "bisect_table", None)
+        if tag is None and table is not None:
+            points: list[int] = table[0]
+            owners: list[int] = table[1]
+            # nutcracker hashes an empty key to 0 without calling the function.
+            empty = owners[bisect_left(points, 0)]
+
+            def index_of(key: bytes) -> int:
+                return owners[bisect_left(points, hash_fn(key))] if key else empty
+
+            return index_of
+
+        def index_of_tagged(key: bytes) -> int:
+            if tag is not None:
+                key = apply_hash_tag(key, tag)
+            return lookup(hash_fn(key) if key else 0)
+
+        return index_of_tagged
 
     def explain(self, key: bytes) -> Explanation:
         """Say how ``key`` is routed (cold path; for operators)."""
@@ -126,5 +149,9 @@ class Router:
         return Explanation(key, hashed, value, point, index)
 
 
-def _no_lookup(hash_value: int) -> int:
+def _no_route(key: bytes) -> int:
     raise LookupError("no live server")
+
+
+def _first_server(key: bytes) -> int:
+    return 0

@@ -88,7 +88,7 @@ def points_per_node(weights: Sequence[int]) -> list[int]:
 class KetamaDispatcher:
     """Lookup over one built continuum; see :func:`build`."""
 
-    __slots__ = ("_owners", "_values", "points_per_node")
+    __slots__ = ("_owners", "_values", "bisect_table", "points_per_node")
     needs_hash = True
 
     def __init__(self, continuum: Sequence[tuple[int, int]], points: Sequence[int]) -> None:
@@ -99,6 +99,8 @@ class KetamaDispatcher:
         self._owners = [i for _, i in continuum] + [continuum[0][1]]
         self.points_per_node: tuple[int, ...] = tuple(points)
         """Number of points of each node, in node order."""
+        self.bisect_table = (self._values, self._owners)
+        """What lets the pool's router inline :meth:`lookup` (corenet.routing)."""
 
     def lookup(self, hash_value: int) -> int:
         """Return the index of the node owning the first point >= ``hash_value``."""

@@ -1,23 +1,33 @@
 """Selection of the optional compiled Redis scans.
 
 :mod:`._speedups` (built from ``_speedups.c`` when a compiler is available)
-has C versions of the two hot scans of :mod:`._parser`; the pure-Python code
-there stays the reference and the fallback.  :data:`scan_multibulk` and
-:data:`reply_end` are the compiled functions, or ``None`` when the extension
-is not built or ``CORENET_NO_SPEEDUPS`` is set to ``1``/``true``/``yes``/
-``on`` (read once, when this module is first imported), the same switch as
-the compiled hashes of :mod:`corenet.plugins.hashing`.
+has C versions of the hot scans of :mod:`._parser`; the pure-Python code
+there stays the reference and the fallback.  :data:`scan_multibulk`,
+:data:`scan_keyed`, :data:`reply_end`, :data:`split_array` and
+:data:`encode_command` are the compiled functions, or
+``None`` when the extension is not built or ``CORENET_NO_SPEEDUPS`` is set
+to ``1``/``true``/``yes``/``on`` (read once, when this module is first
+imported), the same switch as the compiled hashes of
+:mod:`corenet.plugins.hashing`.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
-__all__ = ["NO_SPEEDUPS_ENV", "SPEEDUPS_BUILT", "reply_end", "scan_multibulk"]
+__all__ = [
+    "NO_SPEEDUPS_ENV",
+    "SPEEDUPS_BUILT",
+    "encode_command",
+    "reply_end",
+    "scan_keyed",
+    "scan_multibulk",
+    "split_array",
+]
 
 NO_SPEEDUPS_ENV = "CORENET_NO_SPEEDUPS"
 
@@ -35,7 +45,16 @@ scan_multibulk: Callable[[bytes, int, int], tuple[int, tuple[int, ...]] | None] 
 """``_speedups.scan_multibulk`` when in use, else None."""
 reply_end: Callable[[bytes, int], int] | None = None
 """``_speedups.reply_end`` when in use, else None."""
+scan_keyed: Callable[[bytes, int, int, Any], tuple[bytes, int, Any, Any] | None] | None = None
+"""``_speedups.scan_keyed`` when in use, else None."""
+split_array: Callable[[bytes], list[bytes] | None] | None = None
+"""``_speedups.split_array`` when in use, else None."""
+encode_command: Callable[[Iterable[bytes]], bytes] | None = None
+"""``_speedups.encode_command`` when in use, else None."""
 
 if _speedups is not None and not _disabled:
     scan_multibulk = _speedups.scan_multibulk
     reply_end = _speedups.reply_end
+    scan_keyed = _speedups.scan_keyed
+    split_array = _speedups.split_array
+    encode_command = _speedups.encode_command

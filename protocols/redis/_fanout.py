@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from corenet.errors import ProtocolError
 from corenet.msg import Msg
+from corenet.protocols.redis import _accel
 from corenet.protocols.redis._commands import Command, Route
 from corenet.protocols.redis._parser import ReplyParser
 from corenet.protocols.redis._resp import encode_command
@@ -33,17 +35,26 @@ def fragment(msg: Msg, server_of: Callable[[bytes], int]) -> Sequence[tuple[int,
     keys = msg.keys
     assert keys is not None
     step = 2 if cmd.route is Route.MSET else 1
+    servers = [server_of(key) for key in keys[::step]]
+    first = servers[0]
+    if servers.count(first) == len(servers):
+        return [(first, msg)]
+    # Argument positions in ``keys`` of each server's keys, in request order.
     groups: dict[int, list[int]] = {}
-    for i in range(0, len(keys), step):
-        groups.setdefault(server_of(keys[i]), []).append(i)
-    if len(groups) == 1:
-        (index,) = groups
-        return [(index, msg)]
+    for i, index in enumerate(servers):
+        group = groups.get(index)
+        if group is None:
+            groups[index] = [i * step]
+        else:
+            group.append(i * step)
     frags: list[tuple[int, Msg]] = []
     for index, positions in groups.items():
         args = [cmd.name]
-        for i in positions:
-            args.extend(keys[i : i + step])
+        if step == 1:
+            args += [keys[i] for i in positions]
+        else:
+            for i in positions:
+                args += keys[i : i + step]
         frag = Msg(encode_command(args), 0, keys[positions[0]])
         frag.parent = msg
         frag.info = positions
@@ -54,22 +65,47 @@ def fragment(msg: Msg, server_of: Callable[[bytes], int]) -> Sequence[tuple[int,
     return frags
 
 
+def _split_array_pure(reply: bytes) -> list[bytes] | None:
+    """The elements of ``reply`` when it is exactly one complete array reply
+    (``*`` and a count, not the null array), else None.  The reference for
+    ``_speedups.split_array``."""
+    nl = reply.find(b"\r\n")
+    count = reply[1:nl]
+    if reply[:1] != b"*" or nl < 0 or not count.isdigit():
+        return None
+    parser = ReplyParser()
+    elements = []
+    p = nl + 2
+    for _ in range(int(count)):
+        try:
+            end = parser.parse(reply, p)
+        except ProtocolError:
+            return None
+        if end < 0:
+            return None
+        elements.append(reply[p:end])
+        p = end
+    return elements if p == len(reply) else None
+
+
+_split_array: Callable[[bytes], list[bytes] | None] = _accel.split_array or _split_array_pure
+
+
 def _merge_mget(msg: Msg) -> bytes:
     assert msg.frags is not None and msg.keys is not None
     slots: list[bytes] = [b""] * len(msg.keys)
     for frag in msg.frags:
         reply = frag.reply or b""
         positions: list[int] = frag.info
-        if reply[:1] != b"*":
+        elements = _split_array(reply)
+        if elements is None or len(elements) != len(positions):
+            # An error (the server failed, or refused the fragment) stands
+            # in for each of the fragment's values.
             for i in positions:
                 slots[i] = reply
             continue
-        parser = ReplyParser()
-        p = reply.index(b"\r\n") + 2
-        for i in positions:
-            end = parser.parse(reply, p)
-            slots[i] = reply[p:end]
-            p = end
+        for i, element in zip(positions, elements, strict=True):
+            slots[i] = element
     return b"*%d\r\n" % len(slots) + b"".join(slots)
 
 

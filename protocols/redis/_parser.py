@@ -27,6 +27,7 @@ attribute 2n plus the value it decorates).
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from corenet.errors import RemoteProtocolError
@@ -46,6 +47,9 @@ __all__ = [
     "RequestParser",
     "split_inline",
 ]
+
+KeyedTable = dict[bytes, tuple[int, int, Command | None]]
+"""What :func:`_scan_keyed` looks commands up in (see :func:`_keyed_table`)."""
 
 INLINE_MAX = 64 * 1024  # Redis's PROTO_INLINE_MAX_SIZE
 # A reply line (status, error, number, or a length) longer than this is a
@@ -89,8 +93,27 @@ class RequestParser:
         self._spans: list[int] = []
         self._off = 0
         self._bulk = -1
+        # The commands :func:`_scan_keyed` may answer for, or None while the
+        # compiled scan is missing or the client has not authenticated.
+        self._keyed: KeyedTable | None = None
+        self._update_keyed()
+
+    def _update_keyed(self) -> None:
+        if _scan_keyed is not None and self.session.authenticated:
+            self._keyed = _keyed_table(self.denied)
+        else:
+            self._keyed = None
 
     def parse(self, buf: bytes, pos: int) -> Msg | None:
+        keyed = self._keyed
+        if keyed is not None and self._argc < 0:
+            # The common request (GET k, SET k v...) in one compiled call.
+            found = _scan_keyed(buf, pos, self.max_bulk_len, keyed)  # type: ignore[misc]
+            if found is not None:
+                data, end, key, fan = found
+                if fan is None:
+                    return Msg(data, end, key)  # type: ignore[arg-type]
+                return _fanout_msg(data, end, key, fan)  # type: ignore[arg-type]
         if self._argc < 0 and buf[pos : pos + 1] == b"*":
             msg = self._complete_multibulk(buf, pos)
             if msg is not None:
@@ -239,12 +262,8 @@ class RequestParser:
         if route is Route.LOCAL:
             return self._answer(cmd, buf, start, end, spans, data)
         if route is Route.MGET or route is Route.SUM or route is Route.MSET:
-            msg = Msg(data, end, None, ACTION_FANOUT)
-            msg.keys = [
-                buf[start + spans[i] : start + spans[i + 1]] for i in range(2, len(spans), 2)
-            ]
-            msg.info = cmd
-            return msg
+            keys = [buf[start + spans[i] : start + spans[i + 1]] for i in range(2, len(spans), 2)]
+            return _fanout_msg(data, end, keys, cmd)
         if route is Route.EVAL:
             numkeys = string2ll(buf[start + spans[4] : start + spans[5]])
             if numkeys is None or numkeys < 0:
@@ -276,6 +295,7 @@ class RequestParser:
         args = [buf[start + spans[i] : start + spans[i + 1]] for i in range(0, len(spans), 2)]
         reply = HANDLERS[cmd.name](self.session, args)
         self.variant = 1 if self.session.protocol == 3 else 0
+        self._update_keyed()  # AUTH and HELLO change who may take the fast path
         return self._local(data, end, reply)
 
     @staticmethod
@@ -325,6 +345,72 @@ def _scan_multibulk_pure(buf: bytes, start: int, max_bulk: int) -> tuple[int, Se
 _scan_multibulk: Callable[[bytes, int, int], tuple[int, Sequence[int]] | None] = (
     _accel.scan_multibulk or _scan_multibulk_pure
 )
+
+
+def _scan_keyed_pure(
+    buf: bytes, pos: int, max_bulk: int, table: KeyedTable
+) -> tuple[bytes, int, bytes | list[bytes], Command | None] | None:
+    """Return ``(data, end, key, None)`` for the request at ``buf[pos:]`` when
+    it is a complete plain multibulk request (:func:`_scan_multibulk_pure`)
+    whose name, ASCII-lowercased, ``table`` maps to ``(arity, first_key,
+    None)``, with an argument count ``arity`` allows (as ``Command.arity``)
+    and ``first_key`` among the first 8 arguments; ``(data, end, keys, fan)``
+    when the entry is ``(arity, first_key, fan)`` with ``fan`` not None, where
+    ``keys`` is every argument from ``first_key`` on; else None.
+
+    Such a request is exactly one that :meth:`RequestParser._command` routes
+    by the key at ``first_key`` (or fans out by its keys), which is what
+    makes the table (:func:`_keyed_table`) safe.  The reference for
+    ``_speedups.scan_keyed``, which the parser uses; without it the general
+    path serves these too."""
+    if buf[pos : pos + 1] != b"*":
+        return None
+    found = _scan_multibulk_pure(buf, pos, max_bulk)
+    if found is None:
+        return None
+    end, spans = found
+    name = buf[pos + spans[0] : pos + spans[1]]
+    if not 0 < len(name) <= 32:
+        return None
+    entry = table.get(name.lower())
+    if entry is None:
+        return None
+    arity, first_key, fan = entry
+    argc = len(spans) >> 1
+    if (argc != arity if arity > 0 else argc < -arity) or not 0 <= first_key < min(argc, 8):
+        return None
+    args = [buf[pos + spans[i] : pos + spans[i + 1]] for i in range(0, len(spans), 2)]
+    return buf[pos:end], end, args[first_key] if fan is None else args[first_key:], fan
+
+
+_scan_keyed: (
+    Callable[
+        [bytes, int, int, KeyedTable], tuple[bytes, int, bytes | list[bytes], Command | None] | None
+    ]
+    | None
+) = _accel.scan_keyed
+
+
+@functools.cache
+def _keyed_table(denied: frozenset[bytes]) -> KeyedTable:
+    """Lowercase name -> ``(arity, first_key, fan)`` of the commands that
+    ``denied`` does not refuse and that are routed by one key (``fan`` None)
+    or split by their keys (``fan`` the Command): the fast path's whole
+    vocabulary.  One table per distinct ``deny_commands``, shared by the
+    pool's clients."""
+    fanned = (Route.MGET, Route.SUM, Route.MSET)
+    return {
+        name: (cmd.arity, cmd.first_key, cmd if cmd.route in fanned else None)
+        for name, cmd in COMMANDS.items()
+        if (cmd.route is Route.KEY or cmd.route in fanned) and cmd.name not in denied
+    }
+
+
+def _fanout_msg(data: bytes, end: int, keys: list[bytes], cmd: Command) -> Msg:
+    msg = Msg(data, end, None, ACTION_FANOUT)
+    msg.keys = keys
+    msg.info = cmd
+    return msg
 
 
 def _unknown_command(buf: bytes, start: int, spans: Sequence[int]) -> bytes:

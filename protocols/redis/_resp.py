@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from corenet.protocols.redis import _accel
+
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
 __all__ = ["encode_command", "encode_error", "string2ll"]
 
@@ -32,8 +34,9 @@ def string2ll(field: bytes) -> int | None:
     return None
 
 
-def encode_command(args: Iterable[bytes]) -> bytes:
-    """Encode ``args`` as one RESP multibulk request."""
+def _encode_command_pure(args: Iterable[bytes]) -> bytes:
+    """Encode ``args`` as one RESP multibulk request.  The reference for
+    ``_speedups.encode_command``, which :data:`encode_command` is when built."""
     args = list(args)
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
@@ -41,6 +44,10 @@ def encode_command(args: Iterable[bytes]) -> bytes:
         parts.append(arg)
         parts.append(b"\r\n")
     return b"".join(parts)
+
+
+encode_command: Callable[[Iterable[bytes]], bytes] = _accel.encode_command or _encode_command_pure
+"""Encode ``args`` (bytes-like) as one RESP multibulk request."""
 
 
 def encode_error(message: bytes | str) -> bytes:

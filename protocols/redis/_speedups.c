@@ -1,11 +1,11 @@
 /*
- * corenet.protocols.redis._speedups: compiled versions of the two hot scans
+ * corenet.protocols.redis._speedups: compiled versions of the hot scans
  * of the Redis parsers in _parser.py.
  *
  * The pure-Python code in _parser.py is the reference: it documents the
  * rules (which follow Redis 7's processMultibulkBuffer and the RESP2/RESP3
  * reply grammar), it always exists, and the tests check this module against
- * it with differential hypothesis tests.  Both functions here only ever
+ * it with differential hypothesis tests.  The functions here only ever
  * answer for the common case and say "don't know" otherwise, so the Python
  * code keeps the resume state and the exact error messages:
  *
@@ -18,9 +18,23 @@
  *       Like the reference it does not look at buf[start] (the caller has
  *       seen the '*').
  *
+ *   scan_keyed(buf, pos, max_bulk_len, table) -> (data, end, key, fan) | None
+ *       _parser._scan_keyed_pure: the same scan, then the command looked up
+ *       by its lowercased name in table, so that the requests routed by one
+ *       key (or fanned out by their keys) cost one call from bytes to
+ *       routing key.  None whenever the general path must decide.
+ *
  *   reply_end(buf, pos) -> int
  *       The end offset of the one reply starting at buf[pos], -1 when it is
  *       incomplete, -2 when ReplyParser.parse would raise on it.
+ *
+ *   split_array(reply) -> list | None
+ *       _fanout._split_array_pure: the elements of the one array reply
+ *       that makes up all of reply, as bytes; None for anything else.
+ *
+ *   encode_command(args) -> bytes
+ *       _resp.encode_command: args (an iterable of bytes-like objects) as
+ *       one multibulk request; TypeError for anything not bytes-like.
  *
  * buf is bytes (or any object with the buffer protocol); anything else gives
  * None / -2, as does a negative offset.  No module state, no GIL release:
@@ -71,15 +85,38 @@ source_release(byte_source *src)
     }
 }
 
+/* Read the offset and max_bulk_len arguments shared by the request scans:
+ * 0 on success, -1 with an exception set.  A max_bulk_len beyond long long
+ * saturates (LLONG_MAX, or -1 for a hugely negative one: no bulk allowed). */
+static int
+offset_and_limit(PyObject *pos_obj, PyObject *max_obj, Py_ssize_t *pos, long long *max_bulk)
+{
+    int overflow;
+
+    *pos = PyLong_AsSsize_t(pos_obj);
+    if (*pos == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *max_bulk = PyLong_AsLongLongAndOverflow(max_obj, &overflow);
+    if (*max_bulk == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow) {
+        *max_bulk = overflow > 0 ? LLONG_MAX : -1;
+    }
+    return 0;
+}
+
 /* ---- requests --------------------------------------------------------- */
 
 /* Scan the multibulk request at s[start:n]; return its end offset and store
  * the argument count in *argc_out, or return -1 when the fast path does not
  * apply (-2 on a memory error).  With spans (a tuple of 2 * argc) non-NULL,
- * fill it with the relative offsets. */
+ * fill it with the relative offsets; with marks non-NULL, store the absolute
+ * (start, end) of the first cap arguments there. */
 static Py_ssize_t
 multibulk_scan(const char *s, Py_ssize_t n, Py_ssize_t start, long long max_bulk,
-               Py_ssize_t *argc_out, PyObject *spans)
+               Py_ssize_t *argc_out, PyObject *spans, Py_ssize_t *marks, long long cap)
 {
     Py_ssize_t p = start + 1;
     long long argc = 0;
@@ -138,6 +175,10 @@ multibulk_scan(const char *s, Py_ssize_t n, Py_ssize_t start, long long max_bulk
         if (size > (long long)(n - q) - 2) {
             return -1;
         }
+        if (marks != NULL && i < cap) {
+            marks[2 * i] = q;
+            marks[2 * i + 1] = q + (Py_ssize_t)size;
+        }
         if (spans != NULL) {
             PyObject *a = PyLong_FromSsize_t(q - start);
             PyObject *b = PyLong_FromSsize_t(q + (Py_ssize_t)size - start);
@@ -161,7 +202,6 @@ scan_multibulk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     byte_source src;
     Py_ssize_t start, argc = 0, end;
     long long max_bulk;
-    int overflow;
     PyObject *spans, *end_obj, *result;
 
     (void)module;
@@ -170,26 +210,15 @@ scan_multibulk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                      "scan_multibulk expected 3 arguments, got %zd", nargs);
         return NULL;
     }
-    start = PyLong_AsSsize_t(args[1]);
-    if (start == -1 && PyErr_Occurred()) {
+    if (offset_and_limit(args[1], args[2], &start, &max_bulk) < 0) {
         return NULL;
-    }
-    max_bulk = PyLong_AsLongLongAndOverflow(args[2], &overflow);
-    if (max_bulk == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (overflow > 0) {
-        max_bulk = LLONG_MAX;
-    }
-    else if (overflow < 0) {
-        max_bulk = -1;
     }
     if (start < 0 || source_get(args[0], &src) < 0) {
         Py_RETURN_NONE;
     }
     /* First pass validates and finds argc; the second (same bytes, now
      * known good) builds the spans, so a failed scan allocates nothing. */
-    end = multibulk_scan(src.view.buf, src.view.len, start, max_bulk, &argc, NULL);
+    end = multibulk_scan(src.view.buf, src.view.len, start, max_bulk, &argc, NULL, NULL, 0);
     if (end < 0) {
         source_release(&src);
         Py_RETURN_NONE;
@@ -199,7 +228,7 @@ scan_multibulk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         source_release(&src);
         return NULL;
     }
-    if (multibulk_scan(src.view.buf, src.view.len, start, max_bulk, &argc, spans) != end) {
+    if (multibulk_scan(src.view.buf, src.view.len, start, max_bulk, &argc, spans, NULL, 0) != end) {
         source_release(&src);
         Py_DECREF(spans);
         if (!PyErr_Occurred()) {
@@ -221,6 +250,155 @@ scan_multibulk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyTuple_SET_ITEM(result, 0, end_obj);
     PyTuple_SET_ITEM(result, 1, spans);
+    return result;
+}
+
+/* Longest command name looked up, and how many leading arguments scan_keyed
+ * records: enough for every first-key position in the table. */
+#define KEYED_NAME_MAX 32
+#define KEYED_ARGS 8
+
+/* The arguments from index first on of the multibulk request at s[start:],
+ * already validated by multibulk_scan, as a new list of bytes. */
+static PyObject *
+collect_args(const char *s, Py_ssize_t start, Py_ssize_t first, Py_ssize_t argc)
+{
+    PyObject *list = PyList_New(argc - first);
+    Py_ssize_t p = start + 1;
+
+    if (list == NULL) {
+        return NULL;
+    }
+    while (s[p] != '\n') {
+        p++;
+    }
+    p++;
+    for (Py_ssize_t i = 0; i < argc; i++) {
+        Py_ssize_t size = 0;
+        p++; /* '$' */
+        while (s[p] != '\r') {
+            size = size * 10 + (s[p] - '0');
+            p++;
+        }
+        p += 2;
+        if (i >= first) {
+            PyObject *arg = PyBytes_FromStringAndSize(s + p, size);
+            if (arg == NULL) {
+                Py_DECREF(list);
+                return NULL;
+            }
+            PyList_SET_ITEM(list, i - first, arg);
+        }
+        p += size + 2;
+    }
+    return list;
+}
+
+/* _parser._scan_keyed_pure: a complete plain multibulk request at buf[pos:]
+ * whose name, ASCII-lowercased, is in table (lowercase name -> (arity,
+ * first_key, fan)) with an argument count that arity allows, as (data, end,
+ * key, fan), or with fan not None (data, end, [arguments from first_key on],
+ * fan); None for anything else.  Unlike scan_multibulk it checks
+ * buf[pos] == '*'. */
+static PyObject *
+scan_keyed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    byte_source src;
+    Py_ssize_t pos, argc = 0, end, marks[2 * KEYED_ARGS], name_len;
+    long long max_bulk;
+    long arity, first_key;
+    char lower[KEYED_NAME_MAX];
+    const char *s;
+    PyObject *name, *entry, *fan, *data, *key, *end_obj, *result;
+
+    (void)module;
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "scan_keyed expected 4 arguments, got %zd", nargs);
+        return NULL;
+    }
+    if (!PyDict_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "scan_keyed: table must be a dict");
+        return NULL;
+    }
+    if (offset_and_limit(args[1], args[2], &pos, &max_bulk) < 0) {
+        return NULL;
+    }
+    if (pos < 0 || source_get(args[0], &src) < 0) {
+        Py_RETURN_NONE;
+    }
+    s = src.view.buf;
+    if (pos >= src.view.len || s[pos] != '*') {
+        source_release(&src);
+        Py_RETURN_NONE;
+    }
+    end = multibulk_scan(s, src.view.len, pos, max_bulk, &argc, NULL, marks, KEYED_ARGS);
+    name_len = end < 0 ? 0 : marks[1] - marks[0];
+    if (name_len <= 0 || name_len > KEYED_NAME_MAX) {
+        source_release(&src);
+        Py_RETURN_NONE;
+    }
+    for (Py_ssize_t i = 0; i < name_len; i++) {
+        char c = s[marks[0] + i];
+        lower[i] = (c >= 'A' && c <= 'Z') ? (char)(c + ('a' - 'A')) : c;
+    }
+    name = PyBytes_FromStringAndSize(lower, name_len);
+    if (name == NULL) {
+        source_release(&src);
+        return NULL;
+    }
+    entry = PyDict_GetItemWithError(args[3], name); /* borrowed */
+    Py_DECREF(name);
+    if (entry == NULL) {
+        source_release(&src);
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 3) {
+        source_release(&src);
+        PyErr_SetString(PyExc_TypeError,
+                        "scan_keyed: table values must be (arity, first_key, fan)");
+        return NULL;
+    }
+    arity = PyLong_AsLong(PyTuple_GET_ITEM(entry, 0));
+    first_key = PyLong_AsLong(PyTuple_GET_ITEM(entry, 1));
+    fan = PyTuple_GET_ITEM(entry, 2);
+    if ((arity == -1 || first_key == -1) && PyErr_Occurred()) {
+        source_release(&src);
+        return NULL;
+    }
+    if ((arity > 0 ? argc != arity : argc < -arity) || first_key < 0
+        || first_key >= argc || first_key >= KEYED_ARGS) {
+        source_release(&src);
+        Py_RETURN_NONE;
+    }
+    /* A read holding exactly one request is forwarded as it came. */
+    if (pos == 0 && end == src.view.len && PyBytes_CheckExact(args[0])) {
+        data = Py_NewRef(args[0]);
+    }
+    else {
+        data = PyBytes_FromStringAndSize(s + pos, end - pos);
+    }
+    if (fan == Py_None) {
+        key = PyBytes_FromStringAndSize(s + marks[2 * first_key],
+                                        marks[2 * first_key + 1] - marks[2 * first_key]);
+    }
+    else {
+        key = collect_args(s, pos, first_key, argc);
+    }
+    source_release(&src);
+    end_obj = PyLong_FromSsize_t(end);
+    if (data == NULL || key == NULL || end_obj == NULL) {
+        Py_XDECREF(data);
+        Py_XDECREF(key);
+        Py_XDECREF(end_obj);
+        return NULL;
+    }
+    result = PyTuple_Pack(4, data, end_obj, key, fan);
+    Py_DECREF(data);
+    Py_DECREF(end_obj);
+    Py_DECREF(key);
     return result;
 }
 
@@ -352,11 +530,162 @@ reply_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromSsize_t(end);
 }
 
+static PyObject *
+split_array(PyObject *module, PyObject *arg)
+{
+    byte_source src;
+    const char *s;
+    Py_ssize_t n, nl, p;
+    long long count;
+    PyObject *list = NULL;
+
+    (void)module;
+    if (source_get(arg, &src) < 0) {
+        Py_RETURN_NONE;
+    }
+    s = src.view.buf;
+    n = src.view.len;
+    if (n < 1 || s[0] != '*' || (nl = find_crlf(s, 0, n)) < 0
+        || reply_length(s, 1, nl, &count) < 0 || count < 0) {
+        goto none;
+    }
+    p = nl + 2;
+    /* Every element takes at least 3 bytes: a bound on the list's size. */
+    if (count > (long long)(n - p) / 3) {
+        goto none;
+    }
+    list = PyList_New((Py_ssize_t)count);
+    if (list == NULL) {
+        source_release(&src);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < (Py_ssize_t)count; i++) {
+        Py_ssize_t end = reply_scan(s, n, p);
+        PyObject *element;
+        if (end < 0) {
+            goto none;
+        }
+        element = PyBytes_FromStringAndSize(s + p, end - p);
+        if (element == NULL) {
+            Py_DECREF(list);
+            source_release(&src);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, element);
+        p = end;
+    }
+    if (p != n) {
+        goto none;
+    }
+    source_release(&src);
+    return list;
+
+none:
+    Py_XDECREF(list);
+    source_release(&src);
+    Py_RETURN_NONE;
+}
+
+/* ---- encoding --------------------------------------------------------- */
+
+/* Write "<mark><n>\r\n" at out; return the bytes written (at most 24). */
+static Py_ssize_t
+put_header(char *out, char mark, Py_ssize_t n)
+{
+    char digits[20];
+    Py_ssize_t len = 0, w = 0;
+
+    do {
+        digits[len++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n > 0);
+    out[w++] = mark;
+    while (len > 0) {
+        out[w++] = digits[--len];
+    }
+    out[w++] = '\r';
+    out[w++] = '\n';
+    return w;
+}
+
+/* _resp.encode_command for a list or tuple of bytes-like arguments. */
+static PyObject *
+encode_command(PyObject *module, PyObject *arg)
+{
+    PyObject *seq, *result = NULL;
+    Py_buffer *views;
+    Py_ssize_t count, size, got = 0;
+    char *out;
+
+    (void)module;
+    seq = PySequence_Fast(arg, "encode_command expects an iterable of bytes");
+    if (seq == NULL) {
+        return NULL;
+    }
+    count = PySequence_Fast_GET_SIZE(seq);
+    views = PyMem_Calloc(count ? (size_t)count : 1, sizeof(Py_buffer));
+    if (views == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    size = 24;
+    for (; got < count; got++) {
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, got), &views[got],
+                               PyBUF_SIMPLE) < 0) {
+            goto done;
+        }
+        if (views[got].len > PY_SSIZE_T_MAX - size - 26) {
+            PyBuffer_Release(&views[got]);
+            PyErr_NoMemory();
+            goto done;
+        }
+        size += 24 + views[got].len + 2;
+    }
+    result = PyBytes_FromStringAndSize(NULL, size);
+    if (result == NULL) {
+        goto done;
+    }
+    out = PyBytes_AS_STRING(result);
+    {
+        Py_ssize_t w = put_header(out, '*', count);
+        for (Py_ssize_t i = 0; i < count; i++) {
+            w += put_header(out + w, '$', views[i].len);
+            memcpy(out + w, views[i].buf, (size_t)views[i].len);
+            w += views[i].len;
+            out[w++] = '\r';
+            out[w++] = '\n';
+        }
+        if (_PyBytes_Resize(&result, w) < 0) {
+            result = NULL;
+        }
+    }
+
+done:
+    for (Py_ssize_t i = 0; i < got; i++) {
+        PyBuffer_Release(&views[i]);
+    }
+    PyMem_Free(views);
+    Py_DECREF(seq);
+    return result;
+}
+
 static PyMethodDef speedups_methods[] = {
+    {"encode_command", encode_command, METH_O,
+     PyDoc_STR("encode_command(args, /)\n--\n\n"
+               "One RESP multibulk request of the bytes-like args.")},
+    {"split_array", split_array, METH_O,
+     PyDoc_STR("split_array(reply, /)\n--\n\n"
+               "The elements of the one complete array reply that is all of "
+               "reply, or None.")},
     {"scan_multibulk", (PyCFunction)(void (*)(void))scan_multibulk, METH_FASTCALL,
      PyDoc_STR("scan_multibulk(buf, start, max_bulk_len, /)\n--\n\n"
                "(end, (s0, e0, ...)) of the complete plain multibulk request at "
                "buf[start:] (spans relative to start), or None.")},
+    {"scan_keyed", (PyCFunction)(void (*)(void))scan_keyed, METH_FASTCALL,
+     PyDoc_STR("scan_keyed(buf, pos, max_bulk_len, table, /)\n--\n\n"
+               "(data, end, key or keys, fan) of the complete plain request at "
+               "buf[pos:] whose lowercased name table maps to (arity, first_key, "
+               "fan), or None.")},
     {"reply_end", (PyCFunction)(void (*)(void))reply_end, METH_FASTCALL,
      PyDoc_STR("reply_end(buf, pos, /)\n--\n\n"
                "End offset of the one reply at buf[pos:], -1 if incomplete, "

@@ -1,7 +1,8 @@
 """The compiled Redis scans against the pure-Python reference.
 
 ``corenet.protocols.redis._speedups`` has C versions of the request fast
-path (``scan_multibulk``, reference ``_parser._scan_multibulk_pure``) and of
+paths (``scan_multibulk`` and ``scan_keyed``, references
+``_parser._scan_multibulk_pure`` and ``_parser._scan_keyed_pure``) and of
 the reply boundary scan (``reply_end``, reference ``ReplyParser.parse`` on a
 fresh parser, an error meaning -2).  Differential hypothesis tests check
 they agree on arbitrary bytes, on valid requests and replies, and on those
@@ -24,11 +25,14 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from corenet.errors import ProtocolError
-from corenet.protocols.redis import _accel, _parser, encode_command
+from corenet.protocols.redis import _accel, _fanout, _parser, _resp, encode_command
+from corenet.protocols.redis._commands import COMMANDS
 from corenet.protocols.redis._parser import (
     PROTO_MAX_BULK_LEN,
     ReplyParser,
     RequestParser,
+    _keyed_table,
+    _scan_keyed_pure,
     _scan_multibulk_pure,
 )
 from corenet.testing.strategies import redis_args, resp2_replies, resp3_replies
@@ -250,6 +254,109 @@ def test_scan_multibulk_argument_handling() -> None:
         scan(wire, "0", 10)  # type: ignore[arg-type]
 
 
+# ---- scan_keyed ------------------------------------------------------------------
+
+TABLES = [
+    _keyed_table(frozenset()),
+    _keyed_table(frozenset([b"get", b"set"])),
+    {
+        b"x": (2, 1, None),
+        b"y": (-2, 1, "fan"),
+        b"z": (-1, 0, None),
+        b"w": (3, 2, "fan"),
+        b"far": (-1, 9, None),
+        b"neg": (2, -1, None),
+    },
+]
+KEYED_NAMES = [b"GET", b"get", b"GeT", b"set", b"SETEX", b"x", b"Y", b"z", b"w", b"far", b"neg"]
+KEYED_NAMES += [b"a" * 32, b"a" * 33, b"", b"\xc7et", b"mget"]
+
+
+def check_keyed(buf: bytes, pos: int, max_bulk: int = PROTO_MAX_BULK_LEN) -> None:
+    for table in TABLES:
+        expected = _scan_keyed_pure(buf, pos, max_bulk, table)
+        assert speedups().scan_keyed(buf, pos, max_bulk, table) == expected
+
+
+keyed_commands = st.builds(
+    lambda name, rest: encode_command([name, *rest]),
+    st.sampled_from(KEYED_NAMES),
+    st.lists(st.binary(max_size=6), max_size=4),
+)
+
+
+@NEEDS_C
+@given(buf=any_bytes, data=st.data())
+def test_scan_keyed_arbitrary_bytes(buf: bytes, data: Any) -> None:
+    pos = data.draw(st.integers(0, len(buf) + 1))
+    for max_bulk in MAX_BULKS:
+        check_keyed(buf, pos, max_bulk)
+        check_keyed(b"*" + buf, pos, max_bulk)
+
+
+@NEEDS_C
+@given(case=mangled(st.one_of(keyed_commands, commands)), max_bulk=st.sampled_from(MAX_BULKS))
+def test_scan_keyed_commands(case: tuple[bytes, int], max_bulk: int) -> None:
+    buf, pos = case
+    check_keyed(buf, pos, max_bulk)
+
+
+@NEEDS_C
+@given(wire=keyed_commands)
+def test_scan_keyed_finds_keyed_commands(wire: bytes) -> None:
+    # Not vacuous: most generated requests are in the table with a count it allows.
+    buf = b"xy" + wire + b"*1"
+    for table in TABLES:
+        expected = _scan_keyed_pure(buf, 2, PROTO_MAX_BULK_LEN, table)
+        assert speedups().scan_keyed(buf, 2, PROTO_MAX_BULK_LEN, table) == expected
+        if expected is not None:
+            assert expected[:2] == (wire, 2 + len(wire))
+            args = speedups().scan_multibulk(wire, 0, PROTO_MAX_BULK_LEN)[1]
+            args = [wire[args[i] : args[i + 1]] for i in range(0, len(args), 2)]
+            arity, first_key, fan = table[args[0].lower()]
+            assert expected[2:] == (
+                (args[first_key], None) if fan is None else (args[first_key:], fan)
+            )
+
+
+def test_scan_keyed_pure_examples() -> None:
+    table = _keyed_table(frozenset())
+    wire = encode_command([b"GeT", b"k1"])
+    assert _scan_keyed_pure(wire, 0, PROTO_MAX_BULK_LEN, table) == (wire, len(wire), b"k1", None)
+    assert _scan_keyed_pure(b"+" + wire, 1, 100, table) == (wire, len(wire) + 1, b"k1", None)
+    assert _scan_keyed_pure(encode_command([b"GET"]), 0, 100, table) is None  # arity
+    mget = encode_command([b"MGET", b"a", b"b"])
+    assert _scan_keyed_pure(mget, 0, 100, table) == (
+        mget,
+        len(mget),
+        [b"a", b"b"],
+        COMMANDS[b"mget"],
+    )
+    assert _scan_keyed_pure(encode_command([b"MGET"]), 0, 100, table) is None  # arity
+    assert _scan_keyed_pure(encode_command([b"PING"]), 0, 100, table) is None  # local
+    assert _scan_keyed_pure(wire, 0, 100, _keyed_table(frozenset([b"get"]))) is None  # denied
+    assert _scan_keyed_pure(wire[:-1], 0, 100, table) is None  # incomplete
+
+
+@NEEDS_C
+def test_scan_keyed_argument_handling() -> None:
+    scan = speedups().scan_keyed
+    table = _keyed_table(frozenset())
+    wire = encode_command([b"GET", b"k"])
+    found = scan(wire, 0, PROTO_MAX_BULK_LEN, table)
+    assert found == (wire, len(wire), b"k", None)
+    assert found[0] is wire  # a read of exactly one request is not copied
+    assert scan(bytearray(wire), 0, 10, table) == (wire, len(wire), b"k", None)
+    assert scan(wire, -1, 10, table) is None
+    assert scan("*2\r\n", 0, 10, table) is None  # not bytes-like
+    with pytest.raises(TypeError):
+        scan(wire, 0, 10, list(table.items()))
+    with pytest.raises(TypeError):
+        scan(wire, 0, 10, {b"get": (2, 1)})
+    with pytest.raises(TypeError):
+        scan(wire, 0, 10)
+
+
 # ---- reply_end ------------------------------------------------------------------
 
 
@@ -323,6 +430,62 @@ def test_reply_end_argument_handling() -> None:
         reply_end(b"+OK\r\n")  # type: ignore[call-arg]
 
 
+# ---- split_array and encode_command ---------------------------------------------------
+
+
+@NEEDS_C
+@given(case=mangled(replies))
+def test_split_array_replies(case: tuple[bytes, int]) -> None:
+    buf, pos = case
+    for reply in (buf[pos:], b"*2\r\n" + buf[pos:], b"*3\r\n" + buf[pos:]):
+        assert speedups().split_array(reply) == _fanout._split_array_pure(reply)
+
+
+@NEEDS_C
+@given(buf=any_bytes)
+def test_split_array_arbitrary_bytes(buf: bytes) -> None:
+    for reply in (buf, b"*" + buf):
+        assert speedups().split_array(reply) == _fanout._split_array_pure(reply)
+
+
+@NEEDS_C
+@given(elements=st.lists(replies, max_size=6))
+def test_split_array_finds_the_elements(elements: list[bytes]) -> None:
+    reply = b"*%d\r\n" % len(elements) + b"".join(elements)
+    assert speedups().split_array(reply) == elements == _fanout._split_array_pure(reply)
+    assert speedups().split_array(reply + b"+") is None  # not exactly one reply
+    assert _fanout._split_array_pure(reply + b"+") is None
+
+
+@NEEDS_C
+def test_split_array_edges() -> None:
+    split = speedups().split_array
+    for reply in [b"*0\r\n", b"*-1\r\n", b"$1\r\na\r\n", b"", b"*", b"*1\r\n", b"*1\r\n:1\r\n"]:
+        assert split(reply) == _fanout._split_array_pure(reply)
+    assert split(bytearray(b"*1\r\n:1\r\n")) == [b":1\r\n"]
+    assert split("*0\r\n") is None  # not bytes-like
+
+
+@NEEDS_C
+@given(args=st.lists(st.binary(max_size=300), max_size=12))
+def test_encode_command_matches_pure(args: list[bytes]) -> None:
+    wire = _resp._encode_command_pure(args)
+    assert speedups().encode_command(args) == wire
+    assert speedups().encode_command(tuple(args)) == wire
+    assert speedups().encode_command(iter(args)) == wire
+    assert speedups().encode_command([bytearray(a) for a in args]) == wire
+
+
+@NEEDS_C
+def test_encode_command_refuses_what_the_pure_one_refuses() -> None:
+    for bad in ([b"a", "b"], [1], 5):
+        with pytest.raises(TypeError):
+            _resp._encode_command_pure(bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            speedups().encode_command(bad)
+    assert speedups().encode_command([b"x" * 10**6]).startswith(b"*1\r\n$1000000\r\nxxx")
+
+
 # ---- the wired parsers -----------------------------------------------------------
 
 
@@ -357,14 +520,37 @@ def _request_state(buf: bytes, pos: int) -> tuple[object, ...]:
 
 
 @NEEDS_C
-@given(case=mangled(commands))
+@given(case=mangled(st.one_of(commands, keyed_commands)))
 def test_request_parser_same_with_and_without_c(case: tuple[bytes, int]) -> None:
     buf, pos = case
-    with mock.patch.object(_parser, "_scan_multibulk", speedups().scan_multibulk):
+    with (
+        mock.patch.object(_parser, "_scan_multibulk", speedups().scan_multibulk),
+        mock.patch.object(_parser, "_scan_keyed", speedups().scan_keyed),
+    ):
         fast = _request_state(buf, pos)
-    with mock.patch.object(_parser, "_scan_multibulk", _scan_multibulk_pure):
+    with (
+        mock.patch.object(_parser, "_scan_multibulk", _scan_multibulk_pure),
+        mock.patch.object(_parser, "_scan_keyed", None),
+    ):
         pure = _request_state(buf, pos)
     assert fast == pure
+
+
+@NEEDS_C
+def test_keyed_fast_path_follows_authentication() -> None:
+    # The compiled path must never answer for a client that has not
+    # authenticated: AUTH and HELLO switch it on and off.
+    from corenet.protocols.redis._local import Session
+
+    parser = RequestParser(Session(password=b"pw", authenticated=False))
+    assert parser._keyed is None
+    get = encode_command([b"GET", b"k"])
+    assert parser.parse(get, 0).reply == b"-NOAUTH Authentication required.\r\n"  # type: ignore[union-attr]
+    assert parser.parse(encode_command([b"AUTH", b"pw"]), 0).reply == b"+OK\r\n"  # type: ignore[union-attr]
+    assert parser._keyed is not None
+    assert parser.parse(get, 0).key == b"k"  # type: ignore[union-attr]
+    assert parser.parse(encode_command([b"AUTH", b"bad"]), 0).reply.startswith(b"-")  # type: ignore[union-attr]
+    assert parser._keyed is None
 
 
 # ---- selection ------------------------------------------------------------------
@@ -381,10 +567,12 @@ def _selection_in_subprocess(env_value: str | None, block_extension: bool) -> st
     code = (
         "import sys\n"
         + (block if block_extension else "")
-        + "from corenet.protocols.redis import _accel, _parser\n"
+        + "from corenet.protocols.redis import _accel, _fanout, _parser, _resp\n"
         "print(_accel.scan_multibulk is None, _accel.reply_end is None,"
         " _parser._scan_multibulk is _parser._scan_multibulk_pure,"
-        " _parser._reply_end is None)\n"
+        " _parser._reply_end is None, _parser._scan_keyed is None,"
+        " _fanout._split_array is _fanout._split_array_pure,"
+        " _resp.encode_command is _resp._encode_command_pure)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != _accel.NO_SPEEDUPS_ENV}
     if env_value is not None:
@@ -404,7 +592,7 @@ def _selection_in_subprocess(env_value: str | None, block_extension: bool) -> st
 def test_import_time_selection(env_value: str | None, block: bool, pure: bool) -> None:
     if not pure:
         speedups()
-    assert _selection_in_subprocess(env_value, block) == " ".join([str(pure)] * 4)
+    assert _selection_in_subprocess(env_value, block) == " ".join([str(pure)] * 7)
 
 
 def test_require_switch_turns_skip_into_failure(monkeypatch: pytest.MonkeyPatch) -> None:
