@@ -14,10 +14,11 @@ __all__ = ["StreamBuffer"]
 class StreamBuffer:
     """The incomplete tail of a byte stream, waiting for enough data."""
 
-    __slots__ = ("_chunks", "_need", "_size")
+    __slots__ = ("chunks", "_need", "_size")
 
     def __init__(self) -> None:
-        self._chunks: list[bytes] = []
+        self.chunks: list[bytes] = []
+        """Non-empty exactly while an incomplete message is kept."""
         self._size = 0
         self._need = 0
 
@@ -26,31 +27,31 @@ class StreamBuffer:
 
     def push(self, data: bytes) -> bytes | None:
         """Add freshly read ``data``; return the buffer to parse, or None to wait."""
-        chunks = self._chunks
+        chunks = self.chunks
         if not chunks:
             return data
         chunks.append(data)
         self._size += len(data)
         if self._size < self._need:
             return None
-        self._chunks = []
+        self.chunks = []
         self._size = 0
         return b"".join(chunks)
 
     def keep(self, buf: bytes, start: int, need: int) -> None:
         """Keep ``buf[start:]``, an incomplete message that needs ``need`` bytes in all."""
         tail = buf[start:] if start else buf
-        self._chunks = [tail]
+        self.chunks = [tail]
         self._size = len(tail)
         self._need = need
 
     def take(self) -> bytes:
         """Return everything kept, joined, and forget it."""
-        data = b"".join(self._chunks)
+        data = b"".join(self.chunks)
         self.clear()
         return data
 
     def clear(self) -> None:
-        self._chunks = []
+        self.chunks = []
         self._size = 0
         self._need = 0

@@ -200,9 +200,12 @@ class Conn:
             if not data:
                 self.read_eof()
                 return
-            buf = self.pending.push(data)
-            if buf is not None:
-                self._process(buf)
+            if self.pending.chunks:  # the rest of an incomplete message
+                buf = self.pending.push(data)
+                if buf is not None:
+                    self._process(buf)
+            else:
+                self._process(data)
             if len(data) < size or self.closed:
                 return
 
@@ -509,15 +512,21 @@ class ClientConn(Conn):
         out_q = self.out_q
         if not out_q or not out_q[0].done:
             return
-        chunks = []
-        while out_q and out_q[0].done:
-            msg = out_q.popleft()
-            chunks.append(msg.reply)
-            if msg.action == ACTION_CLOSE:
-                self.closing = True
-                out_q.clear()
-                break
-        self.send_bytes(chunks[0] if len(chunks) == 1 else b"".join(chunks))  # type: ignore[arg-type]
+        msg = out_q.popleft()
+        data = msg.reply
+        if msg.action != ACTION_CLOSE and out_q and out_q[0].done:
+            # Several replies ready (a pipeline): one send for all of them.
+            chunks = [data]
+            while out_q and out_q[0].done:
+                msg = out_q.popleft()
+                chunks.append(msg.reply)
+                if msg.action == ACTION_CLOSE:
+                    break
+            data = b"".join(chunks)  # type: ignore[arg-type]
+        if msg.action == ACTION_CLOSE:
+            self.closing = True
+            out_q.clear()
+        self.send_bytes(data)  # type: ignore[arg-type]
         if self._unsent is None:
             if self.closing and not self.closed:
                 self.close()
@@ -629,9 +638,11 @@ class ServerConn(Conn):
 
     def enqueue(self, msg: Msg) -> None:
         """Queue ``msg`` to be written in this loop turn's flush."""
-        if not self.in_q:
-            self.loop.schedule_flush(self)
-        self.in_q.append(msg)
+        in_q = self.in_q
+        if not in_q and not self.flush_scheduled:  # loop.schedule_flush(self), inlined
+            self.flush_scheduled = True
+            self.loop.dirty.append(self)
+        in_q.append(msg)
         # Counted when forwarded, as nutcracker does (even if never written).
         stats = self.stats
         stats.requests += 1

@@ -104,7 +104,7 @@ class Server:
         client's requests to this server stay in order.  None while a
         reconnect is backing off (``connect_error`` says why)."""
         conns = self.conn_sets[variant]
-        slot = client_index % len(conns) if len(conns) > 1 else 0
+        slot = client_index % len(conns)
         conn = conns[slot]
         if conn is None:
             pool = self.pool
@@ -224,11 +224,15 @@ class Pool:
             self._unroutable(msg)
             return
         server = live[self.index_of(key)]
-        conn = server.conn_for(client.index, client.parser.variant)
+        # Server.conn_for's lookup, inlined; it still opens missing connections.
+        conns = server.conn_sets[client.parser.variant]
+        conn = conns[client.index % len(conns)]
         if conn is None:
-            self._backing_off(msg, server)
-        else:
-            conn.enqueue(msg)
+            conn = server.conn_for(client.index, client.parser.variant)
+            if conn is None:
+                self._backing_off(msg, server)
+                return
+        conn.enqueue(msg)
 
     def fanout(self, msg: Msg, client: ClientConn) -> None:
         """Split ``client``'s multi-key request across servers (or forward it whole)."""

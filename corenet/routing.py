@@ -14,6 +14,8 @@ from typing import Protocol
 
 import attrs
 
+from corenet._switch import speedups_disabled
+
 __all__ = [
     "Dispatcher",
     "DistributionFactory",
@@ -22,6 +24,7 @@ __all__ = [
     "Node",
     "Router",
     "apply_hash_tag",
+    "group_by_server",
 ]
 
 HashFn = Callable[[bytes], int]
@@ -62,6 +65,31 @@ def apply_hash_tag(key: bytes, tag: bytes) -> bytes:
     return key[start + 1 : end]
 
 
+def group_by_server(
+    keys: Sequence[bytes], server_of: Callable[[bytes], int], step: int = 1
+) -> dict[int, list[int]]:
+    """Group the positions of ``keys[::step]`` in ``keys`` by the server each
+    routes to: ``{server index: [positions, in request order]}``, servers in
+    order of first appearance.  For a protocol's ``fragment``: one group
+    means the request can go whole.
+
+    ``step=2`` routes every other element (the keys of ``MSET k v k v``).
+    When ``server_of`` has a ``many(keys)`` method (the router's compiled
+    lookup does) all keys are routed in one call.
+    """
+    routed = keys[::step] if step > 1 else keys
+    many = getattr(server_of, "many", None)
+    servers: list[int] = many(routed) if many is not None else [server_of(k) for k in routed]
+    groups: dict[int, list[int]] = {}
+    for i, index in enumerate(servers):
+        group = groups.get(index)
+        if group is None:
+            groups[index] = [i * step]
+        else:
+            group.append(i * step)
+    return groups
+
+
 @attrs.frozen
 class Explanation:
     """How a key is routed, step by step, for ``corenet-proxy --explain``."""
@@ -80,7 +108,8 @@ class Router:
     function composed by :meth:`rebuild` for the dispatcher at hand rather
     than a method calling through layers: one Python frame per key.  A
     dispatcher that declares ``bisect_table = (points, owners)`` (ketama)
-    is inlined, since its ``lookup(v)`` is ``owners[bisect_left(points, v)]``;
+    is inlined, since its ``lookup(v)`` is ``owners[bisect_left(points, v)]``
+    (by ``corenet._route.BisectRoute``, its compiled twin, when built);
     one whose ``needs_hash`` is false (random) is called without hashing.
     ``rebuild`` is called with the live servers whenever they change
     (start-up, ejection, retry); the pool re-reads :attr:`index_of` then.
@@ -122,6 +151,8 @@ class Router:
         if tag is None and table is not None:
             points: list[int] = table[0]
             owners: list[int] = table[1]
+            if _BisectRoute is not None and not speedups_disabled():
+                return _BisectRoute(hash_fn, points, owners)
             # nutcracker hashes an empty key to 0 without calling the function.
             empty = owners[bisect_left(points, 0)]
 
@@ -147,6 +178,12 @@ class Router:
         value = self.hash_fn(hashed) if hashed else 0
         point, index = self.dispatcher.explain(value)
         return Explanation(key, hashed, value, point, index)
+
+
+try:
+    from corenet._route import BisectRoute as _BisectRoute
+except ImportError:  # not built: the closure in Router._compose is the same function
+    _BisectRoute = None  # type: ignore[assignment,misc]
 
 
 def _no_route(key: bytes) -> int:

@@ -38,9 +38,10 @@ manager is set up.
 
 from __future__ import annotations
 
-import os
 from types import MappingProxyType
 from typing import TYPE_CHECKING
+
+from corenet._switch import NO_SPEEDUPS_ENV, speedups_disabled
 
 from . import _crc, _fnv, _hsieh, _jenkins, _md5, _murmur, _oaat
 
@@ -70,9 +71,6 @@ __all__ = [
     "speedups_enabled",
 ]
 
-NO_SPEEDUPS_ENV = "CORENET_NO_SPEEDUPS"
-"""Environment variable that, set to ``1``/``true``/``yes``/``on``, selects
-the pure-Python hashes even when the C extension is built."""
 
 PURE_HASH_FUNCTIONS: Mapping[str, HashFn] = MappingProxyType(
     {
@@ -127,8 +125,7 @@ def speedups_enabled() -> bool:
     True when the extension is built and ``CORENET_NO_SPEEDUPS`` is not set
     to a true value.  Reads the environment on every call.
     """
-    flag = os.environ.get(NO_SPEEDUPS_ENV, "").strip().lower()
-    return FAST_HASH_FUNCTIONS is not None and flag not in {"1", "true", "yes", "on"}
+    return FAST_HASH_FUNCTIONS is not None and not speedups_disabled()
 
 
 def hash_functions(accelerated: bool | None = None) -> Mapping[str, HashFn]:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from corenet.msg import Msg
 from corenet.protocols.memcache._parser import value_blocks
+from corenet.routing import group_by_server
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -33,9 +34,7 @@ def fragment(msg: Msg, server_of: Callable[[bytes], int]) -> Sequence[tuple[int,
     """Split ``msg`` (``ACTION_FANOUT``, ``keys`` set, ``info`` the command) by server."""
     keys = msg.keys
     assert keys is not None
-    groups: dict[int, list[int]] = {}
-    for i, key in enumerate(keys):
-        groups.setdefault(server_of(key), []).append(i)
+    groups = group_by_server(keys, server_of)
     if len(groups) == 1:
         (index,) = groups
         return [(index, msg)]

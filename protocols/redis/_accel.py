@@ -13,8 +13,9 @@ imported), the same switch as the compiled hashes of
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
+
+from corenet._switch import NO_SPEEDUPS_ENV, speedups_disabled
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -29,7 +30,6 @@ __all__ = [
     "split_array",
 ]
 
-NO_SPEEDUPS_ENV = "CORENET_NO_SPEEDUPS"
 
 try:
     from corenet.protocols.redis import _speedups
@@ -39,7 +39,7 @@ except ImportError:  # not built: no compiler at install time, or another interp
 SPEEDUPS_BUILT = _speedups is not None
 """Whether the extension is importable, whatever the environment says."""
 
-_disabled = os.environ.get(NO_SPEEDUPS_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+_disabled = speedups_disabled()
 
 scan_multibulk: Callable[[bytes, int, int], tuple[int, tuple[int, ...]] | None] | None = None
 """``_speedups.scan_multibulk`` when in use, else None."""

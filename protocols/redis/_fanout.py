@@ -22,6 +22,7 @@ from corenet.protocols.redis import _accel
 from corenet.protocols.redis._commands import Command, Route
 from corenet.protocols.redis._parser import ReplyParser
 from corenet.protocols.redis._resp import encode_command
+from corenet.routing import group_by_server
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -35,18 +36,10 @@ def fragment(msg: Msg, server_of: Callable[[bytes], int]) -> Sequence[tuple[int,
     keys = msg.keys
     assert keys is not None
     step = 2 if cmd.route is Route.MSET else 1
-    servers = [server_of(key) for key in keys[::step]]
-    first = servers[0]
-    if servers.count(first) == len(servers):
-        return [(first, msg)]
-    # Argument positions in ``keys`` of each server's keys, in request order.
-    groups: dict[int, list[int]] = {}
-    for i, index in enumerate(servers):
-        group = groups.get(index)
-        if group is None:
-            groups[index] = [i * step]
-        else:
-            group.append(i * step)
+    groups = group_by_server(keys, server_of, step)
+    if len(groups) == 1:
+        (index,) = groups
+        return [(index, msg)]
     frags: list[tuple[int, Msg]] = []
     for index, positions in groups.items():
         args = [cmd.name]

@@ -6,15 +6,19 @@ by one send it."""
 
 from __future__ import annotations
 
+import os
 import random
+from bisect import bisect_left
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from corenet._switch import NO_SPEEDUPS_ENV
 from corenet.plugins.distribution import build_ketama, build_modula, build_random
 from corenet.plugins.hashing import HASH_FUNCTIONS
-from corenet.routing import Router, apply_hash_tag
+from corenet.routing import Router, apply_hash_tag, group_by_server
 
 NODES = [("redis0", 1), ("redis1", 2), ("10.0.0.3:6379", 1), ("cache-d", 3)]
 keys = st.one_of(
@@ -42,11 +46,121 @@ def test_index_of_matches_the_steps(
     assert router.index_of(key) == by_hand(router, key)
 
 
-def test_ketama_is_inlined_and_empty_key_hashes_to_zero() -> None:
+@pytest.mark.parametrize("pure", [False, True], ids=["compiled", "pure"])
+def test_ketama_is_inlined_and_empty_key_hashes_to_zero(
+    pure: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if pure:
+        monkeypatch.setenv(NO_SPEEDUPS_ENV, "1")
+    else:
+        route_module()
     router = Router(HASH_FUNCTIONS["fnv1a_64"], build_ketama, None, len(NODES))
     router.rebuild(NODES)
-    assert router.index_of.__name__ == "index_of"  # the bisect_table shape
+    if pure:
+        assert router.index_of.__name__ == "index_of"  # type: ignore[attr-defined]
+    else:
+        assert type(router.index_of).__name__ == "BisectRoute"
     assert router.index_of(b"") == router.dispatcher.lookup(0)  # type: ignore[union-attr]
+    for key in (b"a", b"key:000000000001", bytes(range(256))):
+        assert router.index_of(key) == by_hand(router, key)
+
+
+# ---- the compiled continuum lookup ------------------------------------------------
+
+REQUIRE_SPEEDUPS_ENV = "CORENET_REQUIRE_SPEEDUPS"
+try:
+    from corenet import _route
+except ImportError:
+    _route = None  # type: ignore[assignment]
+
+
+def route_module() -> Any:
+    """corenet._route; skip the test, or fail it under CORENET_REQUIRE_SPEEDUPS."""
+    if _route is None:
+        if os.environ.get(REQUIRE_SPEEDUPS_ENV, "").strip().lower() in {"1", "true", "yes", "on"}:
+            pytest.fail(f"corenet._route is not built; {REQUIRE_SPEEDUPS_ENV} is set")
+        pytest.skip("corenet._route is not built")
+    return _route
+
+
+tables = st.lists(st.integers(0, 2**32), min_size=1, max_size=40).flatmap(
+    lambda points: st.tuples(
+        st.just(sorted(points)),
+        st.lists(st.integers(0, 9), min_size=len(points), max_size=len(points)),
+    )
+)
+
+
+@given(table=tables, keys=st.lists(st.binary(max_size=12), max_size=8))
+def test_bisect_route_matches_the_closure(
+    table: tuple[list[int], list[int]], keys: list[bytes]
+) -> None:
+    points, owners = table
+    hash_fn = HASH_FUNCTIONS["murmur"]
+    route = route_module().BisectRoute(hash_fn, points, owners)
+    expected = [pure_route_or_error(hash_fn, points, owners, key) for key in keys]
+    got: list[object] = []
+    for key in keys:
+        try:
+            got.append(route(key))
+        except IndexError:
+            got.append(IndexError)
+    assert got == expected
+    if IndexError not in expected:
+        assert route.many(keys) == expected
+
+
+def pure_route_or_error(hash_fn: Any, points: list[int], owners: list[int], key: bytes) -> object:
+    """The closure's answer, or IndexError for a hash past the last point."""
+    try:
+        return owners[bisect_left(points, hash_fn(key) if key else 0)]
+    except IndexError:
+        return IndexError
+
+
+def test_bisect_route_refuses_bad_tables_and_hashes() -> None:
+    cls = route_module().BisectRoute
+    with pytest.raises(ValueError, match="sorted"):
+        cls(len, [3, 1], [0, 1])
+    with pytest.raises(ValueError, match="as many owners as points"):
+        cls(len, [1, 2], [0])
+    with pytest.raises(ValueError, match="at least one"):
+        cls(len, [], [])
+    with pytest.raises(TypeError):
+        cls(len, (1, 2), [0, 1])
+    assert cls(len, [1, 5], [7, 8])(b"abc") == 8  # len: a hash of sorts
+    with pytest.raises(IndexError):
+        cls(len, [1, 2], [7, 8])(b"abc")  # past the last point, like owners[2]
+    with pytest.raises(OverflowError):
+        cls(lambda key: -1, [1, 2], [7, 8])(b"abc")
+    with pytest.raises(TypeError):
+        cls(lambda key: "x", [1, 2], [7, 8])(b"abc")
+    with pytest.raises(TypeError):
+        cls(len, [1, 2], [7, 8])()
+    route = cls(len, [0, 2], [7, 8])
+    assert route(b"") == 7  # the empty key is not hashed
+    assert route(bytearray(b"ab")) == 8
+
+
+# ---- group_by_server ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@given(keys=st.lists(keys, min_size=1, max_size=20), step=st.sampled_from([1, 2]))
+def test_group_by_server(compiled: bool, keys: list[bytes], step: int) -> None:
+    router = Router(HASH_FUNCTIONS["fnv1a_64"], build_ketama, None, len(NODES))
+    router.rebuild(NODES)
+    server_of = router.index_of
+    if not compiled:
+        server_of = lambda key: router.index_of(key)  # noqa: E731 - no many()
+    groups = group_by_server(keys, server_of, step)
+    positions = [p for group in groups.values() for p in group]
+    assert sorted(positions) == list(range(0, len(keys), step))
+    for index, group in groups.items():
+        assert group == sorted(group)
+        assert all(router.index_of(keys[p]) == index for p in group)
+    firsts = [group[0] for group in groups.values()]
+    assert firsts == sorted(firsts)  # servers in order of first appearance
 
 
 def test_random_skips_the_hash() -> None:

@@ -1,0 +1,9 @@
+# Stub for the optional C extension built from _route.c.
+from collections.abc import Callable, Iterable
+
+class BisectRoute:
+    def __init__(
+        self, hash_fn: Callable[[bytes], int], points: list[int], owners: list[int]
+    ) -> None: ...
+    def __call__(self, key: bytes, /) -> int: ...
+    def many(self, keys: Iterable[bytes], /) -> list[int]: ...
