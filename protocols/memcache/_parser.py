@@ -248,6 +248,10 @@ class RequestParser:
         self._block: tuple[_Line, bytes, int, bool] | None = None
 
     def parse(self, buf: bytes, pos: int) -> Msg | None:
+        if not (self._swallow or self._block is not None or self._scanned):
+            msg = _fast_request(buf, pos, self.max_value)
+            if msg is not None:
+                return msg
         n = len(buf)
         if self._swallow:
             take = min(self._swallow, n - pos)
@@ -461,6 +465,47 @@ class RequestParser:
         return Msg(buf[line.start : line.end], line.end, None, ACTION_CLOSE, b"")
 
 
+# The requests most clients send, in their canonical form: one regular
+# expression match decides what the general path would, for these only.
+# Key: 1-250 bytes without space, NUL, CR or LF; numbers short enough that
+# their limits cannot be exceeded (a longer one goes the general way).
+_FAST_GET = re.compile(rb"gets? ([^ \x00\r\n]{1,250}(?: [^ \x00\r\n]{1,250})*)\r\n")
+_FAST_STORE = re.compile(
+    rb"(?:set|add|replace|append|prepend) ([^ \x00\r\n]{1,250}) \d{1,9} -?\d{1,9} (\d{1,9})"
+    rb"( noreply)?\r\n"
+)
+
+
+def _fast_request(buf: bytes, pos: int, max_value: int) -> Msg | None:
+    """The request at ``buf[pos:]`` when it is a canonical, complete get/gets
+    or storage request (not cas) that the general path would forward as it
+    came; None otherwise, leaving the general path to decide.
+
+    Equivalent to the general path on these requests: a canonical line with
+    valid numbers and a key within limits, and for storage a data block
+    present in full, ended by CRLF, no larger than ``max_value``."""
+    m = _FAST_GET.match(buf, pos)
+    if m is not None:
+        end = m.end()
+        if end - pos >= LINE_MAX:  # long get lines have their own rules
+            return None
+        keys = m.group(1).split(b" ")
+        if len(keys) == 1:
+            return Msg(buf[pos:end], end, keys[0])
+        msg = Msg(buf[pos:end], end, None, ACTION_FANOUT)
+        msg.keys = keys
+        msg.info = b"gets" if buf[pos + 3] == 115 else b"get"  # 's'
+        return msg
+    m = _FAST_STORE.match(buf, pos)
+    if m is None:
+        return None
+    vlen = int(m.group(2))
+    end = m.end() + vlen + 2
+    if vlen > max_value or end > len(buf) or buf[end - 2 : end] != b"\r\n":
+        return None
+    return _forward(buf[pos:end], end, m.group(1), m.group(3) is not None)
+
+
 def _forward(data: bytes, end: int, key: bytes, noreply: bool) -> Msg:
     if not noreply:
         return Msg(data, end, key)
@@ -506,6 +551,10 @@ class ReplyParser:
         self._scanned = 0  # how far past it "\n" was already searched for
 
     def parse(self, buf: bytes, pos: int) -> int:
+        if not (self._off or self._scanned):
+            end = _fast_reply_end(buf, pos)
+            if end > 0:
+                return end
         n = len(buf)
         p = pos + self._off
         find = buf.find
@@ -548,6 +597,30 @@ class ReplyParser:
         self.need = need
         self._off = p - pos
         return -1
+
+
+# A VALUE line as memcached writes it (no cas), sizes short enough that no
+# limit applies: the common hit, matched at once.
+_FAST_VALUE = re.compile(rb"VALUE [^ \r\n]{1,250} \d{1,9} (\d{1,9})\r\n")
+_FAST_WORDS = (b"END\r\n", b"STORED\r\n")
+
+
+def _fast_reply_end(buf: bytes, pos: int) -> int:
+    """End of the reply at ``buf[pos:]`` when it is ``END``, ``STORED`` or
+    complete canonical ``VALUE`` blocks then ``END``; 0 when the general
+    path must decide (it finds the same end whenever this one does)."""
+    if buf.startswith(_FAST_WORDS, pos):
+        return pos + (5 if buf[pos] == 69 else 8)  # 'E'
+    p = pos
+    match = _FAST_VALUE.match
+    while (m := match(buf, p)) is not None:
+        end = m.end() + int(m.group(1)) + 2
+        if end > len(buf) or buf[end - 2 : end] != b"\r\n":
+            return 0
+        p = end
+    if p != pos and buf.startswith(b"END\r\n", p):
+        return p + 5
+    return 0
 
 
 def _value_size(line: bytes) -> int:

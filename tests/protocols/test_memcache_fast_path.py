@@ -1,0 +1,182 @@
+"""The memcache parsers' fast paths against their general paths.
+
+``_fast_request`` (canonical get/gets and storage requests) and
+``_fast_reply_end`` (END, STORED, canonical VALUE blocks) only ever answer
+when the general path would answer the same, and say "don't know"
+otherwise.  Differential hypothesis tests check it on well-formed traffic,
+on traffic bent near the fast paths' edges (key and number lengths, spaces,
+CR/LF, NUL, data-block terminators, size limits), and on that truncated
+or corrupted; plus examples showing the fast paths do take the common case.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from unittest import mock
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from corenet.errors import ProtocolError
+from corenet.protocols.memcache import _parser
+from corenet.protocols.memcache._parser import ReplyParser, RequestParser
+from corenet.testing.memcache_strategies import (
+    memcache_get_replies,
+    memcache_keys,
+    memcache_replies,
+    memcache_requests,
+)
+
+MAX_VALUES = [64, 3, 0, 1 << 20]
+
+
+def _request_outcome(buf: bytes, pos: int, max_value: int) -> tuple[Any, ...]:
+    parser = RequestParser(max_value=max_value)
+    out: list[Any] = []
+    try:
+        while pos < len(buf):
+            msg = parser.parse(buf, pos)
+            if msg is None:
+                out.append(("again", parser.resume_at, parser.need))
+                break
+            out.append(
+                (msg.data, msg.end, msg.key, msg.action, msg.reply, msg.keys, msg.info)
+                + (msg.expect_reply, msg.done)
+            )
+            pos = msg.end
+    except ProtocolError as exc:
+        out.append(("error", str(exc), exc.reply))
+    return tuple(out)
+
+
+def check_request(buf: bytes, pos: int = 0, max_value: int = 64) -> None:
+    fast = _request_outcome(buf, pos, max_value)
+    with mock.patch.object(_parser, "_fast_request", return_value=None):
+        general = _request_outcome(buf, pos, max_value)
+    assert fast == general
+
+
+def _reply_outcome(buf: bytes) -> tuple[Any, ...]:
+    parser = ReplyParser()
+    out: list[Any] = []
+    pos = 0
+    try:
+        while pos < len(buf):
+            end = parser.parse(buf, pos)
+            out.append((end, parser.resume_at, parser.need))
+            if end < 0:
+                break
+            pos = end
+    except ProtocolError as exc:
+        out.append(("error", str(exc)))
+    return tuple(out)
+
+
+def check_reply(buf: bytes) -> None:
+    fast = _reply_outcome(buf)
+    with mock.patch.object(_parser, "_fast_reply_end", return_value=0):
+        general = _reply_outcome(buf)
+    assert fast == general
+
+
+# Pieces that sit on the fast paths' edges.
+_NUMBERS = [b"0", b"3", b"007", b"-0", b"-1", b"123456789", b"1234567890", b"4294967296", b""]
+_SEPARATORS = [b" ", b"  ", b"\t", b" \x00", b"\r", b""]
+_ENDS = [b"\r\n", b"\n", b"\r\r\n", b"\x00\r\n", b" \r\n", b" noreply\r\n", b" noreply \r\n"]
+_KEYS = st.one_of(
+    memcache_keys(max_size=12),
+    st.sampled_from([b"k" * 250, b"k" * 251, b"a\x00b", b"a\rb", b"\t", b"key\xff"]),
+)
+_NAMES = [b"get", b"gets", b"set", b"add", b"replace", b"append", b"prepend", b"cas", b"GET"]
+
+
+@st.composite
+def near_fast(draw: st.DrawFn) -> bytes:
+    name = draw(st.sampled_from(_NAMES))
+    sep = st.sampled_from(_SEPARATORS) if draw(st.booleans()) else st.just(b" ")
+    parts = [name, draw(sep), draw(_KEYS)]
+    if name in (b"get", b"gets", b"GET"):
+        for key in draw(st.lists(_KEYS, max_size=3)):
+            parts += [draw(sep), key]
+        return b"".join(parts) + draw(st.sampled_from(_ENDS))
+    numbers = draw(st.lists(st.sampled_from(_NUMBERS), min_size=3, max_size=4))
+    for number in numbers:
+        parts += [draw(sep), number]
+    head = b"".join(parts) + draw(st.sampled_from(_ENDS))
+    size = numbers[2]
+    length = int(size) if size.isdigit() and int(size) < 100 else 3
+    data = draw(st.binary(min_size=length, max_size=length))
+    return head + data + draw(st.sampled_from([b"\r\n", b"\n", b"xy", b"", b"\r\n\r\n"]))
+
+
+@st.composite
+def mangled(draw: st.DrawFn, pieces: st.SearchStrategy[bytes]) -> bytes:
+    body = b"".join(draw(st.lists(pieces, min_size=1, max_size=3)))
+    how = draw(st.sampled_from(["whole", "truncate", "corrupt"]))
+    if how == "truncate":
+        body = body[: draw(st.integers(0, len(body)))]
+    elif how == "corrupt" and body:
+        i = draw(st.integers(0, len(body) - 1))
+        byte = draw(st.sampled_from([*b" \r\n\x000-9Ve", draw(st.integers(0, 255))]))
+        body = body[:i] + bytes([byte]) + body[i + 1 :]
+    return body
+
+
+requests = st.one_of(memcache_requests().map(lambda r: r.wire), near_fast())
+
+
+@settings(max_examples=400)
+@given(buf=mangled(requests), max_value=st.sampled_from(MAX_VALUES))
+def test_requests_same_with_and_without_fast_path(buf: bytes, max_value: int) -> None:
+    check_request(buf, 0, max_value)
+
+
+@given(prefix=st.binary(max_size=4), buf=requests)
+def test_requests_at_an_offset(prefix: bytes, buf: bytes) -> None:
+    check_request(prefix + buf, len(prefix))
+
+
+near_values = st.builds(
+    lambda key, flags, size, data, end: b"VALUE " + key + b" " + flags + b" " + size + b"\r\n"
+    + data + end,
+    _KEYS,
+    st.sampled_from(_NUMBERS),
+    st.sampled_from([b"0", b"3", b"03", b"1234567890", b""]),
+    st.binary(max_size=4),
+    st.sampled_from([b"\r\n", b"\r\nEND\r\n", b"END\r\n", b"\n", b""]),
+)  # fmt: skip
+replies = st.one_of(memcache_replies(), memcache_get_replies(), near_values)
+
+
+@settings(max_examples=400)
+@given(buf=mangled(replies))
+def test_replies_same_with_and_without_fast_path(buf: bytes) -> None:
+    check_reply(buf)
+
+
+def test_fast_paths_take_the_common_requests() -> None:
+    cases = {
+        b"get k1\r\n": b"k1",
+        b"gets k1\r\n": b"k1",
+        b"set k1 0 0 3\r\nabc\r\n": b"k1",
+        b"prepend k1 5 -1 0 noreply\r\n\r\n": b"k1",
+    }
+    for wire, key in cases.items():
+        msg = _parser._fast_request(wire, 0, 64)
+        assert msg is not None
+        assert (msg.data, msg.end, msg.key) == (wire, len(wire), key)
+    multi = _parser._fast_request(b"xxget a b a\r\n", 2, 64)
+    assert multi is not None
+    assert (multi.keys, multi.info) == ([b"a", b"b", b"a"], b"get")
+    for wire in (b"get  k\r\n", b"set k 0 0 3\r\nabcd\r\n", b"cas k 0 0 1 1\r\na\r\n", b"get k\n"):
+        assert _parser._fast_request(wire, 0, 64) is None
+    assert _parser._fast_request(b"set k 0 0 65\r\n" + b"x" * 65 + b"\r\n", 0, 64) is None
+
+
+def test_fast_paths_take_the_common_replies() -> None:
+    hit = b"VALUE k 0 3\r\nabc\r\nVALUE k2 1 0\r\n\r\nEND\r\n"
+    assert _parser._fast_reply_end(hit + b"STORED\r\n", 0) == len(hit)
+    assert _parser._fast_reply_end(b"xEND\r\n", 1) == 6
+    assert _parser._fast_reply_end(b"STORED\r\n", 0) == 8
+    for reply in (b"VALUE k 0 3 9\r\nabc\r\nEND\r\n", b"VALUE k 0 3\r\nabc\r\n", b"DELETED\r\n"):
+        assert _parser._fast_reply_end(reply, 0) == 0
