@@ -70,21 +70,37 @@ def free_port() -> int:
     raise RuntimeError("free_port: the OS keeps returning ports already handed out")
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU time of process ``pid`` (all its threads) from /proc, or None.
-
-    Fields 14 and 15 of ``/proc/PID/stat`` in clock ticks (``SC_CLK_TCK``,
-    usually 100 per second, so the resolution is 10 ms).
-    """
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (from the state on), or None."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
             data = fh.read()
     except OSError:
         return None
     # the command name (field 2) is in parentheses and may contain spaces
-    fields = data[data.rindex(")") + 2 :].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / _CLK_TCK
+    return data[data.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pid: int, *, children: bool = False) -> float | None:
+    """User plus system CPU time of process ``pid`` (all its threads) from /proc, or None.
+
+    Fields 14 and 15 of ``/proc/PID/stat`` in clock ticks (``SC_CLK_TCK``,
+    usually 100 per second, so the resolution is 10 ms).  With ``children``,
+    the live child processes' time is added (``--workers``: the supervisor
+    and its workers); a child that exits between two readings takes its
+    time with it, so a run where a worker died reads low.
+    """
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                child = _stat_fields(entry)
+                if child is not None and child[1] == str(pid):
+                    ticks += int(child[11]) + int(child[12])
+    return ticks / _CLK_TCK
 
 
 def machine_busy_seconds() -> float | None:
@@ -202,8 +218,9 @@ class Proc:
         return self._popen is not None and self._popen.poll() is None
 
     def cpu_seconds(self) -> float | None:
-        """User plus system CPU seconds used so far (None if unreadable)."""
-        return cpu_seconds(self.pid) if self.alive() else None
+        """User plus system CPU seconds used so far by the process and its
+        children (None if unreadable)."""
+        return cpu_seconds(self.pid, children=True) if self.alive() else None
 
     def log_tail(self, limit: int = 2000) -> str:
         """The last ``limit`` characters of the process log."""

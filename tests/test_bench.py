@@ -195,3 +195,21 @@ def test_parse_memcaslap_and_log2_percentile() -> None:
     assert log2_percentile({3: 1, 4: 1}, 1.0) == pytest.approx(16.0)
     with pytest.raises(ValueError, match="no 'Set Statistics'"):
         parse_memcaslap(MEMCASLAP_GET, "set")
+
+
+def test_cpu_seconds_counts_live_children() -> None:
+    # With --workers the proxy's CPU is in its children: the benchmark adds them.
+    from bench._procs import cpu_seconds
+    from tests.servers import wait_for
+
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+    child = subprocess.Popen([sys.executable, "-c", burn + "time.sleep(60)"])
+    try:
+        assert wait_for(lambda: (cpu_seconds(child.pid) or 0.0) >= 0.3, timeout=20)
+        alone = cpu_seconds(os.getpid())
+        with_children = cpu_seconds(os.getpid(), children=True)
+        assert alone is not None and with_children is not None
+        assert with_children - alone >= 0.3
+    finally:
+        child.kill()
+        child.wait()
