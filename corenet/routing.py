@@ -109,7 +109,8 @@ class Router:
     than a method calling through layers: one Python frame per key.  A
     dispatcher that declares ``bisect_table = (points, owners)`` (ketama)
     is inlined, since its ``lookup(v)`` is ``owners[bisect_left(points, v)]``
-    (by ``corenet._route.BisectRoute``, its compiled twin, when built);
+    (by ``corenet._route.BisectRoute``, its compiled twin, when built; a
+    hash tag is applied first);
     one whose ``needs_hash`` is false (random) is called without hashing.
     ``rebuild`` is called with the live servers whenever they change
     (start-up, ejection, retry); the pool re-reads :attr:`index_of` then.
@@ -148,25 +149,28 @@ class Router:
         if not getattr(dispatcher, "needs_hash", True):
             return lambda key: lookup(0)
         table = getattr(dispatcher, "bisect_table", None)
-        if tag is None and table is not None:
+        if table is not None:
             points: list[int] = table[0]
             owners: list[int] = table[1]
             if _BisectRoute is not None and not speedups_disabled():
-                return _BisectRoute(hash_fn, points, owners)
-            # nutcracker hashes an empty key to 0 without calling the function.
-            empty = owners[bisect_left(points, 0)]
+                route: Callable[[bytes], int] = _BisectRoute(hash_fn, points, owners)
+            else:
+                # nutcracker hashes an empty key to 0 without calling the function.
+                empty = owners[bisect_left(points, 0)]
 
-            def index_of(key: bytes) -> int:
-                return owners[bisect_left(points, hash_fn(key))] if key else empty
+                def route(key: bytes) -> int:
+                    return owners[bisect_left(points, hash_fn(key))] if key else empty
 
-            return index_of
+            if tag is None:
+                return route
+            return lambda key: route(apply_hash_tag(key, tag))
 
-        def index_of_tagged(key: bytes) -> int:
+        def index_of(key: bytes) -> int:
             if tag is not None:
                 key = apply_hash_tag(key, tag)
             return lookup(hash_fn(key) if key else 0)
 
-        return index_of_tagged
+        return index_of
 
     def explain(self, key: bytes) -> Explanation:
         """Say how ``key`` is routed (cold path; for operators)."""

@@ -57,7 +57,7 @@ def test_ketama_is_inlined_and_empty_key_hashes_to_zero(
     router = Router(HASH_FUNCTIONS["fnv1a_64"], build_ketama, None, len(NODES))
     router.rebuild(NODES)
     if pure:
-        assert router.index_of.__name__ == "index_of"  # type: ignore[attr-defined]
+        assert router.index_of.__name__ == "route"  # type: ignore[attr-defined]
     else:
         assert type(router.index_of).__name__ == "BisectRoute"
     assert router.index_of(b"") == router.dispatcher.lookup(0)  # type: ignore[union-attr]
