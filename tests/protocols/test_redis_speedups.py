@@ -542,15 +542,16 @@ def test_keyed_fast_path_follows_authentication() -> None:
     # authenticated: AUTH and HELLO switch it on and off.
     from corenet.protocols.redis._local import Session
 
-    parser = RequestParser(Session(password=b"pw", authenticated=False))
-    assert parser._keyed is None
     get = encode_command([b"GET", b"k"])
-    assert parser.parse(get, 0).reply == b"-NOAUTH Authentication required.\r\n"  # type: ignore[union-attr]
-    assert parser.parse(encode_command([b"AUTH", b"pw"]), 0).reply == b"+OK\r\n"  # type: ignore[union-attr]
-    assert parser._keyed is not None
-    assert parser.parse(get, 0).key == b"k"  # type: ignore[union-attr]
-    assert parser.parse(encode_command([b"AUTH", b"bad"]), 0).reply.startswith(b"-")  # type: ignore[union-attr]
-    assert parser._keyed is None
+    with mock.patch.object(_parser, "_scan_keyed", speedups().scan_keyed):
+        parser = RequestParser(Session(password=b"pw", authenticated=False))
+        assert parser._keyed is None
+        assert parser.parse(get, 0).reply == b"-NOAUTH Authentication required.\r\n"  # type: ignore[union-attr]
+        assert parser.parse(encode_command([b"AUTH", b"pw"]), 0).reply == b"+OK\r\n"  # type: ignore[union-attr]
+        assert parser._keyed is not None
+        assert parser.parse(get, 0).key == b"k"  # type: ignore[union-attr]
+        assert parser.parse(encode_command([b"AUTH", b"bad"]), 0).reply.startswith(b"-")  # type: ignore[union-attr]
+        assert parser._keyed is None
 
 
 # ---- selection ------------------------------------------------------------------
