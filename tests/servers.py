@@ -54,6 +54,7 @@ __all__ = [
     "count_resp_replies",
     "dump_config",
     "encode_command",
+    "exited",
     "find_binary",
     "free_port",
     "listening_tcp_ports",
@@ -228,6 +229,21 @@ def wait_for(
         time.sleep(interval)
         interval = min(interval * 1.5, 0.1)
     return False
+
+
+def exited(pid: int) -> bool:
+    """True once ``pid`` has exited: no such process, or a zombie.
+
+    For a process someone else must reap (a daemon's, reparented to PID 1,
+    which on some machines reaps late), a zombie is as gone as it gets;
+    ``os.kill(pid, 0)`` and ``/proc/PID`` still see it.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
 
 
 # --------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import need_binary
 from tests.servers import (
     encode_command,
+    exited,
     free_port,
     memcache_client,
     pool_config,
@@ -471,14 +472,7 @@ def test_sigint_exits_at_once_with_status_1(
 
 
 def _wait_gone(pid: int, timeout: float = 5.0) -> bool:
-    def gone() -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        return False
-
-    return wait_for(gone, timeout=timeout)
+    return wait_for(lambda: exited(pid), timeout=timeout)
 
 
 def test_daemon_writes_pid_file_drains_on_sigterm_and_removes_it(

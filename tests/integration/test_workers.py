@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from corenet.workers import ENV_SHARED_SOCKET
-from tests.servers import encode_command, pool_config, redis_client, redis_raw, wait_for
+from tests.servers import encode_command, exited, pool_config, redis_client, redis_raw, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -196,7 +196,7 @@ def test_sigterm_drains_every_worker_exits_0_and_removes_the_pid_file(
     proxy.send_signal(signal.SIGTERM)
     assert proxy.wait(timeout=10) == 0
     assert not pid_file.exists()
-    assert wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in workers))
+    assert wait_for(lambda: all(exited(pid) for pid in workers))
     log = proxy.log_text()
     assert log.count("drained, exiting") == 2
     assert "[worker 0 pid" in log and "[worker 1 pid" in log
@@ -263,7 +263,7 @@ def test_daemon_with_workers_reports_ready_and_stops_on_sigterm(
         with redis_client(f"127.0.0.1:{port}") as client:
             assert client.set("d", "1")
         os.kill(pid, signal.SIGTERM)
-        assert wait_for(lambda: not os.path.exists(f"/proc/{pid}"), timeout=10)
+        assert wait_for(lambda: exited(pid), timeout=10)
         assert not pid_file.exists()
     finally:
         with contextlib.suppress(ProcessLookupError):
