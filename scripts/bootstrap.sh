@@ -2,7 +2,9 @@
 #
 #   need_debian_packages CMD:PACKAGE ...   apt-get install PACKAGE unless CMD exists
 #   ensure_venv EXTRAS                     .venv with corenet[EXTRAS], reinstalled
-#                                          whenever pyproject.toml changes
+#                                          whenever pyproject.toml or a C
+#                                          source changes (the editable install
+#                                          builds the extensions in place)
 # Works on a fresh Debian/Ubuntu machine with only python3: as root, or
 # through sudo.
 
@@ -52,7 +54,8 @@ need_python_headers() {
 
 ensure_venv() {
     local extras="$1" stamp
-    stamp="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)-$extras"
+    stamp="$(cat "$ROOT/pyproject.toml" "$ROOT"/corenet/*.c "$ROOT"/protocols/*/*.c \
+        "$ROOT"/plugins/*/*.c | sha256sum | cut -c1-16)-$extras"
     if [ ! -x "$VENV/bin/python" ]; then
         python3 -m venv "$VENV"
     fi
