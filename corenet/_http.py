@@ -211,8 +211,7 @@ class HttpServer(Conn):
         """
         sock = bind_listener(ListenAddress(host=host, port=port), 64)
         server = cls(loop, sock, handler)
-        loop.add(server.fd, server, EV_READ)
-        server._mask = EV_READ
+        server.register(EV_READ)
         return server
 
     @property
@@ -231,5 +230,4 @@ class HttpServer(Conn):
                 return
             sock.setblocking(False)
             client = _HttpClient(self.loop, sock, self.handler)
-            self.loop.add(client.fd, client, EV_READ)
-            client._mask = EV_READ
+            client.register(EV_READ)

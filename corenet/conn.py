@@ -35,7 +35,16 @@ if TYPE_CHECKING:
     from corenet.protocol import ReplyParser, RequestParser
     from corenet.timers import TimerHandle
 
-__all__ = ["ClientConn", "Conn", "ProxyConn", "ServerConn", "bind_listener", "make_socket"]
+__all__ = [
+    "ClientConn",
+    "Conn",
+    "ProxyConn",
+    "ServerConn",
+    "bind_listener",
+    "file_identity",
+    "make_socket",
+    "unlink_if_ours",
+]
 
 logger = logging.getLogger("corenet.conn")
 
@@ -92,6 +101,22 @@ def bind_listener(
     return sock
 
 
+def file_identity(path: str) -> tuple[int, int]:
+    """``(device, inode)`` of ``path``: which socket file a listener bound."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def unlink_if_ours(path: str, identity: tuple[int, int]) -> None:
+    """Remove the socket file at ``path`` only if it is still the one we
+    bound: in a rolling restart the new process may have bound it already."""
+    try:
+        if file_identity(path) == identity:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
 def _sockaddr(address: ListenAddress) -> str | tuple[str, int]:
     return address.path if address.path is not None else (address.host, address.port)
 
@@ -127,6 +152,11 @@ class Conn:
         """Bytes queued for this socket that the kernel has not taken yet."""
         pending = len(self._unsent) if self._unsent is not None else 0
         return pending + sum(map(len, self._backlog))
+
+    def register(self, mask: int) -> None:
+        """Hand this connection to its loop, watching ``mask``."""
+        self.loop.add(self.fd, self, mask)
+        self._mask = mask
 
     def _set_mask(self, mask: int) -> None:
         # A connection interested in nothing (a client we stopped reading
@@ -246,8 +276,7 @@ class ProxyConn(Conn):
     def __init__(self, loop: Loop, pool: Pool, sock: socket.socket) -> None:
         super().__init__(loop, sock)
         self.pool = pool
-        self._paused = False
-        self._bound: tuple[int, int] | None = None  # (dev, inode) of our unix socket
+        self._bound: tuple[int, int] | None = None  # file_identity of our unix socket
 
     @classmethod
     def listen(
@@ -267,21 +296,15 @@ class ProxyConn(Conn):
             reuseport: set ``SO_REUSEPORT`` before binding a TCP address.
         """
         address = pool.config.listen
-        if sock is not None:
+        if sock is None:
+            sock = bind_listener(address, pool.config.backlog, reuseport=reuseport)
+            bound = file_identity(address.path) if address.path is not None else None
+        else:
             sock.setblocking(False)
-            adopted = cls(loop, pool, sock)
-            loop.add(adopted.fd, adopted, EV_READ)
-            adopted._mask = EV_READ
-            return adopted
-        sock = bind_listener(address, pool.config.backlog, reuseport=reuseport)
-        if address.path is not None:
-            st = os.stat(address.path)
-            bound = (st.st_dev, st.st_ino)
+            bound = None  # adopted: the supervisor owns the socket file
         conn = cls(loop, pool, sock)
-        if address.is_unix:
-            conn._bound = bound
-        loop.add(conn.fd, conn, EV_READ)
-        conn._mask = EV_READ
+        conn._bound = bound
+        conn.register(EV_READ)
         return conn
 
     def handle_read(self) -> None:
@@ -309,34 +332,19 @@ class ProxyConn(Conn):
         logger.warning(
             "pool %s: accept failed (%s); pausing accepts for 100 ms", self.pool.name, exc.strerror
         )
-        self._paused = True
-        self.loop.remove(self.fd)
+        self._set_mask(0)
         self.loop.timers.call_later(0.1, self._resume_accepting)
 
     def _resume_accepting(self) -> None:
-        if self.closed or not self._paused:
-            return
-        self._paused = False
-        self.loop.add(self.fd, self, EV_READ)
+        self._set_mask(EV_READ)
 
     def close(self) -> None:
         if self.closed:
             return
-        if self._paused:
-            self.closed = True
-            self.sock.close()
-        else:
-            super().close()
-        address = self.pool.config.listen
-        if address.path is not None and self._bound is not None:
-            # Remove the socket file only if it is still ours: in a rolling
-            # restart the new process may already have bound the same path.
-            try:
-                st = os.stat(address.path)
-                if (st.st_dev, st.st_ino) == self._bound:
-                    os.unlink(address.path)
-            except OSError:
-                pass
+        super().close()
+        path = self.pool.config.listen.path
+        if path is not None and self._bound is not None:
+            unlink_if_ours(path, self._bound)
 
 
 class ClientConn(Conn):
@@ -361,8 +369,8 @@ class ClientConn(Conn):
         self.last_active = loop.now
         self.partial_since = 0.0
         self._timer: TimerHandle | None = None
-        if pool.client_timeouts:
-            self._timer = loop.timers.call_later(min(pool.client_timeouts), self._check_timeouts)
+        if pool.client_check_interval is not None:
+            self._timer = loop.timers.call_later(pool.client_check_interval, self._check_timeouts)
 
     def read_error(self, exc: OSError) -> None:
         self.pool.stats.client_err += 1
@@ -476,9 +484,9 @@ class ClientConn(Conn):
             )
             self.close()
             return
-        self._timer = self.loop.timers.call_later(
-            min(self.pool.client_timeouts), self._check_timeouts
-        )
+        interval = self.pool.client_check_interval
+        assert interval is not None  # the timer runs only when a timeout is set
+        self._timer = self.loop.timers.call_later(interval, self._check_timeouts)
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         self.pool.stats.client_err += 1
@@ -569,9 +577,6 @@ class ClientConn(Conn):
         self.pending.clear()
         self.pool.client_closed(self)
 
-    def abort(self, exc: BaseException) -> None:
-        self.close()
-
 
 class ServerConn(Conn):
     """One connection to a backend server."""
@@ -592,7 +597,6 @@ class ServerConn(Conn):
         self.read_size = 65536
         self.connect_error = 0
         self.variant = 0
-        self.established = False
         self.stats = server.stats
         self.timeout = pool.timeout
 
@@ -617,8 +621,7 @@ class ServerConn(Conn):
             conn.out_q.append(Msg(request, len(request)))
             conn._backlog.append(request)
         err = sock.connect_ex(_sockaddr(address))
-        loop.add(conn.fd, conn, EV_READ | EV_WRITE)
-        conn._mask = EV_READ | EV_WRITE
+        conn.register(EV_READ | EV_WRITE)
         if err == 0:
             conn._connected()
         elif err not in (errno.EINPROGRESS, errno.EAGAIN):
@@ -630,7 +633,6 @@ class ServerConn(Conn):
 
     def _connected(self) -> None:
         self.connected = True
-        self.established = True
         self.server.connect_succeeded()
         self.server.stats.server_connections += 1
         self._set_mask(EV_READ)
@@ -758,7 +760,7 @@ class ServerConn(Conn):
         """Close this connection and give every request on it an error, in order."""
         if self.closed:
             return
-        if not self.established:
+        if not self.connected:  # never established: count it against the server
             self.server.connect_failed(err)
         self.close()
         reply = self.pool.protocol.error_reply(os.strerror(err))

@@ -55,7 +55,6 @@ class Loop:
         self.dirty: list[Handler] = []
         self.now = time.monotonic()
         self.running = False
-        self.turns = 0
 
     def add(self, fd: int, handler: Handler, mask: int) -> None:
         self.backend.register(fd, mask)
@@ -92,7 +91,6 @@ class Loop:
             timeout = until if timeout is None else min(timeout, until)
         events = self.backend.wait(timeout)
         self.now = time.monotonic()
-        self.turns += 1
         handlers = self.handlers
         for fd, mask in events:
             handler = handlers.get(fd)

@@ -78,7 +78,6 @@ __all__ = [
     "ProxyCollector",
     "build_registry",
     "metrics_handler",
-    "observe",
     "serve_metrics",
 ]
 
@@ -122,10 +121,6 @@ class LatencyHistogram:
         self.counts[bisect_left(self.bounds, seconds)] += 1
         self.sum += seconds
 
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
-
     def cumulative(self) -> list[tuple[str, float]]:
         """``(le, cumulative count)`` pairs, ``+Inf`` last, as Prometheus wants."""
         out: list[tuple[str, float]] = []
@@ -136,20 +131,6 @@ class LatencyHistogram:
             running += count
             out.append((bound, running))
         return out
-
-
-def observe(histogram: LatencyHistogram | None, seconds: float) -> None:
-    """Record ``seconds`` in ``histogram`` unless it is None (metrics off)."""
-    if histogram is not None:
-        histogram.observe(seconds)
-
-
-def _latency(pool: Pool) -> LatencyHistogram | None:
-    # The attribute exists once the data path records latencies (see
-    # docs/operations.md); until then the collector just leaves the
-    # histogram out.
-    histogram = getattr(pool, "latency", None)
-    return histogram if isinstance(histogram, LatencyHistogram) else None
 
 
 def _help(desc: str) -> str:
@@ -279,7 +260,7 @@ class ProxyCollector(Collector):
             labels=["pool"],
         )
         for pool in pools:
-            histogram = _latency(pool)
+            histogram = pool.latency  # None until the proxy turns metrics on
             if histogram is not None:
                 family.add_metric([pool.name], histogram.cumulative(), histogram.sum)
         yield family

@@ -169,12 +169,10 @@ class Pool:
         except PluginError as exc:
             raise ConfigError(f"pool '{config.name}' (line {config.line}): {exc}") from exc
         self.timeout = config.timeout / 1000.0 if config.timeout is not None else None
-        # How often each client's idle/request timers are checked (seconds).
-        self.client_timeouts = [
-            ms / 1000.0 / 2
-            for ms in (config.client_idle_timeout, config.client_request_timeout)
-            if ms
-        ]
+        # How often each client's idle/request timeouts are checked (seconds),
+        # or None when neither is set: half the shorter one.
+        timeouts = [ms for ms in (config.client_idle_timeout, config.client_request_timeout) if ms]
+        self.client_check_interval = min(timeouts) / 2000.0 if timeouts else None
         self.servers = [
             Server(self, s) for s in sorted(config.servers, key=lambda s: sort_key(s.name))
         ]
@@ -184,8 +182,7 @@ class Pool:
         # Set by the proxy when /metrics is on; read on every reply.
         self.latency: LatencyHistogram | None = None
         self.clients: set[ClientConn] = set()
-        self._client_seq = 0
-        self.total_clients = 0
+        self.total_clients = 0  # also each new client's index
         self.live: list[Server] = []
         self._retry_timer: TimerHandle | None = None
         self.rebuild()
@@ -305,14 +302,12 @@ class Pool:
         sock.setblocking(False)
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._client_seq += 1
         self.total_clients += 1
         conn = ClientConn(
-            self.loop, self, sock, self.protocol.new_request_parser(self.config), self._client_seq
+            self.loop, self, sock, self.protocol.new_request_parser(self.config), self.total_clients
         )
         conn.read_size = self.read_size
-        self.loop.add(conn.fd, conn, EV_READ)
-        conn._mask = EV_READ
+        conn.register(EV_READ)
         self.clients.add(conn)
         self.stats.client_connections = len(self.clients)
 

@@ -75,15 +75,16 @@ pool keeps (a request parser's ``variant`` picks one).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 from typing import Protocol as TypingProtocol
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from corenet.config import PoolConfig
     from corenet.msg import Msg
 
-__all__ = ["Protocol", "ReplyParser", "RequestParser", "Splitter"]
+__all__ = ["Protocol", "ReplyParser", "RequestParser"]
 
 
 class RequestParser(TypingProtocol):
@@ -125,10 +126,6 @@ class ReplyParser(TypingProtocol):
             ProtocolError: the server sent bytes that are not a reply.
         """
         ...
-
-
-Splitter = Callable[["Msg", Callable[[bytes], int]], "Sequence[tuple[int, Msg]]"]
-"""``fragment(msg, server_of)``: split a fan-out request into ``(server index, fragment)``."""
 
 
 class Protocol(TypingProtocol):

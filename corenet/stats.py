@@ -355,8 +355,7 @@ class StatsServer(Conn):
         server = cls(
             loop, sock, pools, time.time() if started is None else started, version, listeners
         )
-        loop.add(server.fd, server, EV_READ)
-        server._mask = EV_READ
+        server.register(EV_READ)
         return server
 
     def counters(self) -> dict[str, int]:
@@ -381,8 +380,7 @@ class StatsServer(Conn):
                 return
             sock.setblocking(False)
             client = _StatsClient(self.loop, sock)
-            self.loop.add(client.fd, client, EV_READ)
-            client._mask = EV_READ
+            client.register(EV_READ)
             client.send_bytes(self.render())
             if client._unsent is None:
                 client.close()

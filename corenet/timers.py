@@ -21,8 +21,8 @@ and the heap never holds more than about twice the live timers.
 in the heap for the *next* call, so one call always ends, and a callback that
 cancels a popped-but-not-yet-run timer still prevents it from running.
 
-The loop asks ``next_deadline()`` for its ``wait`` timeout and calls
-``run_due(time.monotonic())`` once per turn.
+The loop asks ``next_deadline()`` for its ``wait`` timeout and, when there
+was a deadline, calls ``run_due(now)`` after dispatching the turn's events.
 """
 
 from __future__ import annotations

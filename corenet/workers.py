@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from corenet.conn import Conn, bind_listener
+from corenet.conn import Conn, bind_listener, file_identity, unlink_if_ours
 from corenet.errors import CorenetError
 from corenet.event import EV_READ
 from corenet.proxy import (
@@ -196,8 +196,7 @@ def _worker_main(
     channel.sendall(b"ready\n")
     channel.setblocking(False)
     control = _Control(proxy.loop, channel, proxy)
-    proxy.loop.add(control.fd, control, EV_READ)
-    control._mask = EV_READ
+    control.register(EV_READ)
     return proxy.run()
 
 
@@ -305,8 +304,7 @@ class Supervisor:
                     sock = bind_listener(address, config.backlog, reuseport=per_slot)
                     self._all_socks.append(sock)
                     if address.path is not None:
-                        st = os.stat(address.path)
-                        self._unix_bound.append((address.path, (st.st_dev, st.st_ino)))
+                        self._unix_bound.append((address.path, file_identity(address.path)))
                     shared = sock
                 self.slot_socks[slot][config.name] = shared
         if self.options.stats_port:
@@ -586,11 +584,7 @@ class Supervisor:
             self.stats_sock.close()
             self.stats_sock = None
         for path, bound in self._unix_bound:
-            # Only if still ours: a new process may have bound the path.
-            with contextlib.suppress(OSError):
-                st = os.stat(path)
-                if (st.st_dev, st.st_ino) == bound:
-                    os.unlink(path)
+            unlink_if_ours(path, bound)
         self._unix_bound = []
 
     def close(self) -> None:

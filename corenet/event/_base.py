@@ -5,8 +5,10 @@ Theory of operation
 
 A backend owns one kernel readiness object (an epoll fd, a kqueue fd, a poll
 array or two select sets) plus a table ``fd -> interest mask``.  The core
-registers each connection's fd once, toggles ``EV_WRITE`` with ``modify``
-when a send queue goes from empty to non-empty and back, and calls ``wait``
+registers each connection's fd when it opens, toggles ``EV_WRITE`` with
+``modify`` when a send queue goes from empty to non-empty and back
+(unregistering an fd that wants nothing, such as a paused listener, and
+registering it again when it does), and calls ``wait``
 once per loop turn.  ``wait`` is the syscall plus the translation of kernel
 bits into ``EV_*`` bits; dispatching the events is the core's job.
 
@@ -37,7 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["EV_ERR", "EV_READ", "EV_WRITE", "BackendStats", "EventBase"]
 
 # Same values as EPOLLIN/EPOLLOUT/EPOLLERR and POLLIN/POLLOUT/POLLERR on
-# Linux, so the epoll and poll backends translate nothing on the common path.
+# Linux, so the epoll and poll backends' translation is a cached identity
+# on the common path.
 EV_READ = 1
 EV_WRITE = 4
 EV_ERR = 8
@@ -216,6 +219,12 @@ class BackendBase(ABC):
         if self._closed:
             raise ValueError(f"the {self.name} event backend is closed")
 
+    def _wait_timeout(self, timeout: float | None) -> float | None:
+        """Check the backend is open and clamp a negative ``timeout`` to 0:
+        the kernel calls read a negative one as "forever"."""
+        self._check_open()
+        return 0 if timeout is not None and timeout < 0 else timeout
+
     def register(self, fd: int, mask: int) -> None:
         """See :meth:`EventBase.register`."""
         self._check_open()
@@ -357,11 +366,7 @@ class PollLikeBackend(BackendBase):
 
     def wait(self, timeout: float | None) -> list[tuple[int, int]]:
         """See :meth:`EventBase.wait`."""
-        if self._closed:
-            raise ValueError(f"the {self.name} event backend is closed")
-        if timeout is not None and timeout < 0:
-            # epoll_wait and poll treat a negative timeout as "forever".
-            timeout = 0
+        timeout = self._wait_timeout(timeout)
         try:
             ready = self._kernel_wait(timeout)
         except InterruptedError:

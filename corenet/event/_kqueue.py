@@ -132,10 +132,7 @@ class KqueueBackend(BackendBase):
 
     def wait(self, timeout: float | None) -> list[tuple[int, int]]:
         """See :meth:`EventBase.wait`."""
-        if self._closed:
-            raise ValueError(f"the {self.name} event backend is closed")
-        if timeout is not None and timeout < 0:
-            timeout = 0
+        timeout = self._wait_timeout(timeout)
         nfilters = max(self._nfilters, 1)
         batch_size = min(nfilters, self.max_batch)
         control = self._kq.control

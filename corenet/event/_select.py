@@ -71,10 +71,7 @@ class SelectBackend(BackendBase):
 
     def wait(self, timeout: float | None) -> list[tuple[int, int]]:
         """See :meth:`EventBase.wait`."""
-        if self._closed:
-            raise ValueError(f"the {self.name} event backend is closed")
-        if timeout is not None and timeout < 0:
-            timeout = 0
+        timeout = self._wait_timeout(timeout)
         try:
             readable, writable, _ = self._select.select(self._readers, self._writers, (), timeout)
         except InterruptedError:
