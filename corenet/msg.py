@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from corenet.conn import ClientConn
 
-__all__ = ["ACTION_CLOSE", "ACTION_FANOUT", "ACTION_FORWARD", "ACTION_LOCAL", "Msg"]
+__all__ = ["ACTION_CLOSE", "ACTION_FANOUT", "ACTION_FORWARD", "ACTION_LOCAL", "Msg", "fanout_msg"]
 
 # What the client connection does with a parsed request.
 ACTION_FORWARD = 0  # route ``key`` and forward ``data`` to one server
@@ -87,3 +87,12 @@ class Msg:
     def __repr__(self) -> str:
         state = "done" if self.done else "pending"
         return f"<Msg {bytes(self.data[:40])!r} {state}>"
+
+
+def fanout_msg(data: bytes, end: int, keys: list[bytes], info: Any) -> Msg:
+    """An ``ACTION_FANOUT`` request: ``keys`` in request order, ``info``
+    whatever the protocol's ``fragment`` needs (the command)."""
+    msg = Msg(data, end, None, ACTION_FANOUT)
+    msg.keys = keys
+    msg.info = info
+    return msg

@@ -56,7 +56,7 @@ import re
 from collections.abc import Callable
 
 from corenet.errors import RemoteProtocolError
-from corenet.msg import ACTION_CLOSE, ACTION_FANOUT, ACTION_LOCAL, Msg
+from corenet.msg import ACTION_CLOSE, ACTION_LOCAL, Msg, fanout_msg
 
 __all__ = [
     "GET_LINE_MAX",
@@ -185,6 +185,14 @@ def _mc_strtoull(token: bytes) -> bool:
 def _plain(token: bytes, limit: int) -> bool:
     """A canonical unsigned decimal: 1-20 ASCII digits, at most ``limit``."""
     return 0 < len(token) <= 20 and token.isdigit() and int(token) <= limit
+
+
+def _plain_delta(token: bytes) -> bool:
+    return _plain(token, _UINT64_MAX)
+
+
+def _mc_exptime(token: bytes) -> bool:
+    return _mc_strtol(token) is not None
 
 
 def _plain_exptime(token: bytes) -> bool:
@@ -336,10 +344,7 @@ class RequestParser:
             data = line.rebuilt()
         if len(keys) == 1:
             return Msg(data, end, keys[0])
-        msg = Msg(data, end, None, ACTION_FANOUT)
-        msg.keys = keys
-        msg.info = tokens[0]
-        return msg
+        return fanout_msg(data, end, keys, tokens[0])
 
     def _storage(self, buf: bytes, line: _Line) -> Msg | None:
         tokens = line.tokens
@@ -385,10 +390,6 @@ class RequestParser:
         total = head + vlen + 2
         end = pos + total
         if end > len(buf):
-            if line.start != pos:
-                # Resumed in a new buffer: keep offsets relative to the request.
-                line.end = pos + head
-                line.start = pos
             self._block = (line, key, vlen, noreply)
             self._again(pos, total)
             return None
@@ -396,29 +397,26 @@ class RequestParser:
         if buf[end - 2 : end] != b"\r\n":
             # memcached read vlen + 2 bytes and found no CRLF at their end.
             return _local(buf[pos:end], end, b"" if noreply else BAD_CHUNK)
-        if line.start != pos:
-            line.start = pos
-            line.end = pos + head
         data = buf[pos:end] if line.canonical else line.rebuilt() + buf[pos + head : end]
         return _forward(data, end, key, noreply)
 
     def _arithmetic(self, buf: bytes, line: _Line) -> Msg:
-        tokens = line.tokens
-        end = line.end
-        data = buf[line.start : end]
-        ntok = len(tokens)
-        if ntok != 3 and ntok != 4:
-            return _local(data, end, ERROR)
-        noreply = tokens[-1] == NOREPLY
-        if len(tokens[1]) > KEY_MAX_LENGTH:
-            return _local(data, end, b"" if noreply else BAD_FORMAT)
-        if not _mc_strtoull(tokens[2]):
-            return _local(data, end, b"" if noreply else BAD_DELTA)
-        if not (line.clean and (ntok == 3 or noreply) and _plain(tokens[2], _UINT64_MAX)):
-            return _local(data, end, b"" if noreply else BAD_FORMAT)
-        return _forward(data if line.canonical else line.rebuilt(), end, tokens[1], noreply)
+        return self._key_and_number(buf, line, _mc_strtoull, BAD_DELTA, _plain_delta)
 
     def _touch(self, buf: bytes, line: _Line) -> Msg:
+        return self._key_and_number(buf, line, _mc_exptime, BAD_EXPTIME, _plain_exptime)
+
+    def _key_and_number(
+        self,
+        buf: bytes,
+        line: _Line,
+        accepted: Callable[[bytes], bool],
+        refused: bytes,
+        canonical: Callable[[bytes], bool],
+    ) -> Msg:
+        """``<cmd> <key> <number> [noreply]`` (incr, decr, touch): memcached
+        refuses the number unless ``accepted``, with ``refused``; the proxy
+        forwards it only if it is also ``canonical``."""
         tokens = line.tokens
         end = line.end
         data = buf[line.start : end]
@@ -428,9 +426,9 @@ class RequestParser:
         noreply = tokens[-1] == NOREPLY
         if len(tokens[1]) > KEY_MAX_LENGTH:
             return _local(data, end, b"" if noreply else BAD_FORMAT)
-        if _mc_strtol(tokens[2]) is None:
-            return _local(data, end, b"" if noreply else BAD_EXPTIME)
-        if not (line.clean and (ntok == 3 or noreply) and _plain_exptime(tokens[2])):
+        if not accepted(tokens[2]):
+            return _local(data, end, b"" if noreply else refused)
+        if not (line.clean and (ntok == 3 or noreply) and canonical(tokens[2])):
             return _local(data, end, b"" if noreply else BAD_FORMAT)
         return _forward(data if line.canonical else line.rebuilt(), end, tokens[1], noreply)
 
@@ -492,10 +490,7 @@ def _fast_request(buf: bytes, pos: int, max_value: int) -> Msg | None:
         keys = m.group(1).split(b" ")
         if len(keys) == 1:
             return Msg(buf[pos:end], end, keys[0])
-        msg = Msg(buf[pos:end], end, None, ACTION_FANOUT)
-        msg.keys = keys
-        msg.info = b"gets" if buf[pos + 3] == 115 else b"get"  # 's'
-        return msg
+        return fanout_msg(buf[pos:end], end, keys, b"gets" if buf[pos + 3] == 115 else b"get")
     m = _FAST_STORE.match(buf, pos)
     if m is None:
         return None

@@ -1,8 +1,9 @@
-"""Selection of the optional compiled Redis scans.
+"""Selection of the optional compiled Redis helpers.
 
 :mod:`._speedups` (built from ``_speedups.c`` when a compiler is available)
-has C versions of the hot scans of :mod:`._parser`; the pure-Python code
-there stays the reference and the fallback.  :data:`scan_multibulk`,
+has C versions of the hot scans of :mod:`._parser`, of the reply splitting
+of :mod:`._fanout` and of :func:`._resp.encode_command`; the pure-Python
+code there stays the reference and the fallback.  :data:`scan_multibulk`,
 :data:`scan_keyed`, :data:`reply_end`, :data:`split_array` and
 :data:`encode_command` are the compiled functions, or
 ``None`` when the extension is not built or ``CORENET_NO_SPEEDUPS`` is set

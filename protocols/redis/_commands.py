@@ -30,7 +30,7 @@ import enum
 
 import attrs
 
-__all__ = ["COMMANDS", "Command", "Route"]
+__all__ = ["COMMANDS", "FANOUT_ROUTES", "Command", "Route"]
 
 
 class Route(enum.IntEnum):
@@ -53,6 +53,8 @@ class Command:
 
 
 _K, _MGET, _SUM, _MSET, _EVAL = Route.KEY, Route.MGET, Route.SUM, Route.MSET, Route.EVAL
+FANOUT_ROUTES = frozenset([_MGET, _SUM, _MSET])
+"""The routes whose commands are split by key across servers (see _fanout)."""
 _LOCAL, _ANY, _REFUSED = Route.LOCAL, Route.ANY, Route.REFUSED
 
 # name, arity, first key index, route

@@ -35,7 +35,7 @@ def fragment(msg: Msg, server_of: Callable[[bytes], int]) -> Sequence[tuple[int,
     cmd: Command = msg.info
     keys = msg.keys
     assert keys is not None
-    step = 2 if cmd.route is Route.MSET else 1
+    step, merge = _FANOUT[cmd.route]
     groups = group_by_server(keys, server_of, step)
     if len(groups) == 1:
         (index,) = groups
@@ -54,7 +54,7 @@ def fragment(msg: Msg, server_of: Callable[[bytes], int]) -> Sequence[tuple[int,
         frags.append((index, frag))
     msg.frags = [frag for _, frag in frags]
     msg.pending = len(frags)
-    msg.merge = _MERGERS[cmd.route]
+    msg.merge = merge
     return frags
 
 
@@ -121,8 +121,9 @@ def _merge_ok(msg: Msg) -> bytes:
     return b"+OK\r\n"
 
 
-_MERGERS: dict[Route, Callable[[Msg], bytes]] = {
-    Route.MGET: _merge_mget,
-    Route.SUM: _merge_sum,
-    Route.MSET: _merge_ok,
+# Per fan-out route: how many arguments go with each key, and the merger.
+_FANOUT: dict[Route, tuple[int, Callable[[Msg], bytes]]] = {
+    Route.MGET: (1, _merge_mget),
+    Route.SUM: (1, _merge_sum),
+    Route.MSET: (2, _merge_ok),  # key value
 }

@@ -4,9 +4,14 @@ where Redis 7 would.
 
 Theory of operation
 -------------------
-Requests are forwarded as the bytes the client sent, so the parser's job is
-to find where each request ends, which command it is and where its keys are;
-it copies out only the command name and the keys.  It follows Redis's own
+Multibulk requests are forwarded as the bytes the client sent (inline ones
+are re-encoded as multibulk), so the parser's job is to find where each
+request ends, which command it is and where its keys are; it copies out the
+command name and the keys (every argument only for the commands the proxy
+answers itself).  The common request, complete with plain lengths and
+routed by one key or fanned out by its keys, takes one compiled call
+(``_scan_keyed``; :func:`_scan_keyed_pure` is its reference); everything
+else goes through the general path below.  It follows Redis's own
 ``processMultibulkBuffer``/``processInlineBuffer`` rules: the count and
 length lines are read up to ``\\r`` with ``string2ll`` (strict digits), the
 two bytes after a bulk are skipped unchecked, a count line or inline request
@@ -31,9 +36,9 @@ import functools
 from typing import TYPE_CHECKING
 
 from corenet.errors import RemoteProtocolError
-from corenet.msg import ACTION_CLOSE, ACTION_FANOUT, ACTION_LOCAL, Msg
+from corenet.msg import ACTION_CLOSE, ACTION_LOCAL, Msg, fanout_msg
 from corenet.protocols.redis import _accel
-from corenet.protocols.redis._commands import COMMANDS, Command, Route
+from corenet.protocols.redis._commands import COMMANDS, FANOUT_ROUTES, Command, Route
 from corenet.protocols.redis._local import HANDLERS, Session
 from corenet.protocols.redis._resp import encode_command, encode_error, string2ll
 
@@ -47,6 +52,10 @@ __all__ = [
     "RequestParser",
     "split_inline",
 ]
+
+# Module constants: an Enum attribute costs a class lookup per request.
+_KEY, _LOCAL, _EVAL, _ANY = Route.KEY, Route.LOCAL, Route.EVAL, Route.ANY
+_MGET, _SUM, _MSET = Route.MGET, Route.SUM, Route.MSET
 
 KeyedTable = dict[bytes, tuple[int, int, Command | None]]
 """What :func:`_scan_keyed` looks commands up in (see :func:`_keyed_table`)."""
@@ -62,6 +71,8 @@ _INT_MAX = 2**31 - 1
 _OK = b"+OK\r\n"
 # What a client may send before AUTH, as in Redis.
 _BEFORE_AUTH = frozenset([b"auth", b"hello", b"quit"])
+# The local commands that change the protocol version or authentication.
+_SESSION_CHANGERS = frozenset([b"auth", b"hello"])
 
 
 def _protocol_error(text: bytes) -> RemoteProtocolError:
@@ -71,7 +82,8 @@ def _protocol_error(text: bytes) -> RemoteProtocolError:
 
 
 class RequestParser:
-    """Parses one client's requests; see the module docstring for the contract."""
+    """Parses one client's requests: :class:`corenet.protocol.RequestParser`'s
+    contract, with Redis's rules (module docstring)."""
 
     def __init__(
         self,
@@ -113,7 +125,7 @@ class RequestParser:
                 data, end, key, fan = found
                 if fan is None:
                     return Msg(data, end, key)  # type: ignore[arg-type]
-                return _fanout_msg(data, end, key, fan)  # type: ignore[arg-type]
+                return fanout_msg(data, end, key, fan)  # type: ignore[arg-type]
         if self._argc < 0 and buf[pos : pos + 1] == b"*":
             msg = self._complete_multibulk(buf, pos)
             if msg is not None:
@@ -154,7 +166,8 @@ class RequestParser:
         plain decimal lengths (found by :func:`_scan_multibulk_pure`, or its
         compiled twin).  Anything else (incomplete, odd, malformed) returns
         None and goes through the general path, which tries this at most
-        once per request, so total work stays O(n)."""
+        once per request (after :func:`_scan_keyed` said no), so total work
+        stays O(n)."""
         if not self.session.authenticated:
             return None
         found = _scan_multibulk(buf, start, self.max_bulk_len)
@@ -256,15 +269,15 @@ class RequestParser:
             )
         if not self.session.authenticated and cmd.name not in _BEFORE_AUTH:
             return self._local(data, end, b"-NOAUTH Authentication required.\r\n")
-        if route is Route.KEY:
+        if route is _KEY:
             k = cmd.first_key << 1
             return Msg(data, end, buf[start + spans[k] : start + spans[k + 1]])
-        if route is Route.LOCAL:
+        if route is _LOCAL:
             return self._answer(cmd, buf, start, end, spans, data)
-        if route is Route.MGET or route is Route.SUM or route is Route.MSET:
+        if route is _MGET or route is _SUM or route is _MSET:
             keys = [buf[start + spans[i] : start + spans[i + 1]] for i in range(2, len(spans), 2)]
-            return _fanout_msg(data, end, keys, cmd)
-        if route is Route.EVAL:
+            return fanout_msg(data, end, keys, cmd)
+        if route is _EVAL:
             numkeys = string2ll(buf[start + spans[4] : start + spans[5]])
             if numkeys is None or numkeys < 0:
                 return self._local(data, end, b"-ERR value is not an integer or out of range\r\n")
@@ -281,7 +294,7 @@ class RequestParser:
                     ),
                 )
             return Msg(data, end, buf[start + spans[6] : start + spans[7]])
-        if route is Route.ANY:
+        if route is _ANY:
             return Msg(data, end, b"")
         return self._local(
             data, end, encode_error(b"ERR command '%s' is not supported by the proxy" % cmd.name)
@@ -294,8 +307,9 @@ class RequestParser:
             return Msg(data, end, None, ACTION_CLOSE, _OK)
         args = [buf[start + spans[i] : start + spans[i + 1]] for i in range(0, len(spans), 2)]
         reply = HANDLERS[cmd.name](self.session, args)
-        self.variant = 1 if self.session.protocol == 3 else 0
-        self._update_keyed()  # AUTH and HELLO change who may take the fast path
+        if cmd.name in _SESSION_CHANGERS:
+            self.variant = 1 if self.session.protocol == 3 else 0
+            self._update_keyed()  # who may take the fast path
         return self._local(data, end, reply)
 
     @staticmethod
@@ -398,19 +412,11 @@ def _keyed_table(denied: frozenset[bytes]) -> KeyedTable:
     or split by their keys (``fan`` the Command): the fast path's whole
     vocabulary.  One table per distinct ``deny_commands``, shared by the
     pool's clients."""
-    fanned = (Route.MGET, Route.SUM, Route.MSET)
     return {
-        name: (cmd.arity, cmd.first_key, cmd if cmd.route in fanned else None)
+        name: (cmd.arity, cmd.first_key, cmd if cmd.route in FANOUT_ROUTES else None)
         for name, cmd in COMMANDS.items()
-        if (cmd.route is Route.KEY or cmd.route in fanned) and cmd.name not in denied
+        if (cmd.route is _KEY or cmd.route in FANOUT_ROUTES) and cmd.name not in denied
     }
-
-
-def _fanout_msg(data: bytes, end: int, keys: list[bytes], cmd: Command) -> Msg:
-    msg = Msg(data, end, None, ACTION_FANOUT)
-    msg.keys = keys
-    msg.info = cmd
-    return msg
 
 
 def _unknown_command(buf: bytes, start: int, spans: Sequence[int]) -> bytes:
@@ -520,13 +526,8 @@ class ReplyParser:
             if end >= 0:
                 return end
         n = len(buf)
-        if self._owed:
-            owed, p = self._owed, pos + self._off
-        else:
-            # The common case, one simple or bulk reply, without the loop.
-            if pos >= n:
-                return self._again(pos, pos, 1, 0)
-            owed, p = 1, pos
+        # Resume an incomplete reply, or start one owing a single element.
+        owed, p = (self._owed, pos + self._off) if self._owed else (1, pos)
         find = buf.find
         while owed:
             nl = find(b"\r\n", p)

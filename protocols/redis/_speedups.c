@@ -608,7 +608,7 @@ put_header(char *out, char mark, Py_ssize_t n)
     return w;
 }
 
-/* _resp.encode_command for a list or tuple of bytes-like arguments. */
+/* _resp.encode_command for any iterable of bytes-like arguments. */
 static PyObject *
 encode_command(PyObject *module, PyObject *arg)
 {
