@@ -289,7 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--demo",
         action="store_true",
-        help="start two local redis-servers and serve them on 127.0.0.1:22121 (needs redis-server)",
+        help=(
+            "start two local redis-servers (and two memcacheds when installed) and serve "
+            "them on 127.0.0.1:22121 (and 22122); needs redis-server"
+        ),
     )
     return parser
 
@@ -461,10 +464,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not 1 <= args.workers <= MAX_WORKERS:
         print(f"{PROG}: --workers must be between 1 and {MAX_WORKERS}", file=sys.stderr)
-        return 2
+        return 1  # a bad value, like every other
     if args.workers > 1 and args.metrics_port:
         print(f"{PROG}: --metrics-port is not supported with --workers > 1", file=sys.stderr)
-        return 2
+        return 1
     if args.demo:
         from corenet.demo import run_demo
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what is missing, then run corenet-proxy in front of two local
-# redis-servers it starts itself (Ctrl-C stops everything).
+# redis-servers and two memcacheds it starts itself (Ctrl-C stops everything).
 # Extra arguments go to corenet-proxy (e.g. --event-backend poll).
 source "$(dirname "$0")/bootstrap.sh"
 

@@ -6,7 +6,6 @@ by one send it."""
 
 from __future__ import annotations
 
-import os
 import random
 from bisect import bisect_left
 from typing import Any
@@ -19,6 +18,7 @@ from corenet._switch import NO_SPEEDUPS_ENV
 from corenet.plugins.distribution import build_ketama, build_modula, build_random
 from corenet.plugins.hashing import HASH_FUNCTIONS
 from corenet.routing import Router, apply_hash_tag, group_by_server
+from tests._speedups import require_built
 
 NODES = [("redis0", 1), ("redis1", 2), ("10.0.0.3:6379", 1), ("cache-d", 3)]
 keys = st.one_of(
@@ -68,7 +68,6 @@ def test_ketama_is_inlined_and_empty_key_hashes_to_zero(
 
 # ---- the compiled continuum lookup ------------------------------------------------
 
-REQUIRE_SPEEDUPS_ENV = "CORENET_REQUIRE_SPEEDUPS"
 try:
     from corenet import _route
 except ImportError:
@@ -77,11 +76,7 @@ except ImportError:
 
 def route_module() -> Any:
     """corenet._route; skip the test, or fail it under CORENET_REQUIRE_SPEEDUPS."""
-    if _route is None:
-        if os.environ.get(REQUIRE_SPEEDUPS_ENV, "").strip().lower() in {"1", "true", "yes", "on"}:
-            pytest.fail(f"corenet._route is not built; {REQUIRE_SPEEDUPS_ENV} is set")
-        pytest.skip("corenet._route is not built")
-    return _route
+    return require_built(_route, "corenet._route")
 
 
 tables = st.lists(st.integers(0, 2**32), min_size=1, max_size=40).flatmap(

@@ -6,12 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.servers import free_port, redis_raw, wait_for
+from tests.servers import exited, free_port, redis_raw, wait_for
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -172,14 +171,8 @@ def test_daemonize_writes_pid_file_and_sigterm_removes_it(tmp_path, redis_server
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    else:
+    # exited(): a daemon's zombie waits for PID 1, which may reap it late.
+    if not wait_for(lambda: exited(pid), timeout=5):
         pytest.fail(f"daemon {pid} still alive after SIGTERM")
 
 

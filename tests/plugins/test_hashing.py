@@ -15,7 +15,6 @@ test_speedups.py holds the differential tests between the two.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -28,6 +27,7 @@ from corenet.plugins.hashing import FAST_HASH_FUNCTIONS, PURE_HASH_FUNCTIONS
 # The pure modules directly: their fast paths are what the reference tests check.
 from corenet.plugins.hashing._crc import crc16
 from corenet.plugins.hashing._fnv import fnv1_32, fnv1_64, fnv1a_32, fnv1a_64
+from tests._speedups import needs_c, require_built
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -84,22 +84,8 @@ ACCELERATED = [
     "jenkins",
 ]
 
-REQUIRE_SPEEDUPS_ENV = "CORENET_REQUIRE_SPEEDUPS"
-NOT_BUILT = (
-    "corenet.plugins.hashing._speedups is not built "
-    "(no C compiler or Python headers at install time?)"
-)
-
-
-def speedups_required() -> bool:
-    return os.environ.get(REQUIRE_SPEEDUPS_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-# Skip C cases at collection when the extension is missing, unless it is
-# required: then they run and hash_table fails them.
-NEEDS_C = pytest.mark.skipif(
-    FAST_HASH_FUNCTIONS is None and not speedups_required(), reason=NOT_BUILT
-)
+EXTENSION = "corenet.plugins.hashing._speedups"
+NEEDS_C = needs_c(FAST_HASH_FUNCTIONS, EXTENSION)
 
 
 def hash_table(impl: str) -> Mapping[str, HashFn]:
@@ -110,11 +96,7 @@ def hash_table(impl: str) -> Mapping[str, HashFn]:
     """
     if impl == "pure":
         return PURE_HASH_FUNCTIONS
-    if FAST_HASH_FUNCTIONS is None:
-        if speedups_required():
-            pytest.fail(f"{NOT_BUILT}; {REQUIRE_SPEEDUPS_ENV} is set", pytrace=False)
-        pytest.skip(NOT_BUILT)
-    return FAST_HASH_FUNCTIONS
+    return require_built(FAST_HASH_FUNCTIONS, EXTENSION)
 
 
 # (implementation, name) pairs: every function in pure Python, the

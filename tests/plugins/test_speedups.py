@@ -9,9 +9,6 @@ skip, or fail with ``CORENET_REQUIRE_SPEEDUPS=1``.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
@@ -21,13 +18,8 @@ from hypothesis import strategies as st
 from corenet._plugins import HashRegistry
 from corenet.plugins import hashing
 from corenet.plugins.hashing import plugin as hashing_plugin
-from tests.plugins.test_hashing import (
-    ACCELERATED,
-    NAMES,
-    NEEDS_C,
-    REQUIRE_SPEEDUPS_ENV,
-    hash_table,
-)
+from tests._speedups import REQUIRE_SPEEDUPS_ENV, selection_in_subprocess
+from tests.plugins.test_hashing import ACCELERATED, EXTENSION, NAMES, NEEDS_C, hash_table
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -146,22 +138,12 @@ def test_without_the_extension_pure_is_used(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def _import_in_subprocess(env_value: str | None, block_extension: bool) -> str:
-    block = "sys.modules['corenet.plugins.hashing._speedups'] = None\n"
     code = (
-        "import sys\n"
-        + (block if block_extension else "")
-        + "from corenet.plugins import hashing as h\n"
+        "from corenet.plugins import hashing as h\n"
         "print(h.HASH_FUNCTIONS is h.PURE_HASH_FUNCTIONS,"
         " h.fnv1a_64 is h.HASH_FUNCTIONS['fnv1a_64'], h.fnv1a_64(b'apple'))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != hashing.NO_SPEEDUPS_ENV}
-    if env_value is not None:
-        env[hashing.NO_SPEEDUPS_ENV] = env_value
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    return selection_in_subprocess(code, env_value, EXTENSION if block_extension else None)
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,6 @@ whichever path is selected (run them again with ``CORENET_NO_SPEEDUPS=1``).
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
 from unittest import mock
@@ -36,15 +34,12 @@ from corenet.protocols.redis._parser import (
     _scan_multibulk_pure,
 )
 from corenet.testing.strategies import redis_args, resp2_replies, resp3_replies
+from tests._speedups import REQUIRE_SPEEDUPS_ENV, needs_c, require_built, selection_in_subprocess
 
 if TYPE_CHECKING:
     from types import ModuleType
 
-REQUIRE_SPEEDUPS_ENV = "CORENET_REQUIRE_SPEEDUPS"
-NOT_BUILT = (
-    "corenet.protocols.redis._speedups is not built "
-    "(no C compiler or Python headers at install time?)"
-)
+EXTENSION = "corenet.protocols.redis._speedups"
 
 try:
     from corenet.protocols.redis import _speedups as _built
@@ -52,23 +47,13 @@ except ImportError:
     _built = None  # type: ignore[assignment]
 
 
-def speedups_required() -> bool:
-    return os.environ.get(REQUIRE_SPEEDUPS_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-# Skip at collection when the extension is missing, unless it is required:
-# then the tests run and speedups() fails them.
-NEEDS_C = pytest.mark.skipif(_built is None and not speedups_required(), reason=NOT_BUILT)
+NEEDS_C = needs_c(_built, EXTENSION)
 
 
 def speedups() -> ModuleType:
     """The extension module; skip the test, or fail it under
     ``CORENET_REQUIRE_SPEEDUPS``, when it is not built."""
-    if _built is None:
-        if speedups_required():
-            pytest.fail(f"{NOT_BUILT}; {REQUIRE_SPEEDUPS_ENV} is set", pytrace=False)
-        pytest.skip(NOT_BUILT)
-    return _built
+    return require_built(_built, EXTENSION)
 
 
 # ---- references -------------------------------------------------------------
@@ -564,25 +549,15 @@ def test_extension_is_built() -> None:
 
 
 def _selection_in_subprocess(env_value: str | None, block_extension: bool) -> str:
-    block = "sys.modules['corenet.protocols.redis._speedups'] = None\n"
     code = (
-        "import sys\n"
-        + (block if block_extension else "")
-        + "from corenet.protocols.redis import _accel, _fanout, _parser, _resp\n"
+        "from corenet.protocols.redis import _accel, _fanout, _parser, _resp\n"
         "print(_accel.scan_multibulk is None, _accel.reply_end is None,"
         " _parser._scan_multibulk is _parser._scan_multibulk_pure,"
         " _parser._reply_end is None, _parser._scan_keyed is None,"
         " _fanout._split_array is _fanout._split_array_pure,"
         " _resp.encode_command is _resp._encode_command_pure)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != _accel.NO_SPEEDUPS_ENV}
-    if env_value is not None:
-        env[_accel.NO_SPEEDUPS_ENV] = env_value
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    return selection_in_subprocess(code, env_value, EXTENSION if block_extension else None)
 
 
 @pytest.mark.parametrize(

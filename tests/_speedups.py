@@ -1,0 +1,71 @@
+"""What the tests of the optional C accelerators share.
+
+A missing extension skips the C tests, unless ``CORENET_REQUIRE_SPEEDUPS``
+is set (CI sets it): then they fail, so a broken build cannot pass as
+"skipped".  ``selection_in_subprocess`` runs a fresh interpreter to see what
+an accelerated module selected at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import TypeVar
+
+import pytest
+
+from corenet._switch import NO_SPEEDUPS_ENV
+
+__all__ = [
+    "REQUIRE_SPEEDUPS_ENV",
+    "needs_c",
+    "not_built",
+    "require_built",
+    "selection_in_subprocess",
+    "speedups_required",
+]
+
+REQUIRE_SPEEDUPS_ENV = "CORENET_REQUIRE_SPEEDUPS"
+
+T = TypeVar("T")
+
+
+def speedups_required() -> bool:
+    return os.environ.get(REQUIRE_SPEEDUPS_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def not_built(module: str) -> str:
+    return f"{module} is not built (no C compiler or Python headers at install time?)"
+
+
+def needs_c(built: object, module: str) -> pytest.MarkDecorator:
+    """Skip at collection when ``built`` is None, unless the speedups are
+    required: then the tests run and :func:`require_built` fails them."""
+    return pytest.mark.skipif(built is None and not speedups_required(), reason=not_built(module))
+
+
+def require_built(built: T | None, module: str) -> T:
+    """``built``; skip the test, or fail it under ``CORENET_REQUIRE_SPEEDUPS``, when None."""
+    if built is None:
+        if speedups_required():
+            pytest.fail(f"{not_built(module)}; {REQUIRE_SPEEDUPS_ENV} is set", pytrace=False)
+        pytest.skip(not_built(module))
+    return built
+
+
+def selection_in_subprocess(code: str, env_value: str | None, block: str | None = None) -> str:
+    """Run ``code`` in a fresh interpreter with ``CORENET_NO_SPEEDUPS`` set to
+    ``env_value`` (None: unset) and the module ``block`` made unimportable;
+    return its stripped stdout."""
+    prelude = "import sys\n"
+    if block is not None:
+        prelude += f"sys.modules[{block!r}] = None\n"
+    env = {k: v for k, v in os.environ.items() if k != NO_SPEEDUPS_ENV}
+    if env_value is not None:
+        env[NO_SPEEDUPS_ENV] = env_value
+    done = subprocess.run(
+        [sys.executable, "-c", prelude + code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
