@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import pluggy
 
 from corenet import hookspecs
+from corenet._switch import env_flag
 from corenet.errors import PluginError
 
 if TYPE_CHECKING:
@@ -171,10 +172,6 @@ class EventBackendRegistry(Registry["Callable[[], EventBase]"]):
         return sorted(self._items, key=lambda n: -self.priorities[n])
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 class Plugins:
     """The plugin manager plus the registries its hooks filled.
 
@@ -200,7 +197,7 @@ class Plugins:
         for name, plugin in (extra or {}).items():
             pm.register(plugin, name=name)
         if autoload is None:
-            autoload = not _env_flag("CORENET_DISABLE_PLUGIN_AUTOLOAD")
+            autoload = not env_flag("CORENET_DISABLE_PLUGIN_AUTOLOAD")
         if autoload:
             try:
                 pm.load_setuptools_entrypoints(hookspecs.PROJECT)
@@ -214,7 +211,7 @@ class Plugins:
             pm.check_pending()
         except pluggy.PluginValidationError as exc:
             raise PluginError(f"invalid plugin: {exc}") from exc
-        if _env_flag("CORENET_TRACE_HOOKS"):
+        if env_flag("CORENET_TRACE_HOOKS"):
             pm.trace.root.setwriter(sys.stderr.write)
             pm.enable_tracing()
         self.pm = pm

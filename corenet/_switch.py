@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["NO_SPEEDUPS_ENV", "speedups_disabled"]
+__all__ = ["NO_SPEEDUPS_ENV", "env_flag", "speedups_disabled"]
 
 NO_SPEEDUPS_ENV = "CORENET_NO_SPEEDUPS"
 
 
+def env_flag(name: str) -> bool:
+    """Whether the environment variable ``name`` is set to a true word
+    (``1``, ``true``, ``yes``, ``on``; any case), as every corenet switch reads."""
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def speedups_disabled() -> bool:
     """Return whether ``CORENET_NO_SPEEDUPS`` asks for the pure-Python paths (read now)."""
-    return os.environ.get(NO_SPEEDUPS_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    return env_flag(NO_SPEEDUPS_ENV)

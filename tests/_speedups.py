@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import pytest
 
-from corenet._switch import NO_SPEEDUPS_ENV
+from corenet._switch import NO_SPEEDUPS_ENV, env_flag
 
 __all__ = [
     "REQUIRE_SPEEDUPS_ENV",
@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 
 def speedups_required() -> bool:
-    return os.environ.get(REQUIRE_SPEEDUPS_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    return env_flag(REQUIRE_SPEEDUPS_ENV)
 
 
 def not_built(module: str) -> str:

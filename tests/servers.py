@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
+import hashlib
 import json
 import os
 import pwd
@@ -55,6 +56,7 @@ __all__ = [
     "dump_config",
     "encode_command",
     "exited",
+    "spread_keys",
     "find_binary",
     "free_port",
     "listening_tcp_ports",
@@ -229,6 +231,13 @@ def wait_for(
         time.sleep(interval)
         interval = min(interval * 1.5, 0.1)
     return False
+
+
+def spread_keys(n: int, prefix: str = "key", digits: int = 10) -> list[str]:
+    """``n`` well-mixed key names ``prefix:<sha1 hex>``: fnv1a_64 puts names
+    that differ only in their last byte close together on the ketama ring,
+    which would hide placement bugs."""
+    return [f"{prefix}:{hashlib.sha1(str(i).encode()).hexdigest()[:digits]}" for i in range(n)]
 
 
 def exited(pid: int) -> bool:

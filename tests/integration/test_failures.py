@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import signal
 import socket
 import threading
@@ -10,7 +9,15 @@ import time
 
 import pytest
 
-from tests.servers import RedisServer, encode_command, free_port, pool_config, redis_raw, wait_for
+from tests.servers import (
+    RedisServer,
+    encode_command,
+    free_port,
+    pool_config,
+    redis_raw,
+    spread_keys,
+    wait_for,
+)
 
 
 def dead_address() -> str:
@@ -35,7 +42,7 @@ def test_multi_key_request_with_one_shard_down(redis_server, corenet_proxy_facto
         pool_config("alpha", None, [redis_server.address, dead_address()])
     )
     client = proxy.client("alpha")
-    names = [f"key:{hashlib.sha1(str(i).encode()).hexdigest()[:10]}" for i in range(40)]
+    names = spread_keys(40, "key")
     values = client.mget(names)  # redis-py raises on a nested error only when it reads it
     assert len(values) == 40
     # Through a raw socket: an array with the live shard's values and the
@@ -120,7 +127,7 @@ def test_auto_eject_routes_around_a_dead_server(redis_servers, corenet_proxy_fac
         server_retry_timeout=60000,
     )
     proxy = corenet_proxy_factory(config)
-    names = [f"eject:{hashlib.sha1(str(i).encode()).hexdigest()[:10]}" for i in range(200)]
+    names = spread_keys(200, "eject")
     payload = b"".join(encode_command("SET", k, "v") for k in names)
     first = redis_raw(proxy.address("alpha"), payload, expect_replies=len(names))
     assert b"-ERR Connection refused" in first  # before ejection
@@ -164,7 +171,7 @@ def test_ejected_server_comes_back_after_retry_timeout(redis_servers, corenet_pr
         server_retry_timeout=400,
     )
     proxy = corenet_proxy_factory(config)
-    names = [f"back:{hashlib.sha1(str(i).encode()).hexdigest()[:10]}" for i in range(100)]
+    names = spread_keys(100, "back")
     payload = b"".join(encode_command("SET", k, "v") for k in names)
     assert redis_raw(proxy.address("alpha"), payload, expect_replies=100) == b"+OK\r\n" * 100
     on_second = {k.decode() for k in second.client().keys("back:*")}
@@ -203,7 +210,7 @@ def test_ejection_costs_at_most_one_error_per_retry_window(redis_servers, corene
     )
     proxy = corenet_proxy_factory(config)
     host, port = proxy.address("alpha").rsplit(":", 1)
-    names = [f"w:{hashlib.sha1(str(i).encode()).hexdigest()[:10]}" for i in range(50)]
+    names = spread_keys(50, "w")
     errors = requests = 0
     started = time.monotonic()
     with socket.create_connection((host, int(port)), timeout=5) as sock:

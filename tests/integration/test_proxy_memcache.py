@@ -9,7 +9,6 @@ byte for byte.  The twins see the same commands in the same order, so even
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import random
 import shutil
@@ -33,6 +32,7 @@ from tests.servers import (
     memcache_client,
     memcache_raw,
     pool_config,
+    spread_keys,
     wait_for,
 )
 
@@ -46,7 +46,7 @@ ONE_MIB = 1 << 20
 
 
 def keys(n: int, prefix: str = "key") -> list[str]:
-    return [f"{prefix}:{hashlib.sha1(str(i).encode()).hexdigest()[:12]}" for i in range(n)]
+    return spread_keys(n, prefix, digits=12)
 
 
 def host_port(address: str) -> tuple[str, int]:

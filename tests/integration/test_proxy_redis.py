@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import select
 import shutil
 import socket
@@ -10,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.servers import encode_command, pool_config, redis_raw
+from tests.servers import encode_command, pool_config, redis_raw, spread_keys
 
 BACKENDS = [
     name
@@ -20,9 +19,7 @@ BACKENDS = [
 
 
 def keys(n: int, prefix: str = "key") -> list[str]:
-    # Well-mixed keys: fnv1a_64 places keys that differ only in their last
-    # byte close together, which would hide placement bugs.
-    return [f"{prefix}:{hashlib.sha1(str(i).encode()).hexdigest()[:12]}" for i in range(n)]
+    return spread_keys(n, prefix, digits=12)
 
 
 @pytest.fixture

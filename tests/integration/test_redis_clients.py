@@ -3,18 +3,16 @@ RESP2, AUTH to the proxy and from the proxy to password-protected backends."""
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.servers import RedisServer, pool_config
+from tests.servers import RedisServer, pool_config, spread_keys
 
 
 def names(n: int, prefix: str) -> list[str]:
-    return [f"{prefix}:{hashlib.sha1(str(i).encode()).hexdigest()[:10]}" for i in range(n)]
+    return spread_keys(n, prefix)
 
 
 def host_port(address: str) -> tuple[str, int]:
