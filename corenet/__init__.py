@@ -1,7 +1,16 @@
 """corenet: a networking framework with pluggable event backends and protocol
-plugins, and a Redis/memcache sharding proxy compatible with nutcracker."""
+plugins.
 
-from corenet.config import ListenAddress, PoolConfig, ServerConfig, load_config, parse_config
+The framework's layers, bottom up: :mod:`corenet.event` (readiness
+backends), :mod:`corenet.loop` and :mod:`corenet.timers` (the reactor),
+:mod:`corenet.stream` and :mod:`corenet.net` (connections, listeners, the
+accept loop), :mod:`corenet.framing` (bytes to messages), the contracts
+(:mod:`corenet.protocol`, :mod:`corenet.msg`, :mod:`corenet.routing`),
+:mod:`corenet.plugin` (hooks and registries) and :mod:`corenet.testing`.
+Its reference application, the twemproxy-compatible proxy, is the separate
+package :mod:`corenet.proxy`, built on these alone.
+"""
+
 from corenet.errors import (
     BackendError,
     ConfigError,
@@ -11,7 +20,7 @@ from corenet.errors import (
     ProtocolError,
     RemoteProtocolError,
 )
-from corenet.hookspecs import hookimpl, hookspec
+from corenet.plugin import hookimpl, hookspec
 
 __version__ = "0.1.0"
 
@@ -19,16 +28,11 @@ __all__ = [
     "BackendError",
     "ConfigError",
     "CorenetError",
-    "ListenAddress",
     "LocalProtocolError",
     "PluginError",
-    "PoolConfig",
     "ProtocolError",
     "RemoteProtocolError",
-    "ServerConfig",
     "__version__",
     "hookimpl",
     "hookspec",
-    "load_config",
-    "parse_config",
 ]

@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from corenet.conn import ClientConn
-
 __all__ = ["ACTION_CLOSE", "ACTION_FANOUT", "ACTION_FORWARD", "ACTION_LOCAL", "Msg", "fanout_msg"]
 
 # What the client connection does with a parsed request.
@@ -74,7 +72,8 @@ class Msg:
         self.reply = reply
         self.done = reply is not None
         self.expect_reply = True
-        self.client: ClientConn | None = None
+        self.client: Any = None
+        """The connection the request came from (the application sets it)."""
         self.deadline = 0.0
         self.start_time = 0.0
         self.keys: list[bytes] | None = None

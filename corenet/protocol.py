@@ -5,35 +5,21 @@ request parser per client connection and a reply parser per server
 connection, and calls them on whatever it received.  Parsers know nothing
 of sockets; they see ``bytes`` and a start offset.  A plugin registers one
 :class:`Protocol` object through the ``corenet_register_protocols`` hook
-(:mod:`corenet.hookspecs`); nothing needs to inherit from these classes,
+(:mod:`corenet.plugin`); nothing needs to inherit from these classes,
 they are structural contracts checked by mypy.
 
-Parser contract (both directions):
+Parser contract (both directions): written once, in :mod:`corenet.framing`,
+whose :class:`~corenet.framing.Framer` is what calls ``parse``.  In short,
+``parse(buf, pos)`` returns the next complete frame (a request ``Msg``, or a
+reply's end offset) or ``None`` when it is incomplete, with ``resume_at``
+and ``need`` set; malformed input raises
+:class:`~corenet.errors.ProtocolError`.
 
-* ``parse(buf, pos)`` looks for one complete message starting at
-  ``buf[pos]``.  It returns the message (request: a :class:`~corenet.msg.Msg`
-  with ``end`` set; reply: the end offset) or ``None`` / ``-1`` when the
-  message is incomplete.  A complete message consumes at least one byte and
-  never ends past ``len(buf)``; the caller calls again at ``end`` while bytes
-  remain.
-* After an incomplete result ``resume_at`` is the offset where the pending
-  message starts (a parser may skip empty commands before it), and ``need``
-  is how many bytes from ``resume_at`` must be buffered before another call
-  can make progress (0 when unknown).  The caller keeps ``buf[resume_at:]``
-  and calls again with that message at the start of a longer buffer; the
-  parser may keep state to resume the scan, so total work stays O(n).
-* Malformed input raises :class:`~corenet.errors.ProtocolError` carrying the
-  protocol-correct error reply and whether to close.  No other exception
-  may escape ``parse``: any other one is a bug, whatever the bytes.
-
-What O(n) means here: when a message's length is known early (a Redis bulk
-length, a memcache data block) the parser sets ``need`` to the size of the
-whole message, so the connection buffers the rest without calling the
-parser once per read; a 1 MiB value arriving in 1 KiB reads costs a few
-calls, not 1024 rescans.  When it is not (a text line), the parser resumes
-its scan where the last call stopped and caps the line length with a
-``ProtocolError``, so an endless line is never buffered without limit.
-:mod:`corenet.testing.conformance` checks all of this for any parser.
+Pool options: a protocol gets its pool's settings as a :class:`PoolOptions`,
+a read-only mapping of every key the pool's configuration gave (with the
+application's defaults), readable as attributes too (``pool.redis_auth``).
+Keys the application does not know are passed through untouched when the
+protocol declares them in ``pool_keys``, so a plugin can define its own.
 
 What a request parser sets on each :class:`~corenet.msg.Msg` it returns:
 
@@ -75,16 +61,49 @@ pool keeps (a request parser's ``variant`` picks one).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 from typing import Protocol as TypingProtocol
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from corenet.config import PoolConfig
     from corenet.msg import Msg
 
-__all__ = ["Protocol", "ReplyParser", "RequestParser"]
+__all__ = ["PoolOptions", "Protocol", "ReplyParser", "RequestParser"]
+
+
+class PoolOptions(Mapping[str, Any]):
+    """A read-only view of one pool's options: ``opts["key"]`` or ``opts.key``.
+
+    Its ``repr`` lists the keys only, so a password never reaches a log.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"pool has no option {name!r}") from None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("pool options are read-only")
+
+    def __repr__(self) -> str:
+        return f"<PoolOptions {sorted(self._values)}>"
 
 
 class RequestParser(TypingProtocol):
@@ -116,8 +135,9 @@ class ReplyParser(TypingProtocol):
     resume_at: int
     need: int
 
-    def parse(self, buf: bytes, pos: int) -> int:
-        """Return the end offset of the reply starting at ``buf[pos]``, or -1.
+    def parse(self, buf: bytes, pos: int) -> int | None:
+        """Return the end offset of the reply starting at ``buf[pos]``, or None
+        (``-1`` is accepted too) when it is incomplete.
 
         Called by the server connection like :meth:`RequestParser.parse`; the
         reply is forwarded as ``buf[pos:end]``, so only boundaries matter.
@@ -137,7 +157,7 @@ class Protocol(TypingProtocol):
     clients in different variants never share a backend connection (Redis: 2,
     for RESP2 and RESP3 clients).  Optional; 1 when absent."""
 
-    def new_request_parser(self, pool: PoolConfig) -> RequestParser:
+    def new_request_parser(self, pool: PoolOptions) -> RequestParser:
         """Return a fresh request parser for a new client connection of ``pool``.
 
         Called once per accepted client; ``pool`` carries the pool's settings
@@ -157,7 +177,7 @@ class Protocol(TypingProtocol):
         """
         ...
 
-    def server_handshake(self, pool: PoolConfig, variant: int) -> Sequence[bytes]:
+    def server_handshake(self, pool: PoolOptions, variant: int) -> Sequence[bytes]:
         """Return the requests to send first on a new server connection of
         ``variant`` (AUTH, SELECT, HELLO 3); their replies are discarded.
 

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import attrs
 
-from corenet._switch import speedups_disabled
+from corenet import accel
 
 __all__ = [
     "Dispatcher",
@@ -104,16 +104,17 @@ class Explanation:
 class Router:
     """Key -> server index for one pool: hash tag, hash function, dispatcher.
 
-    :attr:`index_of` is the whole per-key routing cost, so it is a plain
-    function composed by :meth:`rebuild` for the dispatcher at hand rather
-    than a method calling through layers: one Python frame per key.  A
-    dispatcher that declares ``bisect_table = (points, owners)`` (ketama)
-    is inlined, since its ``lookup(v)`` is ``owners[bisect_left(points, v)]``
-    (by ``corenet._route.BisectRoute``, its compiled twin, when built; a
-    hash tag is applied first);
-    one whose ``needs_hash`` is false (random) is called without hashing.
-    ``rebuild`` is called with the live servers whenever they change
-    (start-up, ejection, retry); the pool re-reads :attr:`index_of` then.
+        :attr:`index_of` is the whole per-key routing cost, so it is a plain
+        function composed by :meth:`rebuild` for the dispatcher at hand rather
+        than a method calling through layers: one Python frame per key.  A
+        dispatcher that declares ``bisect_table = (points, owners)`` (ketama)
+        is inlined, since its ``lookup(v)`` is ``owners[bisect_left(points, v)]``
+        (by ``corenet._route.BisectRoute``, its compiled twin, when
+    :func:`corenet.accel.compiled` allows; a
+        hash tag is applied first);
+        one whose ``needs_hash`` is false (random) is called without hashing.
+        ``rebuild`` is called with the live servers whenever they change
+        (start-up, ejection, retry); the pool re-reads :attr:`index_of` then.
     """
 
     def __init__(
@@ -152,8 +153,9 @@ class Router:
         if table is not None:
             points: list[int] = table[0]
             owners: list[int] = table[1]
-            if _BisectRoute is not None and not speedups_disabled():
-                route: Callable[[bytes], int] = _BisectRoute(hash_fn, points, owners)
+            compiled = accel.compiled("corenet._route")
+            if compiled is not None:
+                route: Callable[[bytes], int] = compiled.BisectRoute(hash_fn, points, owners)
             else:
                 # nutcracker hashes an empty key to 0 without calling the function.
                 empty = owners[bisect_left(points, 0)]
@@ -182,12 +184,6 @@ class Router:
         value = self.hash_fn(hashed) if hashed else 0
         point, index = self.dispatcher.explain(value)
         return Explanation(key, hashed, value, point, index)
-
-
-try:
-    from corenet._route import BisectRoute as _BisectRoute
-except ImportError:  # not built: the closure in Router._compose is the same function
-    _BisectRoute = None  # type: ignore[assignment,misc]
 
 
 def _no_route(key: bytes) -> int:

@@ -11,11 +11,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
-from corenet._switch import NO_SPEEDUPS_ENV, env_flag
+from corenet import accel
+from corenet.accel import NO_SPEEDUPS_ENV
+from corenet.env import env_flag
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = [
     "REQUIRE_SPEEDUPS_ENV",
@@ -23,6 +28,7 @@ __all__ = [
     "not_built",
     "require_built",
     "selection_in_subprocess",
+    "speedups",
     "speedups_required",
 ]
 
@@ -69,3 +75,17 @@ def selection_in_subprocess(code: str, env_value: str | None, block: str | None 
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
+
+
+@pytest.fixture(params=[True, False], ids=["compiled", "pure"])
+def speedups(request: pytest.FixtureRequest) -> Iterator[bool]:
+    """Run a test once with the compiled paths and once with the pure ones,
+    through :func:`corenet.accel.using` (objects built inside choose so).
+
+    The compiled run is skipped when nothing is built (failed under
+    ``CORENET_REQUIRE_SPEEDUPS``)."""
+    use_compiled: bool = request.param
+    if use_compiled:
+        require_built(accel.built("corenet._route"), "corenet._route")
+    with accel.using(use_compiled):
+        yield use_compiled

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 from hypothesis import settings
 
+from tests._speedups import speedups  # noqa: F401  (a fixture for every test module)
 from tests.servers import (
     CorenetProxy,
     Memcached,

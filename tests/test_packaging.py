@@ -65,7 +65,7 @@ def test_installed_wheel_imports_and_runs(wheel: Path, tmp_path: Path) -> None:
     )
     code = (
         "import corenet, corenet.protocols.redis, corenet.plugins.hashing, corenet.event;"
-        "from corenet._plugins import Plugins; p = Plugins(autoload=False);"
+        "from corenet.proxy.plugins import load_plugins; p = load_plugins(autoload=False);"
         "print(corenet.__file__); print(sorted(p.protocols), len(p.hash_functions))"
     )
     out = subprocess.run(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import site
 import socket
 import subprocess
 import sys
@@ -21,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from hypothesis import strategies as st
 
-from corenet._plugins import Plugins
 from corenet.errors import BackendError, ProtocolError
 from corenet.event import PollBackend, select_backend
-from corenet.hookspecs import hookimpl
+from corenet.plugin import hookimpl
 from corenet.protocols import memcache, redis
+from corenet.proxy.plugins import load_plugins
 from corenet.testing import check_reply_parser, check_request_parser
 from corenet.testing.memcache_strategies import memcache_requests
 from corenet.testing.strategies import encoded_commands
@@ -53,7 +54,7 @@ def _run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def kv_venv(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
-    """A fresh venv seeing the system site-packages (the repo's editable corenet),
+    """A fresh venv seeing the test interpreter's site-packages (the repo's editable corenet),
     with only the example plugin installed into it; returns its python."""
     base = tmp_path_factory.mktemp("kv-venv")
     # Install from a copy: an in-tree build would leave build/ and *.egg-info
@@ -65,9 +66,18 @@ def kv_venv(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", ".*_cache", ".hypothesis"),
     )
     venv = base / "venv"
-    made = _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv])
+    made = _run([sys.executable, "-m", "venv", "--without-pip", venv])
     assert made.returncode == 0, made.stderr
     python = venv / BIN / "python"
+    # See exactly the packages of the interpreter running the tests (the
+    # repository's editable corenet, pip, setuptools and wheel), whatever
+    # python3 that venv was made from.
+    target = _run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"])
+    assert target.returncode == 0, target.stderr
+    (pathlib.Path(target.stdout.strip()) / "_corenet_parent.pth").write_text(
+        # addsitedir, not a bare path: the editable install's own .pth must run too.
+        "".join(f"import site; site.addsitedir({path!r})\n" for path in site.getsitepackages())
+    )
     # The system pip installs into the venv that runs it (its sys.prefix).
     installed = _run(
         [
@@ -349,7 +359,7 @@ def _backend_plugin() -> types.ModuleType:
 
 @pytest.mark.skipif(not hasattr(__import__("select"), "poll"), reason="no poll() on this OS")
 def test_a_plugin_event_backend_is_selectable_by_name() -> None:
-    plugins = Plugins(extra={"logging-poll": _backend_plugin()}, autoload=False)
+    plugins = load_plugins(extra={"logging-poll": _backend_plugin()}, autoload=False)
     assert plugins.event_backends.owner("logging-poll") == "logging-poll"
     backend = select_backend("logging-poll", plugins.event_backends)
     try:
@@ -380,7 +390,7 @@ def test_a_plugin_event_backend_name_clash_is_an_error() -> None:
 
     module.corenet_register_event_backends = corenet_register_event_backends  # type: ignore[attr-defined]
     with pytest.raises(PluginError, match="'poll' is registered by both"):
-        Plugins(extra={"clash": module}, autoload=False)
+        load_plugins(extra={"clash": module}, autoload=False)
 
 
 # -- invalid plugins get clear errors -------------------------------------------
@@ -415,4 +425,4 @@ def test_invalid_registrations_name_the_plugin(
     from corenet.errors import PluginError
 
     with pytest.raises(PluginError, match=message.replace("(", r"\(")):
-        Plugins(extra={"bad": _plugin_adding(hook, name, item)}, autoload=False)
+        load_plugins(extra={"bad": _plugin_adding(hook, name, item)}, autoload=False)

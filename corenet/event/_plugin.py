@@ -9,10 +9,10 @@ from corenet.event._epoll import EpollBackend
 from corenet.event._kqueue import KqueueBackend
 from corenet.event._poll import PollBackend
 from corenet.event._select import SelectBackend
-from corenet.hookspecs import hookimpl
+from corenet.plugin import hookimpl
 
 if TYPE_CHECKING:
-    from corenet._plugins import EventBackendRegistry
+    from corenet.plugin import EventBackendRegistry
 
 
 @hookimpl

@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from corenet.errors import BackendError
 
 if TYPE_CHECKING:
-    from corenet._plugins import EventBackendRegistry
+    from collections.abc import Callable
+
     from corenet.event._base import EventBase
 
-__all__ = ["ENV_VAR", "select_backend"]
+__all__ = ["ENV_VAR", "BackendSource", "select_backend"]
+
+
+class BackendSource(Protocol):
+    """Where backends come from: :class:`corenet.plugin.EventBackendRegistry`."""
+
+    def get(self, name: str) -> Callable[[], EventBase]: ...
+
+    def by_priority(self) -> list[str]: ...
+
+    def __contains__(self, name: object) -> bool: ...
+
 
 ENV_VAR = "CORENET_EVENT_BACKEND"
 
 
-def _create(name: str, registry: EventBackendRegistry) -> EventBase:
+def _create(name: str, registry: BackendSource) -> EventBase:
     backend = registry.get(name)()
     try:
         # A kernel object can be created yet unusable (seccomp filters,
@@ -28,7 +40,7 @@ def _create(name: str, registry: EventBackendRegistry) -> EventBase:
     return backend
 
 
-def select_backend(name: str | None, registry: EventBackendRegistry) -> EventBase:
+def select_backend(name: str | None, registry: BackendSource) -> EventBase:
     """Create the event backend called ``name``, or the best working one.
 
     Args:

@@ -1,21 +1,22 @@
-"""Drive sans-IO parsers the way the proxy's connections do.
+"""Drive sans-IO parsers through the framer, as connections do.
 
-These helpers feed a parser a stream cut into arbitrary chunks, keeping
-incomplete tails in a :class:`~corenet.buffer.StreamBuffer` exactly as
-:class:`~corenet.conn.ClientConn` and :class:`~corenet.conn.ServerConn` do,
-so a property that holds here holds on a socket.
+These helpers feed a parser a stream cut into arbitrary chunks through the
+same :class:`~corenet.framing.Framer` the proxy's connections use, with a
+wrapper that checks every result against the parser contract, so a property
+that holds here holds on a socket.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from corenet.buffer import StreamBuffer
-from corenet.errors import ProtocolError
+from corenet.framing import Framer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Iterable, Sequence
 
+    from corenet.errors import ProtocolError
+    from corenet.framing import FrameParser
     from corenet.msg import Msg
     from corenet.protocol import ReplyParser, RequestParser
 
@@ -31,37 +32,46 @@ def split_at(data: bytes, cuts: Iterable[int]) -> list[bytes]:
     return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
+class _Checked:
+    """A parser wrapper that fails loudly when a result breaks the contract."""
+
+    def __init__(self, parser: FrameParser, offsets: bool) -> None:
+        self._parser = parser
+        self._offsets = offsets
+        self.frames = "offsets" if offsets else "objects"
+
+    @property
+    def resume_at(self) -> int:
+        return self._parser.resume_at
+
+    @property
+    def need(self) -> int:
+        return self._parser.need
+
+    def parse(self, buf: bytes, pos: int) -> Any:
+        result = self._parser.parse(buf, pos)
+        incomplete = result is None or (self._offsets and result < 0)
+        if incomplete:
+            resume = self._parser.resume_at
+            if resume < pos or resume > len(buf):
+                raise AssertionError(f"resume_at {resume} outside [{pos}, {len(buf)}]")
+            return None
+        end = result if self._offsets else result.end
+        if end <= pos or end > len(buf):
+            raise AssertionError(f"message end {end} outside ({pos}, {len(buf)}]")
+        return result
+
+
 def _drive(
-    parse: Callable[[bytes, int], T | None],
-    end_of: Callable[[T], int],
-    parser: RequestParser | ReplyParser,
-    chunks: Sequence[bytes],
-) -> tuple[list[T], ProtocolError | None, int]:
-    """Feed ``chunks`` to ``parse`` as a connection does; see the public drivers."""
-    pending = StreamBuffer()
-    found: list[T] = []
+    parser: FrameParser, chunks: Sequence[bytes], *, offsets: bool
+) -> tuple[list[Any], ProtocolError | None, int]:
+    framer: Framer[Any] = Framer(_Checked(parser, offsets))
+    found: list[Any] = []
     for chunk in chunks:
-        buf = pending.push(chunk)
-        if buf is None:
-            continue
-        pos = 0
-        while pos < len(buf):
-            try:
-                item = parse(buf, pos)
-            except ProtocolError as exc:
-                return found, exc, 0
-            if item is None:
-                resume = parser.resume_at
-                if resume < pos or resume > len(buf):
-                    raise AssertionError(f"resume_at {resume} outside [{pos}, {len(buf)}]")
-                pending.keep(buf, parser.resume_at, parser.need)
-                break
-            end = end_of(item)
-            if end <= pos or end > len(buf):
-                raise AssertionError(f"message end {end} outside ({pos}, {len(buf)}]")
-            found.append(item)
-            pos = end
-    return found, None, len(pending)
+        found.extend(framer.feed(chunk))
+        if framer.error is not None:
+            return found, framer.error, 0
+    return found, None, framer.buffered
 
 
 def drive_requests(
@@ -73,20 +83,11 @@ def drive_requests(
         The requests parsed, the ProtocolError that stopped parsing (or None),
         and how many bytes are left buffered as an incomplete request.
     """
-    return _drive(parser.parse, lambda msg: msg.end, parser, chunks)
+    return _drive(parser, chunks, offsets=False)
 
 
 def drive_replies(
     parser: ReplyParser, chunks: Sequence[bytes]
 ) -> tuple[list[bytes], ProtocolError | None, int]:
-    """Feed ``chunks`` to a reply parser; returns replies, error and bytes left.
-
-    Each reply is returned as its bytes.
-    """
-
-    def parse(buf: bytes, pos: int) -> tuple[bytes, int] | None:
-        end = parser.parse(buf, pos)
-        return None if end < 0 else (buf[pos:end], end)
-
-    found, err, left = _drive(parse, lambda item: item[1], parser, chunks)
-    return [reply for reply, _ in found], err, left
+    """Feed ``chunks`` to a reply parser; returns replies (their bytes), error and bytes left."""
+    return _drive(parser, chunks, offsets=True)

@@ -1,8 +1,8 @@
-"""nutcracker's key distributions (ketama, modula, random) and server naming.
+"""nutcracker's key distributions (ketama, modula, random).
 
 Each distribution is a factory ``build(nodes) -> Dispatcher`` taking the live
-servers as ``(name, weight)`` in pool order; :func:`server_name` and
-:func:`sort_key` give the names and the order nutcracker uses.  A pool
+servers as ``(name, weight)`` in pool order; the proxy names and
+orders them as nutcracker does (:mod:`corenet.proxy.naming`).  A pool
 rebuilds its dispatcher whenever the live set changes (nutcracker rebuilds
 over live servers only, with the live total weight), and handles "no server
 is live" itself: the factories refuse an empty node list.
@@ -15,8 +15,6 @@ registers them.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-
-from corenet.naming import KETAMA_DEFAULT_PORT, server_name, sort_key
 
 from ._ketama import KetamaDispatcher, points_per_node
 from ._ketama import build as build_ketama
@@ -32,7 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DISTRIBUTIONS",
-    "KETAMA_DEFAULT_PORT",
     "KetamaDispatcher",
     "ModulaDispatcher",
     "RandomDispatcher",
@@ -41,8 +38,6 @@ __all__ = [
     "build_modula",
     "build_random",
     "points_per_node",
-    "server_name",
-    "sort_key",
 ]
 
 DISTRIBUTIONS: Mapping[str, DistributionFactory] = {

@@ -126,7 +126,7 @@ def build(nodes: Sequence[tuple[str, int]]) -> KetamaDispatcher:
 
     Args:
         nodes: the live servers as ``(name, weight)``, named and ordered as
-            nutcracker names and orders them (see ``corenet.naming``).
+            nutcracker names and orders them (see ``corenet.proxy.naming``).
 
     Returns:
         A dispatcher whose ``lookup`` returns indexes into ``nodes``.

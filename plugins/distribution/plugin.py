@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from corenet.hookspecs import hookimpl
+from corenet.plugin import hookimpl
 
 from . import DISTRIBUTIONS
 
 if TYPE_CHECKING:
-    from corenet._plugins import DistributionRegistry
+    from corenet.plugin import DistributionRegistry
 
 
 @hookimpl

@@ -39,9 +39,10 @@ manager is set up.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from corenet._switch import NO_SPEEDUPS_ENV, speedups_disabled
+from corenet import accel
+from corenet.accel import NO_SPEEDUPS_ENV
 
 from . import _crc, _fnv, _hsieh, _jenkins, _md5, _murmur, _oaat
 
@@ -94,9 +95,8 @@ PURE_HASH_FUNCTIONS: Mapping[str, HashFn] = MappingProxyType(
 
 
 def _fast_hash_functions() -> Mapping[str, HashFn] | None:
-    try:
-        from . import _speedups
-    except ImportError:  # not built: no compiler at install time, or another interpreter
+    _speedups: Any = accel.built("corenet.plugins.hashing._speedups")
+    if _speedups is None:
         return None
     compiled: dict[str, HashFn] = {
         "one_at_a_time": _speedups.one_at_a_time,
@@ -125,7 +125,7 @@ def speedups_enabled() -> bool:
     True when the extension is built and ``CORENET_NO_SPEEDUPS`` is not set
     to a true value.  Reads the environment on every call.
     """
-    return FAST_HASH_FUNCTIONS is not None and not speedups_disabled()
+    return FAST_HASH_FUNCTIONS is not None and not accel.speedups_disabled()
 
 
 def hash_functions(accelerated: bool | None = None) -> Mapping[str, HashFn]:

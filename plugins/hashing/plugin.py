@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from corenet.hookspecs import hookimpl
+from corenet.plugin import hookimpl
 
 from . import hash_functions
 
 if TYPE_CHECKING:
-    from corenet._plugins import HashRegistry
+    from corenet.plugin import HashRegistry
 
 
 @hookimpl

@@ -10,8 +10,8 @@ from corenet.protocols.memcache._parser import VALUE_MAX, ReplyParser, RequestPa
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from corenet.config import PoolConfig
     from corenet.msg import Msg
+    from corenet.protocol import PoolOptions
 
 __all__ = ["MemcacheProtocol"]
 
@@ -29,7 +29,7 @@ class MemcacheProtocol:
     def __init__(self, *, max_value: int = VALUE_MAX) -> None:
         self.max_value = max_value
 
-    def new_request_parser(self, pool: PoolConfig) -> RequestParser:
+    def new_request_parser(self, pool: PoolOptions) -> RequestParser:
         return RequestParser(max_value=self.max_value)
 
     def new_reply_parser(self) -> ReplyParser:
@@ -39,7 +39,7 @@ class MemcacheProtocol:
         text = message.replace("\r", " ").replace("\n", " ")
         return b"SERVER_ERROR " + text.encode("utf-8", "replace") + b"\r\n"
 
-    def server_handshake(self, pool: PoolConfig, variant: int) -> Sequence[bytes]:
+    def server_handshake(self, pool: PoolOptions, variant: int) -> Sequence[bytes]:
         return ()
 
     def fragment(self, msg: Msg, server_of: Callable[[bytes], int]) -> Sequence[tuple[int, Msg]]:

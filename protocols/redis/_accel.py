@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from corenet._switch import NO_SPEEDUPS_ENV, speedups_disabled
+from corenet import accel
+from corenet.accel import NO_SPEEDUPS_ENV
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -32,15 +33,12 @@ __all__ = [
 ]
 
 
-try:
-    from corenet.protocols.redis import _speedups
-except ImportError:  # not built: no compiler at install time, or another interpreter
-    _speedups = None  # type: ignore[assignment]
+_EXTENSION = "corenet.protocols.redis._speedups"
 
-SPEEDUPS_BUILT = _speedups is not None
+SPEEDUPS_BUILT = accel.built(_EXTENSION) is not None
 """Whether the extension is importable, whatever the environment says."""
 
-_disabled = speedups_disabled()
+_speedups: Any = accel.compiled(_EXTENSION)
 
 scan_multibulk: Callable[[bytes, int, int], tuple[int, tuple[int, ...]] | None] | None = None
 """``_speedups.scan_multibulk`` when in use, else None."""
@@ -53,7 +51,7 @@ split_array: Callable[[bytes], list[bytes] | None] | None = None
 encode_command: Callable[[Iterable[bytes]], bytes] | None = None
 """``_speedups.encode_command`` when in use, else None."""
 
-if _speedups is not None and not _disabled:
+if _speedups is not None:
     scan_multibulk = _speedups.scan_multibulk
     reply_end = _speedups.reply_end
     scan_keyed = _speedups.scan_keyed

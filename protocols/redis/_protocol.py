@@ -13,8 +13,8 @@ from corenet.protocols.redis._resp import encode_command, encode_error
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from corenet.config import PoolConfig
     from corenet.msg import Msg
+    from corenet.protocol import PoolOptions
 
 __all__ = ["RedisProtocol"]
 
@@ -28,7 +28,7 @@ class RedisProtocol:
     def __init__(self) -> None:
         self._clients = 0
 
-    def new_request_parser(self, pool: PoolConfig) -> RequestParser:
+    def new_request_parser(self, pool: PoolOptions) -> RequestParser:
         password = pool.redis_auth.encode() if pool.redis_auth is not None else None
         self._clients += 1
         session = Session(
@@ -48,7 +48,7 @@ class RedisProtocol:
     def error_reply(self, message: str) -> bytes:
         return encode_error("ERR " + message)
 
-    def server_handshake(self, pool: PoolConfig, variant: int) -> Sequence[bytes]:
+    def server_handshake(self, pool: PoolOptions, variant: int) -> Sequence[bytes]:
         # AUTH must come before SELECT: nutcracker sends SELECT first, which
         # a password-protected server refuses.
         requests = []

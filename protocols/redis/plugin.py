@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from corenet.hookspecs import hookimpl
+from corenet.plugin import hookimpl
 from corenet.protocols.redis._protocol import RedisProtocol
 
 if TYPE_CHECKING:
-    from corenet._plugins import ProtocolRegistry
+    from corenet.plugin import ProtocolRegistry
 
 
 @hookimpl

@@ -700,9 +700,14 @@ def test_metrics_latency_histogram_counts_requests(
 def test_latency_histogram_renders_cumulative_buckets() -> None:
     from prometheus_client import generate_latest
 
-    from corenet.config import parse_config
-    from corenet.metrics import LATENCY_BUCKETS, LatencyHistogram, ProxyCollector, build_registry
-    from corenet.proxy import Proxy, ProxyOptions
+    from corenet.proxy.app import Proxy, ProxyOptions
+    from corenet.proxy.config import parse_config
+    from corenet.proxy.metrics import (
+        LATENCY_BUCKETS,
+        LatencyHistogram,
+        ProxyCollector,
+        build_registry,
+    )
 
     config = parse_config(
         "alpha:\n  listen: 127.0.0.1:1\n  redis: true\n  servers:\n    - 127.0.0.1:2:1\n"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from corenet.workers import ENV_SHARED_SOCKET
+from corenet.proxy.workers import ENV_SHARED_SOCKET
 from tests.servers import encode_command, exited, pool_config, redis_client, redis_raw, wait_for
 
 if TYPE_CHECKING:

@@ -32,9 +32,8 @@ from corenet.plugins.distribution import (
     build_modula,
     build_random,
     points_per_node,
-    server_name,
-    sort_key,
 )
+from corenet.proxy.naming import server_name, sort_key
 
 DATA = json.loads((Path(__file__).parent / "data" / "distribution_vectors.json").read_text())
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from corenet._plugins import DistributionRegistry, HashRegistry, Plugins
 from corenet.errors import PluginError
+from corenet.plugin import DistributionRegistry, HashRegistry
 from corenet.plugins import distribution, hashing
 from corenet.plugins.distribution import plugin as distribution_plugin
 from corenet.plugins.hashing import plugin as hashing_plugin
+from corenet.proxy.plugins import load_plugins
 
 HASHES = [
     "one_at_a_time",
@@ -47,7 +48,7 @@ def test_registering_twice_is_refused() -> None:
 
 
 def test_plugin_manager_registers_all_names() -> None:
-    plugins = Plugins(autoload=False)
+    plugins = load_plugins(autoload=False)
     assert set(HASHES) <= set(plugins.hash_functions)
     assert set(DISTS) <= set(plugins.distributions)
     assert all(plugins.hash_functions.owner(name) == "hashing" for name in HASHES)

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from corenet._plugins import HashRegistry
+from corenet.plugin import HashRegistry
 from corenet.plugins import hashing
 from corenet.plugins.hashing import plugin as hashing_plugin
 from tests._speedups import REQUIRE_SPEEDUPS_ENV, selection_in_subprocess

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from corenet.config import ListenAddress
-from corenet.conn import Conn, bind_listener
 from corenet.event import EV_READ
+from corenet.net import ListenAddress, Listener
+from corenet.stream import Stream
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from corenet.core import Loop
+    from corenet.loop import Loop
     from corenet.timers import TimerHandle
 
 __all__ = ["HttpRequest", "HttpResponse", "HttpServer"]
@@ -35,7 +35,6 @@ logger = logging.getLogger("corenet.http")
 
 MAX_REQUEST_BYTES = 8192
 IDLE_TIMEOUT = 10.0
-_ACCEPTS_PER_TURN = 16
 
 _REASONS = {
     200: "OK",
@@ -102,7 +101,7 @@ def parse_request(data: bytes) -> HttpRequest | None:
     return HttpRequest(parts[0], parts[1], headers)
 
 
-class _HttpClient(Conn):
+class _HttpClient(Stream):
     kind = "http"
 
     def __init__(
@@ -183,22 +182,18 @@ class _HttpClient(Conn):
         super().close()
 
 
-class HttpServer(Conn):
-    """A listening socket whose connections are answered by ``handler``.
+class HttpServer:
+    """Answers the connections of one listening address with ``handler``.
 
     Args:
         loop: the loop to serve on.
-        sock: a bound, listening, non-blocking socket.
         handler: ``handler(request) -> response``; an exception becomes a 500.
     """
 
-    kind = "http-listener"
-
-    def __init__(
-        self, loop: Loop, sock: socket.socket, handler: Callable[[HttpRequest], HttpResponse]
-    ) -> None:
-        super().__init__(loop, sock)
+    def __init__(self, loop: Loop, handler: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.loop = loop
         self.handler = handler
+        self.listener: Listener | None = None
 
     @classmethod
     def listen(
@@ -209,25 +204,23 @@ class HttpServer(Conn):
         Raises:
             OSError: the address cannot be bound.
         """
-        sock = bind_listener(ListenAddress(host=host, port=port), 64)
-        server = cls(loop, sock, handler)
-        server.register(EV_READ)
+        server = cls(loop, handler)
+        server.listener = Listener.listen(
+            loop, ListenAddress(host=host, port=port), server.accept, backlog=64, name="http"
+        )
         return server
 
     @property
     def port(self) -> int:
         """The bound port (useful after binding port 0)."""
-        return int(self.sock.getsockname()[1])
+        assert self.listener is not None
+        return self.listener.port
 
-    def handle_read(self) -> None:
-        for _ in range(_ACCEPTS_PER_TURN):
-            try:
-                sock, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                logger.warning("HTTP accept failed: %s", exc)
-                return
-            sock.setblocking(False)
-            client = _HttpClient(self.loop, sock, self.handler)
-            client.register(EV_READ)
+    def accept(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        client = _HttpClient(self.loop, sock, self.handler)
+        client.register(EV_READ)
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()

@@ -1,6 +1,6 @@
 """Server pools: servers, their connections, routing, ejection, stats.
 
-A :class:`Pool` is built once from a :class:`~corenet.config.PoolConfig`:
+A :class:`Pool` is built once from a :class:`~corenet.proxy.config.PoolConfig`:
 it resolves its protocol, hash function and distribution from the plugin
 registries there and binds them as plain callables, so routing a request
 costs a hash-tag slice, one hash call and one dispatcher lookup.
@@ -21,53 +21,28 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-import attrs
-
-from corenet.conn import ClientConn, ServerConn, complete
 from corenet.errors import ConfigError, PluginError
 from corenet.event import EV_READ
-from corenet.naming import sort_key
+from corenet.net import Listener
+from corenet.proxy.client import ClientConn, complete
+from corenet.proxy.config import check_extra_keys, pool_options
+from corenet.proxy.counters import PoolStats, ServerStats
+from corenet.proxy.naming import sort_key
+from corenet.proxy.server import ServerConn
 from corenet.routing import Router
 
 if TYPE_CHECKING:
-    from corenet._plugins import Plugins
-    from corenet.config import PoolConfig, ServerConfig
-    from corenet.core import Loop
-    from corenet.metrics import LatencyHistogram
+    from corenet.loop import Loop
     from corenet.msg import Msg
+    from corenet.plugin import Plugins
     from corenet.protocol import Protocol
+    from corenet.proxy.config import PoolConfig, ServerConfig
+    from corenet.proxy.latency import LatencyHistogram
     from corenet.timers import TimerHandle
 
 __all__ = ["Pool", "PoolStats", "Server", "ServerStats"]
 
 logger = logging.getLogger("corenet.pool")
-
-
-@attrs.define(slots=True)
-class PoolStats:
-    """nutcracker's per-pool counters (``client_connections`` is a gauge)."""
-
-    client_eof: int = 0
-    client_err: int = 0
-    client_connections: int = 0
-    server_ejects: int = 0
-    forward_error: int = 0
-    fragments: int = 0
-
-
-@attrs.define(slots=True)
-class ServerStats:
-    """nutcracker's per-server counters (``server_connections`` is a gauge)."""
-
-    server_eof: int = 0
-    server_err: int = 0
-    server_timedout: int = 0
-    server_connections: int = 0
-    server_ejected_at: int = 0
-    requests: int = 0
-    request_bytes: int = 0
-    responses: int = 0
-    response_bytes: int = 0
 
 
 class Server:
@@ -168,6 +143,9 @@ class Pool:
             distribution = plugins.distributions.get(config.distribution)
         except PluginError as exc:
             raise ConfigError(f"pool '{config.name}' (line {config.line}): {exc}") from exc
+        check_extra_keys(config, getattr(self.protocol, "pool_keys", ()))
+        self.options = pool_options(config)
+        """What the protocol's parsers see of this pool (read-only)."""
         self.timeout = config.timeout / 1000.0 if config.timeout is not None else None
         # How often each client's idle/request timeouts are checked (seconds),
         # or None when neither is set: half the shorter one.
@@ -304,12 +282,39 @@ class Pool:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.total_clients += 1
         conn = ClientConn(
-            self.loop, self, sock, self.protocol.new_request_parser(self.config), self.total_clients
+            self.loop,
+            self,
+            sock,
+            self.protocol.new_request_parser(self.options),
+            self.total_clients,
         )
         conn.read_size = self.read_size
         conn.register(EV_READ)
         self.clients.add(conn)
         self.stats.client_connections = len(self.clients)
+
+    def listen(self, *, sock: socket.socket | None = None, reuseport: bool = False) -> Listener:
+        """Start accepting clients on this pool's ``listen`` address (or the
+        bound, listening ``sock``, whose socket file stays its owner's).
+
+        Raises:
+            OSError: the address cannot be bound; the message names pool and address.
+        """
+        address = self.config.listen
+        try:
+            return Listener.listen(
+                self.loop,
+                address,
+                self.accept,
+                backlog=self.config.backlog,
+                name=f"pool {self.name}",
+                sock=sock,
+                reuseport=reuseport,
+            )
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"pool {self.name}: cannot listen on {address}: {exc.strerror}"
+            ) from exc
 
     def _refuse(self, sock: socket.socket) -> None:
         # nutcracker ignores client_connections; we enforce it, with a reply.

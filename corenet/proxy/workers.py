@@ -31,10 +31,10 @@ Unix-socket listeners cannot use ``SO_REUSEPORT``: they are always shared.
 
 Each worker has a socketpair to the supervisor.  The supervisor writes a
 request number and a newline; the worker answers ``<number> <json>\\n``
-with its own :func:`corenet.stats.snapshot`.  On a stats connection the
+with its own :func:`corenet.proxy.stats.snapshot`.  On a stats connection the
 supervisor asks every worker, waits at most ``QUERY_TIMEOUT`` seconds, and
 answers one nutcracker-layout object made by
-:func:`corenet.stats.merge_snapshots` (a worker that did not answer in time
+:func:`corenet.proxy.stats.merge_snapshots` (a worker that did not answer in time
 contributes its previous answer).  A worker whose socketpair reaches EOF
 (the supervisor was killed) drains and exits.
 
@@ -54,7 +54,6 @@ import contextlib
 import json
 import logging
 import os
-import select
 import signal
 import socket
 import sys
@@ -64,10 +63,12 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from corenet.conn import Conn, bind_listener, file_identity, unlink_if_ours
+from corenet.env import env_flag
 from corenet.errors import CorenetError
-from corenet.event import EV_READ
-from corenet.proxy import (
+from corenet.event import EV_READ, select_backend
+from corenet.loop import Loop
+from corenet.net import ListenAddress, Listener, bind_listener, file_identity, unlink_if_ours
+from corenet.proxy.app import (
     _ACTIONS,
     _HANDLED,
     EXIT_INTERRUPTED,
@@ -76,15 +77,16 @@ from corenet.proxy import (
     apply_log_signal,
     log_always,
 )
-from corenet.stats import connection_counts, encode, merge_snapshots, snapshot
+from corenet.proxy.plugins import load_plugins
+from corenet.proxy.stats import BACKLOG, connection_counts, encode, merge_snapshots, snapshot
+from corenet.stream import Stream
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from types import FrameType
 
-    from corenet.config import PoolConfig
-    from corenet.core import Loop
-    from corenet.proxy import LogControl, ProxyOptions
+    from corenet.proxy.app import LogControl, ProxyOptions
+    from corenet.proxy.config import PoolConfig
 
 __all__ = [
     "ENV_SHARED_SOCKET",
@@ -103,18 +105,16 @@ STABLE_AFTER = 5.0  # a worker that lived this long resets its back-off
 START_TIMEOUT = 15.0  # for every worker to report ready at start-up
 QUERY_TIMEOUT = 1.0  # for the workers' stats, per stats connection
 STOP_GRACE = 5.0  # beyond the drain timeout, before SIGKILL
-_TICK = 0.5  # longest sleep of the supervisor's loop
+_TICK = 0.5  # longest wait of the supervisor's loop between checks
 
 _FORWARDED = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 # The supervisor handles what a single proxy handles, and its children's deaths.
 _SUPERVISOR_HANDLED = (signal.SIGCHLD, *_HANDLED)
-_FALSY = ("", "0", "false", "no", "off")
 
 
 def use_reuseport() -> bool:
     """Whether TCP listeners get one ``SO_REUSEPORT`` socket per worker."""
-    forced = os.environ.get(ENV_SHARED_SOCKET, "").lower() not in _FALSY
-    return hasattr(socket, "SO_REUSEPORT") and not forced
+    return hasattr(socket, "SO_REUSEPORT") and not env_flag(ENV_SHARED_SOCKET)
 
 
 # -- the worker side -------------------------------------------------------------
@@ -133,7 +133,7 @@ class _WorkerTag(logging.Filter):
         return True
 
 
-class _Control(Conn):
+class _Control(Stream):
     """A worker's end of its socketpair: answers stats requests, notices EOF."""
 
     kind = "control"
@@ -220,7 +220,7 @@ class Supervisor:
     :meth:`run` and :meth:`close`.
 
     Args:
-        pools: the pools, as loaded by :func:`corenet.config.load_config`.
+        pools: the pools, as loaded by :func:`corenet.proxy.config.load_config`.
         options: the command line's settings; the stats port is served here,
             ``metrics_port`` must be None.
         workers: how many worker processes (2 or more makes sense).
@@ -268,7 +268,8 @@ class Supervisor:
         self._stop_deadline = 0.0
         self._signals: list[int] = []
         self._seq = 0
-        self._wakeup: tuple[int, int] | None = None
+        self.loop: Loop | None = None
+        self._stats_listener: Listener | None = None
 
     # -- start ------------------------------------------------------------
 
@@ -308,12 +309,8 @@ class Supervisor:
                     shared = sock
                 self.slot_socks[slot][config.name] = shared
         if self.options.stats_port:
-            from corenet.config import ListenAddress
-
             host, port = self.options.stats_addr, self.options.stats_port
-            self.stats_sock = bind_listener(
-                ListenAddress(host=host, port=port), 64, reuseport=False
-            )
+            self.stats_sock = bind_listener(ListenAddress(host=host, port=port), BACKLOG)
 
     def _spawn(self, slot: int) -> None:
         parent_end, child_end = socket.socketpair()
@@ -367,10 +364,11 @@ class Supervisor:
             self.stats_sock.close()
         for worker in self.workers.values():
             worker.channel.close()
-        fds = list(self.close_in_workers)
-        if self._wakeup is not None:
-            fds += self._wakeup
-        for fd in fds:
+        if self.loop is not None:
+            # Close, never unregister: the epoll set is shared with the
+            # supervisor across fork, and a DEL here would remove its entries.
+            self.loop.backend.close()
+        for fd in self.close_in_workers:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -395,12 +393,10 @@ class Supervisor:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            ready, _, _ = select.select([worker.channel], [], [], left)
-            if not ready:
-                continue
             try:
+                worker.channel.settimeout(left)
                 data = worker.channel.recv(65536)
-            except (BlockingIOError, InterruptedError):
+            except (TimeoutError, BlockingIOError, InterruptedError):
                 continue
             except OSError:
                 return None
@@ -414,48 +410,38 @@ class Supervisor:
     # -- run --------------------------------------------------------------------
 
     def run(self) -> int:
-        """Supervise until SIGTERM or SIGINT; return the exit status."""
-        read_end, write_end = os.pipe()
-        os.set_blocking(read_end, False)
-        os.set_blocking(write_end, False)
-        self._wakeup = (read_end, write_end)
-        previous_fd = signal.set_wakeup_fd(write_end)
+        """Supervise until SIGTERM or SIGINT; return the exit status.
+
+        The supervisor runs on corenet's own :class:`~corenet.loop.Loop`: the
+        stats port is a :class:`~corenet.net.Listener`, signal handlers wake
+        the loop, and every turn (at most ``_TICK`` apart) reaps, restarts
+        and enforces the stop deadline.
+        """
+        loop = Loop(select_backend(self.options.event_backend, load_plugins().event_backends))
+        self.loop = loop
+        if self.stats_sock is not None:
+            self._stats_listener = Listener(loop, self.stats_sock, self._serve_stats, name="stats")
+            self._stats_listener.register(EV_READ)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in _SUPERVISOR_HANDLED}
         try:
             while self.workers or self._restart_at or not self.stopping:
-                self._turn()
+                self._turn(loop)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            signal.set_wakeup_fd(previous_fd)
-            os.close(read_end)
-            os.close(write_end)
-            self._wakeup = None
             self.close()
+            self.loop = None
+            loop.backend.close()
         return self.exit_status
 
-    def _turn(self) -> None:
-        assert self._wakeup is not None
-        now = time.monotonic()
+    def _turn(self, loop: Loop) -> None:
         timeout = _TICK
         if self._restart_at:
-            timeout = min(timeout, max(0.0, min(self._restart_at.values()) - now))
-        watched = [self._wakeup[0]]
-        if self.stats_sock is not None:
-            watched.append(self.stats_sock.fileno())
-        try:
-            ready, _, _ = select.select(watched, [], [], timeout)
-        except InterruptedError:
-            ready = []
-        if self._wakeup[0] in ready:
-            with contextlib.suppress(OSError):
-                while os.read(self._wakeup[0], 512):
-                    pass
+            timeout = min(timeout, max(0.0, min(self._restart_at.values()) - time.monotonic()))
+        loop.run_once(timeout)
         if self._signals:
             self._handle_signals()
         self._reap()
-        if self.stats_sock is not None and self.stats_sock.fileno() in ready:
-            self._serve_stats()
         now = time.monotonic()
         for slot, when in list(self._restart_at.items()):
             if when <= now:
@@ -468,8 +454,10 @@ class Supervisor:
             self._kill_workers()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        # Runs between two bytecodes; the wakeup fd already woke select().
+        # Runs between two bytecodes: record it and wake the loop's wait.
         self._signals.append(signum)
+        if self.loop is not None:
+            self.loop.backend.wakeup()
 
     def _handle_signals(self) -> None:
         pending, self._signals = self._signals, []
@@ -537,12 +525,8 @@ class Supervisor:
 
     # -- stats --------------------------------------------------------------------
 
-    def _serve_stats(self) -> None:
-        assert self.stats_sock is not None
-        try:
-            conn, _ = self.stats_sock.accept()
-        except OSError:  # nothing pending (another turn took it), or a reset
-            return
+    def _serve_stats(self, conn: socket.socket) -> None:
+        # The supervisor has no data path to keep responsive: answer in place.
         with conn:
             conn.settimeout(1.0)
             with contextlib.suppress(OSError):
@@ -580,9 +564,12 @@ class Supervisor:
         for sock in self._all_socks:
             sock.close()
         self._all_socks = []
-        if self.stats_sock is not None:
+        if self._stats_listener is not None:
+            self._stats_listener.close()  # closes stats_sock too
+            self._stats_listener = None
+        elif self.stats_sock is not None:
             self.stats_sock.close()
-            self.stats_sock = None
+        self.stats_sock = None
         for path, bound in self._unix_bound:
             unlink_if_ours(path, bound)
         self._unix_bound = []

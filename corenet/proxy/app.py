@@ -34,20 +34,21 @@ from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
-from corenet._plugins import Plugins
-from corenet.conn import ProxyConn
-from corenet.core import Loop
 from corenet.event import select_backend
-from corenet.pool import Pool
-from corenet.stats import NUTCRACKER_VERSION, StatsServer
+from corenet.loop import Loop
+from corenet.proxy.plugins import load_plugins
+from corenet.proxy.pool import Pool
+from corenet.proxy.stats import NUTCRACKER_VERSION, StatsServer
 
 if TYPE_CHECKING:
     import socket
     from collections.abc import Mapping
     from types import FrameType
 
-    from corenet._http import HttpServer
-    from corenet.config import PoolConfig
+    from corenet.net import Listener
+    from corenet.plugin import Plugins
+    from corenet.proxy.config import PoolConfig
+    from corenet.proxy.http import HttpServer
     from corenet.timers import TimerHandle
 
 __all__ = ["NOTICE", "LogControl", "Proxy", "ProxyOptions"]
@@ -146,7 +147,7 @@ class Proxy:
     """Everything one corenet-proxy process serves.
 
     Args:
-        pools: the pools, as loaded by :func:`corenet.config.load_config`.
+        pools: the pools, as loaded by :func:`corenet.proxy.config.load_config`.
         options: process-wide settings.
         plugins: the plugin registries (default: a fresh :class:`Plugins`).
         version: corenet's version, for the start-up line and metrics.
@@ -167,14 +168,14 @@ class Proxy:
     ) -> None:
         self.listen_socks = dict(listen_socks or {})
         self.options = options or ProxyOptions()
-        self.plugins = plugins or Plugins()
+        self.plugins = plugins or load_plugins()
         self.backend = select_backend(self.options.event_backend, self.plugins.event_backends)
         self.loop = Loop(self.backend)
         self.pools = [
             Pool(config, self.plugins, self.loop, read_size=self.options.mbuf_size)
             for config in pools.values()
         ]
-        self.listeners: list[ProxyConn] = []
+        self.listeners: list[Listener] = []
         self.stats_server: StatsServer | None = None
         self.metrics_server: HttpServer | None = None
         self.version = version
@@ -185,7 +186,7 @@ class Proxy:
         self._signals: list[int] = []
         self._drain_timer: TimerHandle | None = None
         if self.options.metrics_port:
-            from corenet.metrics import LatencyHistogram
+            from corenet.proxy.metrics import LatencyHistogram
 
             for pool in self.pools:
                 # Read by the data path when a reply completes; stays None
@@ -202,7 +203,7 @@ class Proxy:
         """
         try:
             for pool in self.pools:
-                listener = ProxyConn.listen(self.loop, pool, sock=self.listen_socks.get(pool.name))
+                listener = pool.listen(sock=self.listen_socks.get(pool.name))
                 self.listeners.append(listener)
                 logger.log(
                     NOTICE,
@@ -232,7 +233,7 @@ class Proxy:
                 pool.preconnect()
 
     def _serve_metrics(self) -> HttpServer:
-        from corenet.metrics import ProxyCollector, build_registry, serve_metrics
+        from corenet.proxy.metrics import ProxyCollector, build_registry, serve_metrics
 
         assert self.options.metrics_port is not None
         collector = ProxyCollector(

@@ -8,9 +8,9 @@ import types
 
 import pytest
 
-from corenet._plugins import Plugins
 from corenet.errors import PluginError
-from corenet.hookspecs import hookimpl
+from corenet.plugin import hookimpl
+from corenet.proxy.plugins import load_plugins
 
 
 def fake_distribution(monkeypatch: pytest.MonkeyPatch, name: str, module: types.ModuleType) -> None:
@@ -52,7 +52,7 @@ def _duplicate_md5(registry):
 
 
 def test_builtins_register_without_installed_metadata():
-    plugins = Plugins(autoload=False)
+    plugins = load_plugins(autoload=False)
     assert "redis" in plugins.protocols
     assert {"epoll", "poll", "select"} & set(plugins.event_backends)
     assert "fnv1a_64" in plugins.hash_functions
@@ -67,7 +67,7 @@ def test_entry_point_plugin_adds_a_hash(monkeypatch):
         make_module("corenet_xx", corenet_register_hash_functions=_xxhash_registration),
     )
     monkeypatch.delenv("CORENET_DISABLE_PLUGIN_AUTOLOAD", raising=False)
-    plugins = Plugins()
+    plugins = load_plugins()
     assert plugins.hash_functions.get("xx")(b"abc") == 3
     assert plugins.hash_functions.owner("xx") == "xx"
 
@@ -79,7 +79,7 @@ def test_autoload_can_be_disabled_by_environment(monkeypatch):
         make_module("corenet_xx", corenet_register_hash_functions=_xxhash_registration),
     )
     monkeypatch.setenv("CORENET_DISABLE_PLUGIN_AUTOLOAD", "1")
-    assert "xx" not in Plugins().hash_functions
+    assert "xx" not in load_plugins().hash_functions
 
 
 def test_a_second_claim_on_a_name_names_both_plugins(monkeypatch):
@@ -92,7 +92,7 @@ def test_a_second_claim_on_a_name_names_both_plugins(monkeypatch):
     with pytest.raises(
         PluginError, match="'md5' is registered by both plugin 'hashing' and plugin 'evil'"
     ):
-        Plugins()
+        load_plugins()
 
 
 def test_blocked_plugins_are_not_loaded(monkeypatch):
@@ -103,7 +103,7 @@ def test_blocked_plugins_are_not_loaded(monkeypatch):
     )
     monkeypatch.delenv("CORENET_DISABLE_PLUGIN_AUTOLOAD", raising=False)
     monkeypatch.setenv("CORENET_DISABLED_PLUGINS", "evil, redis")
-    plugins = Plugins()
+    plugins = load_plugins()
     assert plugins.hash_functions.owner("md5") == "hashing"
     assert "redis" not in plugins.protocols
 
@@ -120,7 +120,7 @@ def test_invalid_hookimpl_is_rejected(monkeypatch):
     )
     monkeypatch.delenv("CORENET_DISABLE_PLUGIN_AUTOLOAD", raising=False)
     with pytest.raises(PluginError, match="invalid plugin"):
-        Plugins()
+        load_plugins()
 
 
 def test_unknown_hook_name_is_rejected(monkeypatch):
@@ -135,7 +135,7 @@ def test_unknown_hook_name_is_rejected(monkeypatch):
     )
     monkeypatch.delenv("CORENET_DISABLE_PLUGIN_AUTOLOAD", raising=False)
     with pytest.raises(PluginError, match="corenet_register_protocolz"):
-        Plugins()
+        load_plugins()
 
 
 def test_protocol_missing_parts_is_rejected():
@@ -152,7 +152,7 @@ def test_protocol_missing_parts_is_rejected():
     with pytest.raises(
         PluginError, match="protocol 'half' from 'half' lacks new_reply_parser, error_reply"
     ):
-        Plugins(
+        load_plugins(
             extra={
                 "half": make_module("half", corenet_register_protocols=corenet_register_protocols)
             },
@@ -161,6 +161,6 @@ def test_protocol_missing_parts_is_rejected():
 
 
 def test_unknown_name_lists_the_known_ones():
-    plugins = Plugins(autoload=False)
+    plugins = load_plugins(autoload=False)
     with pytest.raises(PluginError, match=r"no hash function named 'sha9' \(known: .*fnv1a_64"):
         plugins.hash_functions.get("sha9")

@@ -19,7 +19,7 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 from corenet import __version__
-from corenet.config import parse_config
+from corenet.proxy.config import parse_config
 
 if TYPE_CHECKING:
     import argparse
@@ -98,8 +98,8 @@ def run_demo(args: argparse.Namespace) -> int:
         )
         return 1
     memcached = shutil.which("memcached")
-    from corenet.cli import _setup_logging
-    from corenet.proxy import Proxy, ProxyOptions
+    from corenet.proxy.app import Proxy, ProxyOptions
+    from corenet.proxy.logs import LogSetup
 
     with ExitStack() as stack:
         workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="corenet-demo-"))
@@ -115,7 +115,7 @@ def run_demo(args: argparse.Namespace) -> int:
             mc_ports = _start_backends(stack, mc_argv, b"version\r\n", b"VERSION")
             mc_listen = _free_port(_DEMO_PORT + 1)
             text += _pool("memcache", mc_listen, False, mc_ports)
-        _setup_logging(args.verbose, None)
+        LogSetup(args.verbose, None)
         stats_port = _free_port(args.stats_port)
         proxy = Proxy(
             parse_config(text, source="<demo>"),

@@ -16,114 +16,26 @@ import logging
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import yaml
 
 from corenet import __version__
-from corenet.config import PoolConfig, load_config
 from corenet.errors import ConfigError, CorenetError
-from corenet.proxy import NOTICE
-from corenet.stats import NUTCRACKER_VERSION, POOL_STATS, SERVER_STATS
-from corenet.workers import MAX_WORKERS
+from corenet.proxy.app import NOTICE
+from corenet.proxy.config import PoolConfig, load_config
+from corenet.proxy.logs import PROG, LogSetup, log_level
+from corenet.proxy.stats import NUTCRACKER_VERSION, POOL_STATS, SERVER_STATS
+from corenet.proxy.workers import MAX_WORKERS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
-    from corenet.proxy import Proxy
+    from corenet.proxy.app import Proxy
 
 __all__ = ["LogSetup", "build_parser", "log_level", "main"]
 
-PROG = "corenet-proxy"
-MAX_VERBOSITY = 11  # nutcracker's LOG_PVERB
-
-# nutcracker -v levels: 0 emerg .. 3 err, 4 warn, 5 notice, 6 info, 7+ debug.
-_LEVELS = {
-    0: logging.CRITICAL,
-    1: logging.CRITICAL,
-    2: logging.CRITICAL,
-    3: logging.ERROR,
-    4: logging.WARNING,
-    5: NOTICE,
-    6: logging.INFO,
-}
-
 logger = logging.getLogger("corenet.cli")
-
-
-def log_level(verbosity: int) -> int:
-    """The :mod:`logging` level for nutcracker's ``-v`` value."""
-    return _LEVELS.get(verbosity, logging.DEBUG if verbosity > 6 else logging.CRITICAL)
-
-
-class LogSetup:
-    """The ``corenet`` logger's handler and level, as ``-v`` and ``-o`` set them.
-
-    Lines go to ``output`` (opened for appending, like nutcracker's
-    ``O_APPEND``) or to stderr.  The signals act on this object through
-    :class:`corenet.proxy.LogControl`.
-
-    Raises:
-        OSError: ``output`` cannot be opened.
-    """
-
-    def __init__(self, verbosity: int, output: str | None) -> None:
-        self.output = output
-        self.verbosity = max(0, min(verbosity, MAX_VERBOSITY))
-        self.handler: logging.StreamHandler[Any] = (
-            logging.FileHandler(output, encoding="utf-8")
-            if output
-            else logging.StreamHandler(sys.stderr)
-        )
-        self.handler.setFormatter(
-            logging.Formatter(
-                "[%(asctime)s.%(msecs)03d] %(name)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"
-            )
-        )
-        self.root = logging.getLogger("corenet")
-        self.root.handlers[:] = [self.handler]
-        self.root.propagate = False
-        self._apply()
-
-    def _apply(self) -> None:
-        self.root.setLevel(log_level(self.verbosity))
-
-    def reopen(self) -> None:
-        """Reopen the log file by name (after logrotate moved it); stderr stays."""
-        if not self.output:
-            return
-        try:
-            stream = open(self.output, "a", encoding="utf-8")  # noqa: SIM115
-        except OSError as exc:
-            # nutcracker: "reopening log file '%s' failed, ignored".
-            print(
-                f"{PROG}: reopening log file '{self.output}' failed, ignored: {exc.strerror}",
-                file=sys.stderr,
-            )
-            return
-        old = self.handler.setStream(stream)
-        if old is not None:
-            old.close()
-
-    def more_verbose(self) -> int | None:
-        """One level more (nutcracker's SIGTTIN); None when already at 11."""
-        if self.verbosity >= MAX_VERBOSITY:
-            return None
-        self.verbosity += 1
-        self._apply()
-        return self.verbosity
-
-    def less_verbose(self) -> int | None:
-        """One level less (nutcracker's SIGTTOU); None when already at 0."""
-        if self.verbosity <= 0:
-            return None
-        self.verbosity -= 1
-        self._apply()
-        return self.verbosity
-
-
-def _setup_logging(verbosity: int, output: str | None) -> LogSetup:
-    return LogSetup(verbosity, output)
 
 
 # -- the command line ----------------------------------------------------------
@@ -299,10 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _backend_name(name: str | None) -> str:
     try:
-        from corenet._plugins import Plugins
         from corenet.event import select_backend
+        from corenet.proxy.plugins import load_plugins
 
-        backend = select_backend(name, Plugins().event_backends)
+        backend = select_backend(name, load_plugins().event_backends)
     except (CorenetError, OSError):
         return "unknown"
     try:
@@ -353,9 +265,9 @@ def check_plugins(pools: Mapping[str, PoolConfig], source: str) -> None:
     Raises:
         ConfigError: naming the file, line, pool and key.
     """
-    from corenet._plugins import Plugins
+    from corenet.proxy.plugins import load_plugins
 
-    plugins = Plugins()
+    plugins = load_plugins()
     for pool in pools.values():
         for registry, name, key in (
             (plugins.protocols, pool.protocol, "protocol" if pool.protocol_name else "redis"),
@@ -469,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: --metrics-port is not supported with --workers > 1", file=sys.stderr)
         return 1
     if args.demo:
-        from corenet.demo import run_demo
+        from corenet.proxy.demo import run_demo
 
         return run_demo(args)
     conf_file = os.path.abspath(args.conf_file)
@@ -501,15 +413,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _explain(pools: Mapping[str, PoolConfig], pool_name: str, key: str) -> int:
-    from corenet._plugins import Plugins
-    from corenet.explain import explain_key
+    from corenet.proxy.explain import explain_key
+    from corenet.proxy.plugins import load_plugins
 
     pool = pools.get(pool_name)
     if pool is None:
         print(f"{PROG}: no pool named '{pool_name}' (pools: {', '.join(pools)})", file=sys.stderr)
         return 1
     # The key as the shell gave it: undecodable bytes come back unchanged.
-    print(explain_key(pool, Plugins(), os.fsencode(key)))
+    print(explain_key(pool, load_plugins(), os.fsencode(key)))
     return 0
 
 
@@ -528,8 +440,8 @@ def _serve(
             print(f"{PROG}: {message}", file=sys.stderr)
         return 1
 
-    from corenet.proxy import Proxy, ProxyOptions
-    from corenet.workers import Supervisor
+    from corenet.proxy.app import Proxy, ProxyOptions
+    from corenet.proxy.workers import Supervisor
 
     options = ProxyOptions(
         stats_addr=args.stats_addr,

@@ -11,10 +11,10 @@ import pluggy
 import pytest
 
 from corenet import hookspecs
-from corenet._plugins import EventBackendRegistry
 from corenet.errors import BackendError
 from corenet.event import EV_READ, BackendStats, EventBase, select_backend
 from corenet.event import _plugin as event_plugin
+from corenet.plugin import EventBackendRegistry
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -39,16 +39,16 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
-from corenet.config import ListenAddress
-from corenet.conn import Conn, bind_listener
 from corenet.event import EV_READ
-from corenet.naming import sort_key
+from corenet.net import ListenAddress, Listener
+from corenet.proxy.naming import sort_key
+from corenet.stream import Stream
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
-    from corenet.core import Loop
-    from corenet.pool import Pool, Server
+    from corenet.loop import Loop
+    from corenet.proxy.pool import Pool, Server
 
 __all__ = [
     "HEADER_FIELDS",
@@ -63,6 +63,9 @@ __all__ = [
     "server_figures",
     "snapshot",
 ]
+
+BACKLOG = 4096
+"""The stats port's listen backlog (nutcracker's), so bursts of readers queue."""
 
 NUTCRACKER_VERSION = "0.5.0"
 """What the ``version`` header field says (see the module docstring)."""
@@ -288,7 +291,7 @@ def encode(stats: Mapping[str, Any]) -> bytes:
     return bytes(buf)
 
 
-class _StatsClient(Conn):
+class _StatsClient(Stream):
     kind = "stats"
 
     def handle_read(self) -> None:
@@ -304,12 +307,11 @@ class _StatsClient(Conn):
         self.close()
 
 
-class StatsServer(Conn):
+class StatsServer:
     """Answers every connection with one JSON stats object, then closes it.
 
     Args:
         loop: the loop to serve on.
-        sock: a bound, listening, non-blocking socket.
         pools: the pools to report.
         started: the process start, in ``time.time()`` seconds.
         version: the ``version`` header value.
@@ -317,22 +319,20 @@ class StatsServer(Conn):
             counts them as connections); default: one per pool.
     """
 
-    kind = "stats-listener"
-
     def __init__(
         self,
         loop: Loop,
-        sock: socket.socket,
         pools: list[Pool],
         started: float,
         version: str = NUTCRACKER_VERSION,
         listeners: Callable[[], int] | None = None,
     ) -> None:
-        super().__init__(loop, sock)
+        self.loop = loop
         self.pools = pools
         self.started = started
         self.version = version
         self._listeners = listeners
+        self.listener: Listener | None = None
 
     @classmethod
     def listen(
@@ -351,11 +351,10 @@ class StatsServer(Conn):
         Raises:
             OSError: the address cannot be bound.
         """
-        sock = bind_listener(ListenAddress(host=host, port=port), 64)
-        server = cls(
-            loop, sock, pools, time.time() if started is None else started, version, listeners
+        server = cls(loop, pools, time.time() if started is None else started, version, listeners)
+        server.listener = Listener.listen(
+            loop, ListenAddress(host=host, port=port), server.accept, backlog=BACKLOG, name="stats"
         )
-        server.register(EV_READ)
         return server
 
     def counters(self) -> dict[str, int]:
@@ -370,17 +369,14 @@ class StatsServer(Conn):
         )
         return encode(stats)
 
-    def handle_read(self) -> None:
-        for _ in range(16):
-            try:
-                sock, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            sock.setblocking(False)
-            client = _StatsClient(self.loop, sock)
-            client.register(EV_READ)
-            client.send_bytes(self.render())
-            if client._unsent is None:
-                client.close()
+    def accept(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        client = _StatsClient(self.loop, sock)
+        client.register(EV_READ)
+        client.send_bytes(self.render())
+        if not client.writing:
+            client.close()
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()

@@ -42,7 +42,6 @@ replies (``PING``) excluded.
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -53,10 +52,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
-from corenet._http import HttpRequest, HttpResponse, HttpServer
-from corenet.stats import (
+from corenet.proxy.http import HttpRequest, HttpResponse, HttpServer
+from corenet.proxy.latency import LATENCY_BUCKETS, LatencyHistogram
+from corenet.proxy.stats import (
     NUTCRACKER_VERSION,
     POOL_STATS,
     SERVER_STATS,
@@ -69,8 +68,8 @@ if TYPE_CHECKING:
 
     from prometheus_client.metrics_core import Metric
 
-    from corenet.core import Loop
-    from corenet.pool import Pool
+    from corenet.loop import Loop
+    from corenet.proxy.pool import Pool
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -80,57 +79,6 @@ __all__ = [
     "metrics_handler",
     "serve_metrics",
 ]
-
-LATENCY_BUCKETS: tuple[float, ...] = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
-"""Upper bounds (seconds, inclusive) of the latency buckets; ``+Inf`` follows."""
-
-
-class LatencyHistogram:
-    """Request latencies of one pool: per-bucket counts and their sum.
-
-    ``counts[i]`` counts observations in ``(bounds[i-1], bounds[i]]``, the
-    last slot those above every bound; cumulating happens at scrape time.
-    """
-
-    __slots__ = ("bounds", "counts", "sum")
-
-    def __init__(self, bounds: Sequence[float] = LATENCY_BUCKETS) -> None:
-        self.bounds = tuple(bounds)
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        """Record one request that took ``seconds``; the data path calls this."""
-        self.counts[bisect_left(self.bounds, seconds)] += 1
-        self.sum += seconds
-
-    def cumulative(self) -> list[tuple[str, float]]:
-        """``(le, cumulative count)`` pairs, ``+Inf`` last, as Prometheus wants."""
-        out: list[tuple[str, float]] = []
-        running = 0
-        for bound, count in zip(
-            (*map(floatToGoString, self.bounds), "+Inf"), self.counts, strict=True
-        ):
-            running += count
-            out.append((bound, running))
-        return out
 
 
 def _help(desc: str) -> str:

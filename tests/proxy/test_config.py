@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from corenet.config import ListenAddress, parse_config
 from corenet.errors import ConfigError
+from corenet.proxy.config import ListenAddress, parse_config
 
 GOOD = """\
 alpha:

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from corenet._plugins import EventBackendRegistry
 from corenet.event import (
     EV_ERR,
     EV_READ,
@@ -32,6 +31,7 @@ from corenet.event import (
     PollBackend,
 )
 from corenet.event._plugin import corenet_register_event_backends
+from corenet.plugin import EventBackendRegistry
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

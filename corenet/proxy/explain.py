@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from corenet.naming import sort_key
+from corenet.proxy.naming import sort_key
 from corenet.routing import Router
 
 if TYPE_CHECKING:
-    from corenet._plugins import Plugins
-    from corenet.config import PoolConfig
+    from corenet.plugin import Plugins
+    from corenet.proxy.config import PoolConfig
 
 __all__ = ["explain_key"]
 

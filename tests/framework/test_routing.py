@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from corenet._switch import NO_SPEEDUPS_ENV
 from corenet.plugins.distribution import build_ketama, build_modula, build_random
 from corenet.plugins.hashing import HASH_FUNCTIONS
 from corenet.routing import Router, apply_hash_tag, group_by_server
@@ -46,18 +45,10 @@ def test_index_of_matches_the_steps(
     assert router.index_of(key) == by_hand(router, key)
 
 
-@pytest.mark.parametrize("pure", [False, True], ids=["compiled", "pure"])
-def test_ketama_is_inlined_and_empty_key_hashes_to_zero(
-    pure: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if pure:
-        monkeypatch.setenv(NO_SPEEDUPS_ENV, "1")
-    else:
-        route_module()
-        monkeypatch.delenv(NO_SPEEDUPS_ENV, raising=False)
+def test_ketama_is_inlined_and_empty_key_hashes_to_zero(speedups: bool) -> None:
     router = Router(HASH_FUNCTIONS["fnv1a_64"], build_ketama, None, len(NODES))
     router.rebuild(NODES)
-    if pure:
+    if not speedups:
         assert router.index_of.__name__ == "route"  # type: ignore[attr-defined]
     else:
         assert type(router.index_of).__name__ == "BisectRoute"

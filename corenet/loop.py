@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Handler", "Loop"]
 
-logger = logging.getLogger("corenet.core")
+logger = logging.getLogger("corenet.loop")
 
 _READABLE = EV_READ | EV_ERR
 

@@ -1,10 +1,10 @@
-"""corenet.stats.merge_snapshots: the supervisor's sum of its workers' stats."""
+"""corenet.proxy.stats.merge_snapshots: the supervisor's sum of its workers' stats."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from corenet.stats import HEADER_FIELDS, NUTCRACKER_VERSION, encode, merge_snapshots
+from corenet.proxy.stats import HEADER_FIELDS, NUTCRACKER_VERSION, encode, merge_snapshots
 
 
 def _server(**figures: int) -> dict[str, int]:

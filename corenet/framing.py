@@ -1,0 +1,182 @@
+"""The one framer: a byte stream in, complete frames out, sans-IO.
+
+Every stream that carries a message protocol (a proxy's client and server
+connections, :mod:`corenet.testing`'s drivers, an application of your own)
+turns what ``recv`` brought into messages with a :class:`Framer` around a
+protocol's parser.  The framer owns the incomplete tail; the parser owns the
+syntax.
+
+The parser contract (requests and replies alike)
+------------------------------------------------
+
+``parser.parse(buf, pos)`` looks for one complete frame starting at
+``buf[pos]`` and returns:
+
+* a **request frame**: an object whose ``end`` is the offset just past it in
+  ``buf`` (a :class:`~corenet.msg.Msg`); or a **reply frame**: the end
+  offset itself, as an ``int`` (the frame is ``buf[pos:end]``, forwarded as
+  is).  A parser declares which with ``frames = "objects"`` or
+  ``frames = "offsets"``; without the attribute, the framer's ``replies``
+  argument decides.
+* ``None`` when the frame is incomplete (``-1`` is accepted from offset
+  parsers, the convention before this module existed).  Then
+  ``parser.resume_at`` is where the incomplete frame starts (a parser may
+  skip empty input before it, never go back before ``pos``), and
+  ``parser.need`` how many bytes from ``resume_at`` must be buffered before
+  another call can progress (0 when unknown).
+
+A complete frame consumes at least one byte and never ends past
+``len(buf)``; the framer calls again at its end while bytes remain.
+
+Total work is O(n): the framer keeps the tail as a list of chunks and joins
+them only once ``need`` is met, so a 512 MiB value arriving 16 KiB at a time
+is copied once, not once per read, and the parser is not called per read
+while it waits.  When the length is unknown (a text line) the parser resumes
+its scan where the last call stopped (it may keep state between calls) and
+caps the line with a :class:`~corenet.errors.ProtocolError`, so an endless
+line is never buffered without limit.
+
+Errors: malformed input raises :class:`~corenet.errors.ProtocolError` with
+the protocol-correct ``reply``; no other exception may escape ``parse``.
+With ``close=True`` (the default) the stream is finished: the framer keeps
+nothing and reports the error.  With ``close=False`` the parser has skipped
+the offending bytes and set ``resume_at`` to where parsing goes on (past
+them, inside ``buf``); the framer reports the error after the frames before
+it, and :meth:`Framer.resume` continues from there.  Either way the error's
+position in the stream is exact: its reply goes after the replies of every
+earlier frame and before any later one.
+
+:mod:`corenet.testing.conformance` checks all of this for any parser.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from corenet.buffer import StreamBuffer
+from corenet.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["UNLIMITED", "Framer", "FrameParser"]
+
+F = TypeVar("F")
+
+UNLIMITED = sys.maxsize
+
+
+class FrameParser(Protocol):
+    """What :class:`Framer` needs of a parser (see the module docstring)."""
+
+    resume_at: int
+    need: int
+
+    def parse(self, buf: bytes, pos: int) -> Any: ...
+
+
+class Framer(Generic[F]):
+    """Frames for one direction of one stream, from the chunks ``recv`` returns.
+
+    Args:
+        parser: the protocol's parser for this stream.
+        replies: whether ``parse`` returns end offsets (reply parsers) rather
+            than frame objects, when the parser does not say (``frames``).
+    """
+
+    __slots__ = ("_buffer", "_offsets", "_parse", "error", "parser", "waiting")
+
+    def __init__(self, parser: FrameParser, *, replies: bool = False) -> None:
+        self.parser = parser
+        self._parse: Callable[[bytes, int], Any] = parser.parse
+        kind = getattr(parser, "frames", None)
+        self._offsets = kind == "offsets" if kind is not None else replies
+        self._buffer = StreamBuffer()
+        self.waiting = False
+        """Whether the kept bytes are the start of an incomplete frame (not a backlog)."""
+        self.error: ProtocolError | None = None
+        """The ProtocolError that stopped the last :meth:`feed`, if any."""
+
+    @property
+    def buffered(self) -> int:
+        """How many bytes are kept: an incomplete frame or a backlog of whole ones."""
+        return len(self._buffer)
+
+    @property
+    def backlog(self) -> bool:
+        """Whether complete input is kept unparsed (a ``limit`` stopped the last feed)."""
+        return not self.waiting and len(self._buffer) > 0
+
+    def clear(self) -> None:
+        """Forget everything kept (the stream is closing)."""
+        self._buffer.clear()
+        self.waiting = False
+
+    def feed(self, data: bytes, limit: int = UNLIMITED) -> list[F]:
+        """Add ``data`` and return the frames it completes, at most ``limit``.
+
+        Frames past ``limit`` stay kept, unparsed, for :meth:`resume`.  After
+        a ``ProtocolError`` the frames before it are returned and
+        :attr:`error` is set (see the module docstring).
+        """
+        buffer = self._buffer
+        if buffer.chunks:
+            buf = buffer.push(data)
+            if buf is None:
+                return []
+        else:
+            buf = data
+        return self._frames(buf, limit)
+
+    def resume(self, limit: int = UNLIMITED) -> list[F]:
+        """Parse what is kept as a backlog (after a limit or a ``close=False`` error)."""
+        if not len(self._buffer) or self.waiting:
+            return []
+        return self._frames(self._buffer.take(), limit)
+
+    def _frames(self, buf: bytes, limit: int) -> list[F]:
+        parse = self._parse
+        offsets = self._offsets
+        frames: list[Any] = []
+        append = frames.append
+        self.error = None
+        pos = 0
+        n = len(buf)
+        while pos < n:
+            if len(frames) >= limit:
+                self._buffer.keep(buf, pos, 0)
+                self.waiting = False
+                return frames
+            try:
+                frame = parse(buf, pos)
+            except ProtocolError as exc:
+                self.error = exc
+                self.waiting = False
+                if exc.close:
+                    self._buffer.clear()
+                else:
+                    resume = self.parser.resume_at
+                    if resume < n:
+                        self._buffer.keep(buf, max(resume, pos + 1), 0)
+                    else:
+                        self._buffer.clear()
+                return frames
+            if offsets:
+                if frame is None or frame < 0:
+                    break
+                append(buf if (pos == 0 and frame == n) else buf[pos:frame])
+                pos = frame
+            else:
+                if frame is None:
+                    break
+                append(frame)
+                pos = frame.end
+        else:
+            # Everything consumed; the buffer was emptied when it was joined.
+            self.waiting = False
+            return frames
+        parser = self.parser
+        self._buffer.keep(buf, parser.resume_at, parser.need)
+        self.waiting = True
+        return frames

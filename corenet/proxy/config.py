@@ -1,0 +1,374 @@
+"""nutcracker.yml, loaded into validated attrs records.
+
+The file format is nutcracker's: a mapping of pool names to pool settings,
+with the same keys, defaults and server syntax (``host:port:weight [name]``
+or ``/path.sock:weight [name]``).  Every error names the file, the line, the
+pool and the key, and says what was expected, in nutcracker's wording where
+it has one (``directive "X" is unknown``, ``is a duplicate``, ``is not a
+valid hash``, ``has a zero weight``).
+
+Names of hash functions and distributions are checked against the plugin
+registries when the pool is built, not here, so plugins can add their own.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import yaml
+
+from corenet.errors import ConfigError
+from corenet.net import ListenAddress
+from corenet.protocol import PoolOptions
+from corenet.proxy.naming import server_name
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Mapping
+
+__all__ = [
+    "ListenAddress",
+    "check_extra_keys",
+    "pool_options",
+    "PoolConfig",
+    "ServerConfig",
+    "load_config",
+    "parse_config",
+]
+
+
+@attrs.frozen
+class ServerConfig:
+    """One backend as written in ``servers``."""
+
+    address: ListenAddress
+    weight: int
+    name: str
+    """The name nutcracker hashes and reports (see :mod:`corenet.proxy.naming`)."""
+    spec: str
+    line: int = 0
+
+
+@attrs.frozen
+class PoolConfig:
+    """One pool, with nutcracker's defaults."""
+
+    name: str
+    listen: ListenAddress
+    servers: tuple[ServerConfig, ...]
+    hash: str = "fnv1a_64"
+    hash_tag: bytes | None = None
+    distribution: str = "ketama"
+    timeout: int | None = None
+    backlog: int = 512
+    client_connections: int = 0
+    redis: bool = False
+    redis_auth: str | None = attrs.field(default=None, repr=False)
+    redis_db: int = 0
+    tcpkeepalive: bool = False
+    preconnect: bool = False
+    auto_eject_hosts: bool = False
+    server_connections: int = 1
+    server_retry_timeout: int = 30000
+    server_failure_limit: int = 2
+    # corenet only (nutcracker does not know these keys):
+    deny_commands: tuple[str, ...] = ()
+    """Commands answered ``-ERR command 'X' is not allowed``."""
+    client_max_pending: int = 1024
+    """Requests a client may have in flight before the proxy stops reading it."""
+    client_output_buffer: int = 1024 * 1024
+    """Unsent reply bytes for a client above which the proxy stops reading it."""
+    client_output_limit: int = 64 * 1024 * 1024
+    """Unsent reply bytes above which a client that does not read is dropped."""
+    client_idle_timeout: int | None = None
+    """ms without requests after which an idle client is closed (off by default)."""
+    client_request_timeout: int | None = None
+    """ms a client may take to send one complete request (off by default)."""
+    protocol_name: str | None = attrs.field(default=None, alias="protocol")
+    """The ``protocol:`` key: a registered protocol by name (wins over ``redis``)."""
+    extra: Mapping[str, tuple[Any, int]] = attrs.field(factory=dict, repr=False, hash=False)
+    """Keys this file gives that corenet does not know, ``key -> (value, line)``:
+    kept only for a pool with a ``protocol:`` plugin, which may declare them
+    (``pool_keys``); checked when the pool is built."""
+    line: int = 0
+    source: str = "<string>"
+    """The file this pool was read from, for error messages."""
+
+    @property
+    def protocol(self) -> str:
+        """The registered protocol this pool speaks: ``protocol:`` if given, else
+        ``"redis"`` when ``redis: true``, else ``"memcache"``."""
+        if self.protocol_name is not None:
+            return self.protocol_name
+        return "redis" if self.redis else "memcache"
+
+
+def load_config(path: str | os.PathLike[str]) -> dict[str, PoolConfig]:
+    """Read and validate the nutcracker.yml at ``path``.
+
+    Raises:
+        ConfigError: the file cannot be read or is invalid; the message names
+            the file, line, pool and key.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration file: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: configuration file is not UTF-8 text: {exc}") from exc
+    return parse_config(text, source=path)
+
+
+def parse_config(text: str, *, source: str = "<string>") -> dict[str, PoolConfig]:
+    """Validate the nutcracker.yml ``text``; see :func:`load_config`."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"{source}:{mark.line + 1}" if mark is not None else source
+        raise ConfigError(f"{at}: invalid YAML: {exc}") from exc
+    if root is None:
+        raise ConfigError(f"{source}: configuration file has no pools")
+    if not isinstance(root, yaml.MappingNode):
+        raise ConfigError(
+            f"{source}:{root.start_mark.line + 1}: expected a mapping of pool names to pools"
+        )
+    pools: dict[str, PoolConfig] = {}
+    listens: dict[str, str] = {}
+    for key_node, value_node in root.value:
+        name = str(key_node.value)
+        line = key_node.start_mark.line + 1
+        where = _Where(source, name, line)
+        if name in pools:
+            raise where.error(None, f'pool "{name}" is a duplicate')
+        pool = _build_pool(name, value_node, where)
+        other = listens.get(str(pool.listen))
+        if other is not None:
+            raise where.error(
+                "listen", f'"{pool.listen}" is already the listen address of pool "{other}"'
+            )
+        listens[str(pool.listen)] = name
+        pools[name] = pool
+    return pools
+
+
+@attrs.frozen
+class _Where:
+    source: str
+    pool: str
+    line: int
+
+    def error(self, key: str | None, message: str, line: int | None = None) -> ConfigError:
+        at = f"{self.source}:{line or self.line}"
+        what = f"pool '{self.pool}'" + (f", key '{key}'" if key else "")
+        return ConfigError(f"{at}: {what}: {message}")
+
+
+def _construct(node: yaml.Node) -> Any:
+    return yaml.SafeLoader("").construct_document(node)
+
+
+def _build_pool(name: str, node: yaml.Node, where: _Where) -> PoolConfig:
+    if not isinstance(node, yaml.MappingNode):
+        raise where.error(None, "expected a mapping of settings")
+    values: dict[str, Any] = {}
+    lines: dict[str, int] = {}
+    extra: dict[str, tuple[Any, int]] = {}
+    for key_node, value_node in node.value:
+        key = str(key_node.value)
+        line = key_node.start_mark.line + 1
+        if key in values or key in extra:
+            raise where.error(key, f'directive "{key}" is a duplicate', line)
+        if key in _FIELDS:
+            values[key] = _construct(value_node)
+            lines[key] = line
+        else:
+            extra[key] = (_construct(value_node), line)
+    for required in ("listen", "servers"):
+        if required not in values:
+            raise where.error(required, f'directive "{required}" is missing')
+    if extra and "protocol" not in values:
+        key, (_, line) = next(iter(extra.items()))
+        raise where.error(key, f'directive "{key}" is unknown', line)
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "line": where.line,
+        "extra": extra,
+        "source": where.source,
+    }
+    for key, value in values.items():
+        kwargs[key] = _FIELDS[key](value, _KeyWhere(where, key, lines[key]))
+    return PoolConfig(**kwargs)
+
+
+@attrs.frozen
+class _KeyWhere:
+    where: _Where
+    key: str
+    line: int
+
+    def error(self, message: str) -> ConfigError:
+        return self.where.error(self.key, message, self.line)
+
+
+def _as_bool(value: Any, at: _KeyWhere) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise at.error(f"expected true or false, got {value!r}")
+
+
+def _as_int(minimum: int, maximum: int | None = None) -> Callable[[Any, _KeyWhere], int]:
+    def convert(value: Any, at: _KeyWhere) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise at.error(f"expected an integer, got {value!r}")
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            raise at.error(f"expected an integer {bound}, got {value}")
+        return value
+
+    return convert
+
+
+def _as_name(value: Any, at: _KeyWhere) -> str:
+    if not isinstance(value, str) or not value:
+        raise at.error(f"expected a name, got {value!r}")
+    return value
+
+
+def _as_names(value: Any, at: _KeyWhere) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise at.error(f"expected a list of names, got {value!r}")
+    return tuple(value)
+
+
+def _as_str(value: Any, at: _KeyWhere) -> str:
+    if isinstance(value, bool) or value is None or isinstance(value, list | dict):
+        raise at.error(f"expected a string, got {value!r}")
+    return str(value)
+
+
+def _as_hash_tag(value: Any, at: _KeyWhere) -> bytes:
+    if not isinstance(value, str) or len(value.encode()) != 2:
+        raise at.error(f'expected exactly two characters such as "{{}}", got {value!r}')
+    return value.encode()
+
+
+def _as_listen(value: Any, at: _KeyWhere) -> ListenAddress:
+    if not isinstance(value, str) or not value.strip():
+        raise at.error(f'expected "host:port" or "/path [permissions]", got {value!r}')
+    text = value.strip()
+    if text.startswith("/"):
+        path, _, perm_text = text.partition(" ")
+        perm = None
+        if perm_text.strip():
+            try:
+                perm = int(perm_text.strip(), 8)
+            except ValueError:
+                raise at.error(
+                    f"expected octal permissions after the path, got {perm_text.strip()!r}"
+                ) from None
+        return ListenAddress(path=path, perm=perm)
+    host, port = _split_host_port(text, at)
+    return ListenAddress(host=host, port=port)
+
+
+def _split_host_port(text: str, at: _KeyWhere) -> tuple[str, int]:
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise at.error(f'expected "host:port" with a port from 1 to 65535, got {text!r}')
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port_text)
+
+
+def _as_servers(value: Any, at: _KeyWhere) -> tuple[ServerConfig, ...]:
+    if not isinstance(value, list) or not value:
+        raise at.error("expected a list of at least one server")
+    servers: list[ServerConfig] = []
+    names: set[str] = set()
+    for item in value:
+        server = _parse_server(item, at)
+        if server.name in names:
+            raise at.error(f'server name "{server.name}" is a duplicate')
+        names.add(server.name)
+        servers.append(server)
+    return tuple(servers)
+
+
+def _parse_server(item: Any, at: _KeyWhere) -> ServerConfig:
+    if not isinstance(item, str) or not item.strip():
+        raise at.error(f'expected "host:port:weight [name]", got {item!r}')
+    spec = item.strip()
+    address_part, _, given_name = spec.partition(" ")
+    given_name = given_name.strip()
+    rest, sep, weight_text = address_part.rpartition(":")
+    if not sep or not weight_text.isdigit() or not (rest.startswith("/") or ":" in rest):
+        raise at.error(
+            f'server "{spec}": expected "host:port:weight [name]" or "/path:weight [name]"'
+        )
+    weight = int(weight_text)
+    if weight == 0:
+        raise at.error(f'server "{spec}" has a zero weight')
+    if rest.startswith("/"):
+        address = ListenAddress(path=rest)
+        name = server_name(rest, None, given_name)
+    else:
+        host, port = _split_host_port(rest, at)
+        address = ListenAddress(host=host, port=port)
+        # The port text as written: nutcracker keeps leading zeros in names.
+        name = server_name(host, rest.rpartition(":")[2], given_name)
+    return ServerConfig(address=address, weight=weight, name=name, spec=spec, line=at.line)
+
+
+_FIELDS: Mapping[str, Callable[[Any, _KeyWhere], Any]] = {
+    "listen": _as_listen,
+    "hash": _as_name,
+    "hash_tag": _as_hash_tag,
+    "distribution": _as_name,
+    "timeout": _as_int(1),
+    "backlog": _as_int(1),
+    "client_connections": _as_int(0),
+    "redis": _as_bool,
+    "redis_auth": _as_str,
+    "redis_db": _as_int(0),
+    "tcpkeepalive": _as_bool,
+    "preconnect": _as_bool,
+    "auto_eject_hosts": _as_bool,
+    "server_connections": _as_int(1),
+    "server_retry_timeout": _as_int(1),
+    "server_failure_limit": _as_int(1),
+    "servers": _as_servers,
+    "deny_commands": _as_names,
+    "client_max_pending": _as_int(1),
+    "client_output_buffer": _as_int(1024),
+    "client_output_limit": _as_int(1024),
+    "client_idle_timeout": _as_int(1),
+    "client_request_timeout": _as_int(1),
+    "protocol": _as_name,
+}
+
+
+def pool_options(pool: PoolConfig) -> PoolOptions:
+    """The read-only view of ``pool`` a protocol's parsers get: every setting
+    (with its default), plus the plugin keys the file gave."""
+    values: dict[str, Any] = {f.name: getattr(pool, f.name) for f in attrs.fields(PoolConfig)}
+    del values["extra"], values["protocol_name"], values["source"]
+    values["protocol"] = pool.protocol
+    values.update({key: value for key, (value, _) in pool.extra.items()})
+    return PoolOptions(values)
+
+
+def check_extra_keys(pool: PoolConfig, declared: Collection[str]) -> None:
+    """Refuse the keys of ``pool`` that neither corenet nor its protocol knows.
+
+    Raises:
+        ConfigError: naming the first such key and its line, as nutcracker does.
+    """
+    for key, (_, line) in pool.extra.items():
+        if key not in declared:
+            raise _Where(pool.source, pool.name, pool.line).error(
+                key, f'directive "{key}" is unknown', line
+            )

@@ -1,0 +1,277 @@
+"""A proxy server connection: one backend socket, requests out, replies in.
+
+``in_q`` holds requests not yet written, ``out_q`` requests written and
+awaiting a reply; replies are framed by the protocol's reply parser and
+matched to ``out_q`` in order, since Redis and memcached answer in order.
+Requests are written once per loop turn, all of them in one ``send``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+from collections import deque
+from typing import TYPE_CHECKING, Protocol
+
+from corenet.event import EV_READ, EV_WRITE
+from corenet.framing import Framer
+from corenet.msg import Msg
+from corenet.net import make_socket, sockaddr
+from corenet.proxy.client import complete
+from corenet.stream import Stream
+
+if TYPE_CHECKING:
+    from corenet.loop import Loop
+    from corenet.protocol import PoolOptions, ReplyParser
+    from corenet.protocol import Protocol as WireProtocol
+    from corenet.proxy.config import PoolConfig, ServerConfig
+    from corenet.proxy.counters import PoolStats, ServerStats
+    from corenet.timers import TimerHandle
+
+__all__ = ["Backend", "BackendOwner", "ServerConn"]
+
+logger = logging.getLogger("corenet.conn")
+
+
+class Backend(Protocol):
+    """What a server connection needs of its server (:class:`corenet.proxy.pool.Server`)."""
+
+    name: str
+    config: ServerConfig
+    stats: ServerStats
+    failures: int
+
+    def connect_succeeded(self) -> None: ...
+
+    def connect_failed(self, err: int) -> None: ...
+
+    def conn_closed(self, conn: ServerConn) -> None: ...
+
+
+class BackendOwner(Protocol):
+    """What a server connection needs of its pool (:class:`corenet.proxy.pool.Pool`)."""
+
+    name: str
+    config: PoolConfig
+    options: PoolOptions
+    protocol: WireProtocol
+    timeout: float | None
+    stats: PoolStats
+
+    def server_failed(self, server: Backend, err: int) -> None: ...
+
+
+class ServerConn(Stream):
+    """One connection to a backend server."""
+
+    kind = "server"
+
+    def __init__(
+        self,
+        loop: Loop,
+        pool: BackendOwner,
+        server: Backend,
+        sock: socket.socket,
+        parser: ReplyParser,
+    ) -> None:
+        super().__init__(loop, sock)
+        self.pool = pool
+        self.server = server
+        self.parser = parser
+        self.framer: Framer[bytes] = Framer(parser, replies=True)
+        self.in_q: deque[Msg] = deque()
+        self.out_q: deque[Msg] = deque()
+        self.connected = False
+        self._timer: TimerHandle | None = None
+        self.read_size = 65536
+        self.connect_error = 0
+        self.variant = 0
+        self.stats = server.stats
+        self.timeout = pool.timeout
+
+    @classmethod
+    def connect(
+        cls, loop: Loop, pool: BackendOwner, server: Backend, parser: ReplyParser, variant: int = 0
+    ) -> ServerConn:
+        """Start a non-blocking connect to ``server``; requests queue until it completes.
+
+        ``variant`` picks the protocol's connection flavour (Redis: 0 RESP2,
+        1 RESP3), which decides the set-up requests sent first.
+        """
+        address = server.config.address
+        sock = make_socket(address)
+        if pool.config.tcpkeepalive and not address.is_unix:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        conn = cls(loop, pool, server, sock, parser)
+        conn.variant = variant
+        for request in pool.protocol.server_handshake(pool.options, variant):
+            # Set-up requests (AUTH, SELECT) go out before anything a client
+            # queued; their replies are matched and dropped like any other.
+            conn.out_q.append(Msg(request, len(request)))
+            conn.queue_bytes(request)
+        err = sock.connect_ex(sockaddr(address))
+        conn.register(EV_READ | EV_WRITE)
+        if err == 0:
+            conn._connected()
+        elif err not in (errno.EINPROGRESS, errno.EAGAIN):
+            # Fail in this turn's flush, after the caller queued its request,
+            # so that request gets the error like any other.
+            conn.connect_error = err
+            loop.schedule_flush(conn)
+        return conn
+
+    def _connected(self) -> None:
+        self.connected = True
+        self.server.connect_succeeded()
+        self.server.stats.server_connections += 1
+        self.set_interest(EV_READ)
+        self.loop.schedule_flush(self)
+
+    def enqueue(self, msg: Msg) -> None:
+        """Queue ``msg`` to be written in this loop turn's flush."""
+        in_q = self.in_q
+        if not in_q and not self.flush_scheduled:  # loop.schedule_flush(self), inlined
+            self.flush_scheduled = True
+            self.loop.dirty.append(self)
+        in_q.append(msg)
+        # Counted when forwarded, as nutcracker does (even if never written).
+        stats = self.stats
+        stats.requests += 1
+        stats.request_bytes += len(msg.data)
+        timeout = self.timeout
+        if timeout is not None:
+            msg.deadline = self.loop.now + timeout
+            if self._timer is None:
+                self._timer = self.loop.timers.call_at(msg.deadline, self._check_timeout)
+
+    def flush(self) -> None:
+        if not self.connected:
+            if self.connect_error:
+                self.server.stats.server_err += 1
+                self.fail(self.connect_error)
+            return
+        in_q = self.in_q
+        chunks = self._backlog
+        self._backlog = []
+        if in_q:
+            out_q = self.out_q
+            for msg in in_q:
+                chunks.append(msg.data)
+                if msg.expect_reply:
+                    out_q.append(msg)
+            in_q.clear()
+        if self._unsent is not None:
+            self._backlog = chunks
+        elif chunks:
+            self.send_bytes(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+    def handle_write(self) -> None:
+        if not self.connected:
+            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                self.server.stats.server_err += 1
+                self.fail(err)
+                return
+            self._connected()
+            return
+        super().handle_write()
+
+    def handle_read(self) -> None:
+        if not self.connected:
+            # Readable before writable means the connect failed (or data
+            # raced in); SO_ERROR says which.
+            self.handle_write()
+            if not self.connected:
+                return
+        super().handle_read()
+
+    def read_error(self, exc: OSError) -> None:
+        self.server.stats.server_err += 1
+        self.fail(exc.errno or errno.ECONNRESET)
+
+    def read_eof(self) -> None:
+        self.server.stats.server_eof += 1
+        self.fail(errno.ECONNRESET)
+
+    def data_received(self, data: bytes) -> None:
+        framer = self.framer
+        replies = framer.feed(data)
+        out_q = self.out_q
+        stats = self.stats
+        for reply in replies:
+            if not out_q:
+                logger.warning(
+                    "pool %s: server %s sent a reply nobody asked for",
+                    self.pool.name,
+                    self.server.name,
+                )
+                stats.server_err += 1
+                self.fail(errno.EPROTO)
+                return
+            stats.responses += 1
+            stats.response_bytes += len(reply)
+            complete(out_q.popleft(), reply)
+        if framer.error is not None:
+            logger.warning(
+                "pool %s: server %s sent a malformed reply: %s",
+                self.pool.name,
+                self.server.name,
+                framer.error,
+            )
+            stats.server_err += 1
+            self.fail(errno.EPROTO)
+            return
+        self.server.failures = 0
+
+    def _check_timeout(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        head = self.out_q[0] if self.out_q else (self.in_q[0] if self.in_q else None)
+        if head is None:
+            return
+        if head.deadline <= self.loop.now:
+            self.server.stats.server_timedout += 1
+            self.fail(errno.ETIMEDOUT)
+        else:
+            self._timer = self.loop.timers.call_at(head.deadline, self._check_timeout)
+
+    def fail(self, err: int) -> None:
+        """Close this connection and give every request on it an error, in order."""
+        if self.closed:
+            return
+        if not self.connected:  # never established: count it against the server
+            self.server.connect_failed(err)
+        self.close()
+        reply = self.pool.protocol.error_reply(os.strerror(err))
+        pending = list(self.out_q)
+        pending.extend(self.in_q)
+        self.out_q.clear()
+        self.in_q.clear()
+        errors = 0
+        for msg in pending:
+            # Set-up requests have no client, and a request sent with
+            # ``noreply`` was answered (with nothing) when it was parsed.
+            if (msg.client is not None or msg.parent is not None) and msg.expect_reply:
+                complete(msg, reply)
+                errors += 1
+        self.pool.stats.forward_error += errors
+        self.pool.server_failed(self.server, err)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.connected:
+            self.connected = False
+            self.server.stats.server_connections -= 1
+        super().close()
+        self.server.conn_closed(self)
+
+    def abort(self, exc: BaseException) -> None:
+        err = exc.errno if isinstance(exc, OSError) and exc.errno else errno.ECONNRESET
+        self.fail(err)
