@@ -6,7 +6,7 @@
 # own corenet/ is not first on sys.path).  Needs gcc and the Python headers.
 #
 #   scripts/sanitize.sh                 # the differential and parser tests
-#   scripts/sanitize.sh tests/core -k x # any pytest arguments instead
+#   scripts/sanitize.sh tests/framework -k x # any pytest arguments instead
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PY="${PYTHON:-python3}"
@@ -29,7 +29,7 @@ for source in corenet/_route.c corenet/protocols/redis/_speedups.c \
 done
 
 if [ "$#" -eq 0 ]; then
-    set -- tests/protocols/test_redis_speedups.py tests/core/test_routing.py \
+    set -- tests/protocols/test_redis_speedups.py tests/framework/test_routing.py \
         tests/plugins/test_speedups.py tests/protocols/test_redis_parser.py \
         tests/protocols/test_redis_reply_parser.py
 fi
