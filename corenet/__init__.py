@@ -11,28 +11,10 @@ Its reference application, the twemproxy-compatible proxy, is the separate
 package :mod:`corenet.proxy`, built on these alone.
 """
 
-from corenet.errors import (
-    BackendError,
-    ConfigError,
-    CorenetError,
-    LocalProtocolError,
-    PluginError,
-    ProtocolError,
-    RemoteProtocolError,
-)
+from corenet import errors
+from corenet.errors import *  # noqa: F403  (the exception hierarchy, re-exported)
 from corenet.plugin import hookimpl, hookspec
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BackendError",
-    "ConfigError",
-    "CorenetError",
-    "LocalProtocolError",
-    "PluginError",
-    "ProtocolError",
-    "RemoteProtocolError",
-    "__version__",
-    "hookimpl",
-    "hookspec",
-]
+__all__ = [*errors.__all__, "__version__", "hookimpl", "hookspec"]

@@ -21,6 +21,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "_cmodule.h"
 #include <structmember.h> /* T_PYSSIZET, READONLY before 3.12 */
 
 typedef struct {
@@ -262,27 +263,6 @@ route_exec(PyObject *module)
     return 0;
 }
 
-static PyModuleDef_Slot route_module_slots[] = {
-    {Py_mod_exec, route_exec},
-#ifdef Py_mod_multiple_interpreters
-    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
-#endif
-#ifdef Py_mod_gil
-    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
-#endif
-    {0, NULL},
-};
-
-static struct PyModuleDef route_module = {
-    PyModuleDef_HEAD_INIT,
-    .m_name = "corenet._route",
-    .m_doc = "Compiled continuum lookup for corenet.routing; the Python closure is the reference.",
-    .m_size = 0,
-    .m_slots = route_module_slots,
-};
-
-PyMODINIT_FUNC
-PyInit__route(void)
-{
-    return PyModuleDef_Init(&route_module);
-}
+CORENET_MODULE(_route, "corenet._route",
+               "Compiled continuum lookup for corenet.routing; the Python closure is the reference.",
+               NULL, {Py_mod_exec, route_exec},)

@@ -54,7 +54,7 @@ need_python_headers() {
 
 ensure_venv() {
     local extras="$1" stamp
-    stamp="$(cat "$ROOT/pyproject.toml" "$ROOT"/corenet/*.c "$ROOT"/protocols/*/*.c \
+    stamp="$(cat "$ROOT/pyproject.toml" "$ROOT"/corenet/*.[ch] "$ROOT"/protocols/*/*.c \
         "$ROOT"/plugins/*/*.c | sha256sum | cut -c1-16)-$extras"
     if [ ! -x "$VENV/bin/python" ]; then
         python3 -m venv "$VENV"

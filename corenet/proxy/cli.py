@@ -59,18 +59,14 @@ def _number(flag: str) -> Callable[[str], int]:
     return convert
 
 
-def _stats_port(text: str) -> int:
-    value = _number("-s")(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"option -s value {value} is not a valid port")
-    return int(value)
+def _port(flag: str) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        value = _number(flag)(text)
+        if value > 65535:
+            raise argparse.ArgumentTypeError(f"option {flag} value {value} is not a valid port")
+        return value
 
-
-def _metrics_port(text: str) -> int:
-    value = _number("--metrics-port")(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"option --metrics-port value {value} is not a valid port")
-    return int(value)
+    return convert
 
 
 def _mbuf_size(text: str) -> int:
@@ -127,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "-s",
         "--stats-port",
-        type=_stats_port,
+        type=_port("-s"),
         default=22222,
         metavar="PORT",
         help="set stats monitoring port (default: 22222; 0 turns it off)",
@@ -165,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--metrics-port",
-        type=_metrics_port,
+        type=_port("--metrics-port"),
         default=None,
         metavar="PORT",
         help="Prometheus /metrics port (default: off)",

@@ -354,15 +354,9 @@ def check_reply_parser(
 ) -> None:
     """Run the conformance checks (module docstring) on a reply parser.
 
-    Args:
-        make_parser: returns a fresh parser, as for a new server connection.
-        replies: one valid reply's wire bytes per example.
-        large_message: ``large_message(size)`` returns one valid reply of about
-            ``size`` bytes whose length is known early (enables ``need``).
-        max_pending: most bytes an incomplete reply may keep buffered
-            (None skips ``bounded``).
-        max_examples: hypothesis examples per property.
-        checks: which checks to run (default all of :data:`ALL_CHECKS`).
+    ``make_parser`` builds one as for a new server connection and ``replies``
+    draws one valid reply's wire bytes; the keyword arguments mean what they
+    mean for :func:`check_request_parser`, with replies for requests.
 
     Raises:
         AssertionError: the parser breaks the contract.

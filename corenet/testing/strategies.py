@@ -1,21 +1,5 @@
-"""Deprecated alias of :mod:`corenet.protocols.redis.strategies`.
+"""Deprecated alias of :mod:`corenet.protocols.redis.strategies` (see :mod:`._alias`)."""
 
-The redis strategies belong to the redis protocol plugin; this name is kept
-so tests written against the 0.1 documentation keep importing.  It resolves
-lazily, by name, so the framework itself never imports a protocol.
-"""
+from corenet.testing._alias import lazy_module
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
-
-_TARGET = "corenet.protocols.redis.strategies"
-
-
-def __getattr__(name: str) -> Any:
-    return getattr(importlib.import_module(_TARGET), name)
-
-
-def __dir__() -> list[str]:
-    return list(importlib.import_module(_TARGET).__all__)
+__getattr__, __dir__ = lazy_module("corenet.protocols.redis.strategies")

@@ -28,6 +28,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "_cmodule.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -320,27 +321,6 @@ static PyMethodDef speedups_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static PyModuleDef_Slot speedups_slots[] = {
-#ifdef Py_mod_multiple_interpreters
-    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
-#endif
-#ifdef Py_mod_gil
-    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
-#endif
-    {0, NULL},
-};
-
-static struct PyModuleDef speedups_module = {
-    PyModuleDef_HEAD_INIT,
-    .m_name = "corenet.plugins.hashing._speedups",
-    .m_doc = "Compiled nutcracker key hashes; the pure-Python modules are the reference.",
-    .m_size = 0,
-    .m_methods = speedups_methods,
-    .m_slots = speedups_slots,
-};
-
-PyMODINIT_FUNC
-PyInit__speedups(void)
-{
-    return PyModuleDef_Init(&speedups_module);
-}
+CORENET_MODULE(_speedups, "corenet.plugins.hashing._speedups",
+               "Compiled nutcracker key hashes; the pure-Python modules are the reference.",
+               speedups_methods, )

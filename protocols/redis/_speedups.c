@@ -43,6 +43,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "_cmodule.h"
 
 #include <limits.h>
 #include <stdint.h>
@@ -693,27 +694,6 @@ static PyMethodDef speedups_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static PyModuleDef_Slot speedups_slots[] = {
-#ifdef Py_mod_multiple_interpreters
-    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
-#endif
-#ifdef Py_mod_gil
-    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
-#endif
-    {0, NULL},
-};
-
-static struct PyModuleDef speedups_module = {
-    PyModuleDef_HEAD_INIT,
-    .m_name = "corenet.protocols.redis._speedups",
-    .m_doc = "Compiled Redis request and reply scans; _parser.py is the reference.",
-    .m_size = 0,
-    .m_methods = speedups_methods,
-    .m_slots = speedups_slots,
-};
-
-PyMODINIT_FUNC
-PyInit__speedups(void)
-{
-    return PyModuleDef_Init(&speedups_module);
-}
+CORENET_MODULE(_speedups, "corenet.protocols.redis._speedups",
+               "Compiled Redis request and reply scans; _parser.py is the reference.",
+               speedups_methods, )

@@ -56,7 +56,11 @@ class Sized:
         return frame
 
 
-lines = st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"") + b"\n"), max_size=12)
+# Valid lines only: no "!" (the bad-line marker) and no inner newline.
+lines = st.lists(
+    st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"").replace(b"!", b"") + b"\n"),
+    max_size=12,
+)
 
 
 @given(items=lines, tail=st.binary(max_size=8).map(lambda b: b.replace(b"\n", b"")), data=st.data())

@@ -1,0 +1,42 @@
+/*
+ * The module definition every corenet C accelerator shares.
+ *
+ * CORENET_MODULE(NAME, DOTTED, DOC, METHODS, SLOTS...) defines the multi-phase
+ * init function PyInit_NAME for the module DOTTED: its docstring, its method
+ * table (or NULL), and any extra slots before the common ones (such as
+ * "{Py_mod_exec, fn},"; may be empty).  Every accelerator holds no global
+ * state, so each declares itself safe for subinterpreters with their own GIL
+ * and for free-threaded builds, where those slots exist.
+ */
+#ifndef CORENET_CMODULE_H
+#define CORENET_CMODULE_H
+
+#include <Python.h>
+
+#ifdef Py_mod_multiple_interpreters
+#define CORENET_SLOT_INTERPRETERS {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#else
+#define CORENET_SLOT_INTERPRETERS
+#endif
+
+#ifdef Py_mod_gil
+#define CORENET_SLOT_GIL {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#else
+#define CORENET_SLOT_GIL
+#endif
+
+#define CORENET_MODULE(NAME, DOTTED, DOC, METHODS, ...)                        \
+    static PyModuleDef_Slot NAME##_module_slots[] = {                          \
+        __VA_ARGS__ CORENET_SLOT_INTERPRETERS CORENET_SLOT_GIL {0, NULL},      \
+    };                                                                         \
+    static struct PyModuleDef NAME##_module = {                                \
+        PyModuleDef_HEAD_INIT,                                                 \
+        .m_name = DOTTED,                                                      \
+        .m_doc = DOC,                                                          \
+        .m_size = 0,                                                           \
+        .m_methods = METHODS,                                                  \
+        .m_slots = NAME##_module_slots,                                        \
+    };                                                                         \
+    PyMODINIT_FUNC PyInit_##NAME(void) { return PyModuleDef_Init(&NAME##_module); }
+
+#endif /* CORENET_CMODULE_H */
