@@ -120,63 +120,63 @@ class Framer(Generic[F]):
         a ``ProtocolError`` the frames before it are returned and
         :attr:`error` is set (see the module docstring).
         """
+        # The loop is written once, here, and kept flat: it runs once per
+        # recv on every connection, so each call and attribute counts.
         buffer = self._buffer
         if buffer.chunks:
-            buf = buffer.push(data)
-            if buf is None:
+            joined = buffer.push(data)
+            if joined is None:
                 return []
+            buf = joined
         else:
             buf = data
-        return self._frames(buf, limit)
-
-    def resume(self, limit: int = UNLIMITED) -> list[F]:
-        """Parse what is kept as a backlog (after a limit or a ``close=False`` error)."""
-        if not len(self._buffer) or self.waiting:
-            return []
-        return self._frames(self._buffer.take(), limit)
-
-    def _frames(self, buf: bytes, limit: int) -> list[F]:
+        if self.error is not None:
+            self.error = None
         parse = self._parse
         offsets = self._offsets
         frames: list[Any] = []
-        append = frames.append
-        self.error = None
         pos = 0
         n = len(buf)
         while pos < n:
             if len(frames) >= limit:
-                self._buffer.keep(buf, pos, 0)
+                buffer.keep(buf, pos, 0)
                 self.waiting = False
                 return frames
             try:
                 frame = parse(buf, pos)
             except ProtocolError as exc:
-                self.error = exc
-                self.waiting = False
-                if exc.close:
-                    self._buffer.clear()
-                else:
-                    resume = self.parser.resume_at
-                    if resume < n:
-                        self._buffer.keep(buf, max(resume, pos + 1), 0)
-                    else:
-                        self._buffer.clear()
+                self._failed(exc, buf, pos)
                 return frames
             if offsets:
                 if frame is None or frame < 0:
                     break
-                append(buf if (pos == 0 and frame == n) else buf[pos:frame])
+                frames.append(buf if (pos == 0 and frame == n) else buf[pos:frame])
                 pos = frame
             else:
                 if frame is None:
                     break
-                append(frame)
+                frames.append(frame)
                 pos = frame.end
         else:
             # Everything consumed; the buffer was emptied when it was joined.
             self.waiting = False
             return frames
         parser = self.parser
-        self._buffer.keep(buf, parser.resume_at, parser.need)
+        buffer.keep(buf, parser.resume_at, parser.need)
         self.waiting = True
         return frames
+
+    def resume(self, limit: int = UNLIMITED) -> list[F]:
+        """Parse what is kept as a backlog (after a limit or a ``close=False`` error)."""
+        if not len(self._buffer) or self.waiting:
+            return []
+        return self.feed(b"", limit)
+
+    def _failed(self, exc: ProtocolError, buf: bytes, pos: int) -> None:
+        self.error = exc
+        self.waiting = False
+        resume = self.parser.resume_at
+        if exc.close or resume >= len(buf):
+            self._buffer.clear()
+        else:
+            self._buffer.keep(buf, max(resume, pos + 1), 0)
