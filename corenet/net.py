@@ -15,6 +15,7 @@ import errno
 import logging
 import os
 import socket
+import stat
 from typing import TYPE_CHECKING
 
 import attrs
@@ -85,21 +86,21 @@ def bind_listener(
 ) -> socket.socket:
     """Return a non-blocking socket bound and listening on ``address``.
 
-    A unix socket path left by an earlier process is replaced and given the
-    configured permissions; a TCP socket gets ``SO_REUSEADDR`` (and
-    ``SO_REUSEPORT`` when asked, for workers sharing a port).
+    A unix socket path is bound only if nothing is there or what is there is
+    a socket nobody listens on (left by a process that died), which is
+    replaced; a regular file, a directory or a live socket is refused, never
+    deleted.  The socket gets the configured permissions.  A TCP socket gets
+    ``SO_REUSEADDR`` (and ``SO_REUSEPORT`` when asked, for workers sharing a
+    port).
 
     Raises:
         OSError: the address cannot be bound; the socket is closed.
     """
+    if address.path is not None:
+        _clear_stale_socket(address.path)
     sock = make_socket(address)
     try:
         if address.path is not None:
-            try:
-                if os.path.exists(address.path):
-                    os.unlink(address.path)
-            except OSError:
-                pass
             sock.bind(address.path)
             if address.perm is not None:
                 os.chmod(address.path, address.perm)
@@ -113,6 +114,25 @@ def bind_listener(
         sock.close()
         raise
     return sock
+
+
+def _clear_stale_socket(path: str) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise OSError(errno.EEXIST, f"{path} exists and is not a socket; not replacing it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # a socket file nobody listens on: stale
+        return
+    finally:
+        probe.close()
+    raise OSError(errno.EADDRINUSE, f"{path}: another process listens on this socket")
 
 
 def file_identity(path: str) -> tuple[int, int]:

@@ -27,6 +27,10 @@ class BackendSource(Protocol):
 
 ENV_VAR = "CORENET_EVENT_BACKEND"
 
+# Kernel mechanisms a built-in backend exists for, registered only where the
+# OS has them: asking for one elsewhere is "not available", not "unknown".
+_KERNEL_MECHANISMS = frozenset({"epoll", "kqueue", "poll", "select"})
+
 
 def _create(name: str, registry: BackendSource) -> EventBase:
     backend = registry.get(name)()
@@ -74,6 +78,10 @@ def select_backend(name: str | None, registry: BackendSource) -> EventBase:
         detail = "; ".join(failures) or "no event backends are registered"
         raise BackendError(f"no event backend works here ({detail})") from last
     if name not in registry:
+        if name in _KERNEL_MECHANISMS:
+            raise BackendError(
+                f"event backend {name!r} is not available here (known: {known_text})"
+            )
         raise BackendError(f"unknown event backend {name!r} (known: {known_text})")
     try:
         return _create(name, registry)

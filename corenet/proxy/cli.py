@@ -18,10 +18,8 @@ import signal
 import sys
 from typing import TYPE_CHECKING, NoReturn
 
-import yaml
-
 from corenet import __version__
-from corenet.errors import ConfigError, CorenetError
+from corenet.errors import ConfigError, CorenetError, PluginError
 from corenet.proxy.app import NOTICE
 from corenet.proxy.config import PoolConfig, load_config
 from corenet.proxy.logs import PROG, LogSetup, log_level
@@ -42,11 +40,13 @@ logger = logging.getLogger("corenet.cli")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with nutcracker's error behaviour: reason and usage on stderr, exit 1."""
+    """argparse with nutcracker's error behaviour: the reason and a short usage
+    on stderr, exit 1 (the whole help is ``-h``)."""
 
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: {message}\n")
-        self.print_help(sys.stderr)
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"Try '{self.prog} -h' for the options.\n")
         self.exit(1)
 
 
@@ -238,45 +238,16 @@ def _describe_stats() -> str:
 # -- configuration -----------------------------------------------------------------
 
 
-def _key_line(path: str, pool: str, key: str) -> int | None:
-    """The line of ``key`` in ``pool`` of the YAML file at ``path``, if it can be found."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            root = yaml.compose(f, Loader=yaml.SafeLoader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    if not isinstance(root, yaml.MappingNode):
-        return None
-    for pool_node, body in root.value:
-        if str(pool_node.value) == pool and isinstance(body, yaml.MappingNode):
-            for key_node, _ in body.value:
-                if str(key_node.value) == key:
-                    return int(key_node.start_mark.line) + 1
-    return None
-
-
 def check_plugins(pools: Mapping[str, PoolConfig], source: str) -> None:
-    """Check that every pool's protocol, hash and distribution exist.
+    """Check the pools against the plugins (see :mod:`corenet.proxy.validate`).
 
     Raises:
         ConfigError: naming the file, line, pool and key.
     """
     from corenet.proxy.plugins import load_plugins
+    from corenet.proxy.validate import check_pools
 
-    plugins = load_plugins()
-    for pool in pools.values():
-        for registry, name, key in (
-            (plugins.protocols, pool.protocol, "protocol" if pool.protocol_name else "redis"),
-            (plugins.hash_functions, pool.hash, "hash"),
-            (plugins.distributions, pool.distribution, "distribution"),
-        ):
-            if name not in registry:
-                known = ", ".join(sorted(registry))
-                line = _key_line(source, pool.name, key) or pool.line
-                raise ConfigError(
-                    f"{source}:{line}: pool '{pool.name}', key '{key}': "
-                    f'"{name}" is not a valid {registry.kind} (known: {known})'
-                )
+    check_pools(pools, load_plugins())
 
 
 # -- daemon ------------------------------------------------------------------------
@@ -384,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         pools = load_config(conf_file)
         check_plugins(pools, conf_file)
-    except ConfigError as exc:
+    except (ConfigError, PluginError) as exc:
         print(f"{PROG}: configuration file '{args.conf_file}' syntax is invalid", file=sys.stderr)
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
@@ -476,7 +447,9 @@ def _serve(
     except OSError as exc:
         if proxy is not None:
             proxy.close()
-        return fail(f"cannot listen: {exc}")
+        # Pool and stats listeners name themselves; anything else says what failed.
+        named = exc.strerror is not None and "cannot listen on" in exc.strerror
+        return fail(str(exc.strerror) if named else f"cannot listen: {exc}")
     if pid_file:
         try:
             _write_pid_file(pid_file)

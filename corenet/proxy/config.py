@@ -92,6 +92,8 @@ class PoolConfig:
     kept only for a pool with a ``protocol:`` plugin, which may declare them
     (``pool_keys``); checked when the pool is built."""
     line: int = 0
+    key_lines: Mapping[str, int] = attrs.field(factory=dict, repr=False, eq=False)
+    """Line of each key the file gave, for error messages."""
     source: str = "<string>"
     """The file this pool was read from, for error messages."""
 
@@ -167,8 +169,14 @@ class _Where:
         return ConfigError(f"{at}: {what}: {message}")
 
 
-def _construct(node: yaml.Node) -> Any:
-    return yaml.SafeLoader("").construct_document(node)
+def _construct(node: yaml.Node, where: _Where, key: str, line: int) -> Any:
+    try:
+        return yaml.SafeLoader("").construct_document(node)
+    except yaml.YAMLError as exc:
+        # A tag (``!custom 1``, ``!!python/object/apply:...``) the safe loader
+        # refuses: a configuration error like any other, with its line.
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise where.error(key, f"cannot read the value: {problem}", line) from None
 
 
 def _build_pool(name: str, node: yaml.Node, where: _Where) -> PoolConfig:
@@ -183,10 +191,10 @@ def _build_pool(name: str, node: yaml.Node, where: _Where) -> PoolConfig:
         if key in values or key in extra:
             raise where.error(key, f'directive "{key}" is a duplicate', line)
         if key in _FIELDS:
-            values[key] = _construct(value_node)
+            values[key] = _construct(value_node, where, key, line)
             lines[key] = line
         else:
-            extra[key] = (_construct(value_node), line)
+            extra[key] = (_construct(value_node, where, key, line), line)
     for required in ("listen", "servers"):
         if required not in values:
             raise where.error(required, f'directive "{required}" is missing')
@@ -198,6 +206,7 @@ def _build_pool(name: str, node: yaml.Node, where: _Where) -> PoolConfig:
         "line": where.line,
         "extra": extra,
         "source": where.source,
+        "key_lines": lines,
     }
     for key, value in values.items():
         kwargs[key] = _FIELDS[key](value, _KeyWhere(where, key, lines[key]))
@@ -215,13 +224,19 @@ class _KeyWhere:
 
 
 def _as_bool(value: Any, at: _KeyWhere) -> bool:
+    # nutcracker reads every scalar as text and compares it with "true" and
+    # "false", so templated configs that quote everything work there.
     if isinstance(value, bool):
         return value
+    if value in ("true", "false"):
+        return value == "true"
     raise at.error(f"expected true or false, got {value!r}")
 
 
 def _as_int(minimum: int, maximum: int | None = None) -> Callable[[Any, _KeyWhere], int]:
     def convert(value: Any, at: _KeyWhere) -> int:
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            value = int(value)  # "400": nutcracker's nc_atoi reads quoted digits too
         if isinstance(value, bool) or not isinstance(value, int):
             raise at.error(f"expected an integer, got {value!r}")
         if value < minimum or (maximum is not None and value > maximum):
@@ -304,6 +319,10 @@ def _parse_server(item: Any, at: _KeyWhere) -> ServerConfig:
     spec = item.strip()
     address_part, _, given_name = spec.partition(" ")
     given_name = given_name.strip()
+    if given_name.split() != [given_name] and given_name:
+        # nutcracker splits a server line at its last space: anything after
+        # a name is garbage there, not part of the name.
+        raise at.error(f'server "{spec}": expected one name after the weight')
     rest, sep, weight_text = address_part.rpartition(":")
     if not sep or not weight_text.isdigit() or not (rest.startswith("/") or ":" in rest):
         raise at.error(

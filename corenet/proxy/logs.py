@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import sys
 from typing import Any
@@ -58,6 +59,19 @@ class LogSetup:
         self.root.handlers[:] = [self.handler]
         self.root.propagate = False
         self._apply()
+        self._faults_to_log()
+
+    def _faults_to_log(self) -> None:
+        # A fatal signal (SIGSEGV, SIGBUS, SIGFPE, SIGABRT, SIGILL; a real
+        # fault or a kill) writes its name and every thread's traceback to
+        # the log, then dies of that signal as nutcracker does; whether a
+        # core is dumped is the system's ulimit -c and core_pattern.
+        stream = self.handler.stream
+        if stream is not None and hasattr(stream, "fileno"):
+            try:
+                faulthandler.enable(file=stream, all_threads=True)
+            except (OSError, ValueError):  # no usable descriptor (a test's capture)
+                pass
 
     def _apply(self) -> None:
         self.root.setLevel(log_level(self.verbosity))
@@ -76,6 +90,7 @@ class LogSetup:
             )
             return
         old = self.handler.setStream(stream)
+        self._faults_to_log()
         if old is not None:
             old.close()
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from corenet.errors import ConfigError, PluginError
 from corenet.event import EV_READ
-from corenet.net import Listener
+from corenet.net import Listener, bind_listener, file_identity
 from corenet.proxy.client import ClientConn, complete
 from corenet.proxy.config import check_extra_keys, pool_options
 from corenet.proxy.counters import PoolStats, ServerStats
@@ -40,9 +40,24 @@ if TYPE_CHECKING:
     from corenet.proxy.latency import LatencyHistogram
     from corenet.timers import TimerHandle
 
-__all__ = ["Pool", "PoolStats", "Server", "ServerStats"]
+__all__ = ["bind_pool", "Pool", "PoolStats", "Server", "ServerStats"]
 
 logger = logging.getLogger("corenet.pool")
+
+
+def bind_pool(config: PoolConfig, *, reuseport: bool = False) -> socket.socket:
+    """A listening socket for ``config``'s ``listen`` address.
+
+    Raises:
+        OSError: it cannot be bound; the message names the pool and the address.
+    """
+    try:
+        return bind_listener(config.listen, config.backlog, reuseport=reuseport)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OSError(
+            exc.errno, f"pool {config.name}: cannot listen on {config.listen}: {reason}"
+        ) from exc
 
 
 class Server:
@@ -198,7 +213,11 @@ class Pool:
         if not live:
             self._unroutable(msg)
             return
-        server = live[self.index_of(key)]
+        try:
+            server = live[self.index_of(key)]
+        except Exception as exc:  # a hash or distribution plugin's bug
+            self._plugin_failed(msg, exc)
+            return
         # Server.conn_for's lookup, inlined; it still opens missing connections.
         conns = server.conn_sets[client.parser.variant]
         conn = conns[client.index % len(conns)]
@@ -215,7 +234,11 @@ class Pool:
         if not live:
             self._unroutable(msg)
             return
-        frags = self.protocol.fragment(msg, self.index_of)
+        try:
+            frags = self.protocol.fragment(msg, self.index_of)
+        except Exception as exc:  # a plugin's bug: answer this request, keep the client
+            self._plugin_failed(msg, exc)
+            return
         client_index = client.index
         variant = client.parser.variant
         if len(frags) > 1:
@@ -233,6 +256,10 @@ class Pool:
         # Each request refused this way is a failure too, so auto_eject_hosts
         # takes the server out instead of failing requests until the back-off ends.
         self.server_failed(server, server.connect_error)
+
+    def _plugin_failed(self, msg: Msg, exc: Exception) -> None:
+        logger.error("pool %s: routing a request failed in a plugin: %r", self.name, exc)
+        self._forward_failed(msg, "routing failed in a plugin")
 
     def _unroutable(self, msg: Msg) -> None:
         self._forward_failed(msg, os.strerror(errno.ECONNREFUSED))
@@ -301,20 +328,23 @@ class Pool:
             OSError: the address cannot be bound; the message names pool and address.
         """
         address = self.config.listen
-        try:
-            return Listener.listen(
-                self.loop,
-                address,
-                self.accept,
-                backlog=self.config.backlog,
-                name=f"pool {self.name}",
-                sock=sock,
-                reuseport=reuseport,
-            )
-        except OSError as exc:
-            raise OSError(
-                exc.errno, f"pool {self.name}: cannot listen on {address}: {exc.strerror}"
-            ) from exc
+        identity = None
+        if sock is None:
+            sock = bind_pool(self.config, reuseport=reuseport)
+            if address.path is not None:
+                identity = file_identity(address.path)
+        else:
+            sock.setblocking(False)
+        listener = Listener(
+            self.loop,
+            sock,
+            self.accept,
+            name=f"pool {self.name}",
+            unix_identity=identity,
+            path=address.path,
+        )
+        listener.register(EV_READ)
+        return listener
 
     def _refuse(self, sock: socket.socket) -> None:
         # nutcracker ignores client_connections; we enforce it, with a reply.

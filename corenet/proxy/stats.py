@@ -352,9 +352,15 @@ class StatsServer:
             OSError: the address cannot be bound.
         """
         server = cls(loop, pools, time.time() if started is None else started, version, listeners)
-        server.listener = Listener.listen(
-            loop, ListenAddress(host=host, port=port), server.accept, backlog=BACKLOG, name="stats"
-        )
+        address = ListenAddress(host=host, port=port)
+        try:
+            server.listener = Listener.listen(
+                loop, address, server.accept, backlog=BACKLOG, name="stats"
+            )
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"stats: cannot listen on {address}: {exc.strerror or exc}"
+            ) from exc
         return server
 
     def counters(self) -> dict[str, int]:

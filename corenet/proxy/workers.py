@@ -78,6 +78,7 @@ from corenet.proxy.app import (
     log_always,
 )
 from corenet.proxy.plugins import load_plugins
+from corenet.proxy.pool import bind_pool
 from corenet.proxy.stats import BACKLOG, connection_counts, encode, merge_snapshots, snapshot
 from corenet.stream import Stream
 
@@ -302,7 +303,7 @@ class Supervisor:
             shared: socket.socket | None = None
             for slot in range(self.count):
                 if per_slot or shared is None:
-                    sock = bind_listener(address, config.backlog, reuseport=per_slot)
+                    sock = bind_pool(config, reuseport=per_slot)
                     self._all_socks.append(sock)
                     if address.path is not None:
                         self._unix_bound.append((address.path, file_identity(address.path)))

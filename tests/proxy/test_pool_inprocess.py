@@ -20,6 +20,7 @@ import pytest
 from corenet.event import EV_READ, select_backend
 from corenet.loop import Loop
 from corenet.net import ListenAddress, Listener
+from corenet.plugin import HashRegistry, hookimpl
 from corenet.proxy.config import parse_config
 from corenet.proxy.plugins import load_plugins
 from corenet.proxy.pool import Pool
@@ -62,7 +63,8 @@ def loop() -> Iterator[Loop]:
 
 
 @pytest.fixture
-def pool(loop: Loop) -> Iterator[Pool]:
+def pool(loop: Loop, request: pytest.FixtureRequest) -> Iterator[Pool]:
+    extra_yaml, extra_plugins = getattr(request, "param", ("", {}))
     listeners = []
     served: list[TagServer] = []
     for name in (b"one", b"two"):
@@ -77,8 +79,9 @@ def pool(loop: Loop) -> Iterator[Pool]:
         "alpha:\n  listen: 127.0.0.1:1\n  redis: true\n  servers:\n"
         f"    - 127.0.0.1:{listeners[0].port}:1 one\n"
         f"    - 127.0.0.1:{listeners[1].port}:1 two\n"
-    )
-    pool = Pool(parse_config(text)["alpha"], load_plugins(autoload=False), loop)
+    ) + extra_yaml
+    plugins = load_plugins(extra=extra_plugins, autoload=False)
+    pool = Pool(parse_config(text)["alpha"], plugins, loop)
     yield pool
     pool.close()
     for stream in [*listeners, *served]:
@@ -174,4 +177,33 @@ def test_finished_multi_key_requests_are_freed_without_the_cycle_collector(
     # One such MGET holds ~0.5 MB of keys, fragments and replies: 30 kept
     # alive by reference cycles would be ~15 MB.
     assert grown < 2_000_000, grown
+    client.close()
+
+
+class _Flaky:
+    """A hash plugin with a bug: it raises for keys starting with "boom"."""
+
+    @hookimpl
+    def corenet_register_hash_functions(self, registry: HashRegistry) -> None:
+        def flaky(key: bytes) -> int:
+            if key.startswith(b"boom"):
+                raise ValueError("bug in a hash plugin")
+            return len(key)
+
+        registry.add("flaky", flaky)
+
+
+@pytest.mark.parametrize("pool", [("  hash: flaky\n", {"flaky": _Flaky()})], indirect=True)
+def test_a_plugin_failing_at_run_time_answers_an_error_and_keeps_the_client(
+    loop: Loop, pool: Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = connect(pool)
+    client.sendall(command(b"GET", b"fine") + command(b"GET", b"boom") + command(b"GET", b"ok"))
+    replies = read_replies(loop, client, 3)
+    assert replies[0] == owner(pool, b"fine") + b":fine"
+    assert isinstance(replies[1], hiredis.ReplyError)
+    assert str(replies[1]) == "ERR routing failed in a plugin"
+    assert replies[2] == owner(pool, b"ok") + b":ok"
+    assert pool.clients  # still connected
+    assert "bug in a hash plugin" in caplog.text
     client.close()

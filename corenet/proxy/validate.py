@@ -1,0 +1,81 @@
+"""What ``-t`` checks beyond the file's syntax: plugins, plugin output, addresses.
+
+A pool is valid when its protocol, hash function and distribution are
+registered, when the keys the file gives that corenet does not know are
+ones its protocol declares (``pool_keys``), when its hash function returns
+unsigned 32-bit integers for sample keys (a plugin returning ``1 << 40`` or
+``-1`` would otherwise pass ``-t`` and then close every client in service),
+and when its listen host resolves.  Every error names file, line, pool and
+key, like the syntax errors of :mod:`corenet.proxy.config`.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING
+
+from corenet.errors import ConfigError
+from corenet.proxy.config import check_extra_keys
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from corenet.plugin import Plugins
+    from corenet.proxy.config import PoolConfig
+
+__all__ = ["HASH_PROBES", "check_hash_function", "check_pools"]
+
+HASH_PROBES: tuple[bytes, ...] = (b"", b"a", b"key:000000000001", bytes(range(256)), b"\xff" * 300)
+"""Keys every hash function is tried on before a pool uses it."""
+
+_UINT32 = 1 << 32
+
+
+def _error(pool: PoolConfig, key: str, message: str) -> ConfigError:
+    line = pool.key_lines.get(key, pool.line)
+    return ConfigError(f"{pool.source}:{line}: pool '{pool.name}', key '{key}': {message}")
+
+
+def check_hash_function(name: str, fn: object) -> str | None:
+    """Why ``fn`` is not a usable hash function, or None when it is."""
+    for key in HASH_PROBES:
+        try:
+            values = {fn(form) for form in (key, bytearray(key), memoryview(key))}  # type: ignore[operator]
+        except Exception as exc:  # a plugin's bug, reported as such
+            return f"hash function {name!r} fails on {key[:16]!r}: {exc!r}"
+        if len(values) != 1:
+            return f"hash function {name!r} gives bytes, bytearray and memoryview different values"
+        (value,) = values
+        if type(value) is not int or not 0 <= value < _UINT32:
+            return f"hash function {name!r} returned {value!r}, not an integer in 0..2**32-1"
+    return None
+
+
+def check_pools(pools: Mapping[str, PoolConfig], plugins: Plugins) -> None:
+    """Check every pool against the plugins and the resolver.
+
+    Raises:
+        ConfigError: the first problem found, naming file, line, pool and key.
+    """
+    for pool in pools.values():
+        for registry, name, key in (
+            (plugins.protocols, pool.protocol, "protocol" if pool.protocol_name else "redis"),
+            (plugins.hash_functions, pool.hash, "hash"),
+            (plugins.distributions, pool.distribution, "distribution"),
+        ):
+            if name not in registry:
+                known = ", ".join(sorted(registry))
+                raise _error(pool, key, f'"{name}" is not a valid {registry.kind} (known: {known})')
+        protocol = plugins.protocols.get(pool.protocol)
+        check_extra_keys(pool, getattr(protocol, "pool_keys", ()))
+        problem = check_hash_function(pool.hash, plugins.hash_functions.get(pool.hash))
+        if problem is not None:
+            raise _error(pool, "hash", problem)
+        listen = pool.listen
+        if listen.path is None:
+            try:
+                socket.getaddrinfo(listen.host, listen.port, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise _error(
+                    pool, "listen", f'host "{listen.host}" does not resolve: {exc.strerror}'
+                ) from None
