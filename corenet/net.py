@@ -4,9 +4,14 @@
 (a proxy pool, the stats port, the metrics endpoint, a worker supervisor):
 it accepts up to a bound per loop turn and hands each socket to a callback.
 When the process is out of descriptors (``EMFILE``/``ENFILE``) the pending
-connection stays in the kernel's backlog and the listening socket stays
-readable, so polling it would spin at 100 % CPU: the listener stops watching
-for a moment instead and tries again, logging at most once per pause.
+connections stay in the kernel's backlog and the listening socket stays
+readable, so polling it would spin at 100 % CPU, while the clients wait
+unanswered.  The listener uses the classic reserve descriptor: it closes it,
+accepts and at once closes the waiting connections (the client sees its
+connection closed, not a hang), and opens the reserve again; each one is
+counted (``shed``) and the warning is logged at most once per
+``LOG_EVERY`` seconds.  Only when even that fails does it stop watching for
+``ACCEPT_PAUSE`` seconds.
 """
 
 from __future__ import annotations
@@ -42,7 +47,9 @@ __all__ = [
 logger = logging.getLogger("corenet.net")
 
 ACCEPT_PAUSE = 0.1
-"""Seconds a listener stops accepting after running out of descriptors."""
+"""Seconds a listener stops accepting when it cannot even shed connections."""
+LOG_EVERY = 10.0
+"""Seconds between two warnings about running out of descriptors."""
 _ACCEPTS_PER_TURN = 64
 _FD_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
@@ -135,6 +142,41 @@ def _clear_stale_socket(path: str) -> None:
     raise OSError(errno.EADDRINUSE, f"{path}: another process listens on this socket")
 
 
+_reserve: int | None = None
+
+
+def _open_reserve() -> None:
+    global _reserve
+    if _reserve is None:
+        try:
+            _reserve = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:  # out of descriptors right now: try again next time
+            _reserve = None
+
+
+def _shed_with_reserve(sock: socket.socket) -> int:
+    """Accept and close what waits on ``sock``, using the reserve descriptor."""
+    global _reserve
+    if _reserve is None:
+        _open_reserve()
+        if _reserve is None:
+            return 0
+    os.close(_reserve)
+    _reserve = None
+    shed = 0
+    try:
+        for _ in range(_ACCEPTS_PER_TURN):
+            try:
+                conn, _addr = sock.accept()
+            except OSError:  # drained (EAGAIN), or out of descriptors again
+                break
+            conn.close()
+            shed += 1
+    finally:
+        _open_reserve()
+    return shed
+
+
 def file_identity(path: str) -> tuple[int, int]:
     """``(device, inode)`` of ``path``: which socket file a listener bound."""
     st = os.stat(path)
@@ -178,6 +220,12 @@ class Listener(Stream):
         self._path = path
         self.paused_accepts = 0
         """How many times accepting was paused for lack of descriptors."""
+        self.shed = 0
+        """Connections accepted and closed at once for lack of descriptors."""
+        self.on_shed: Callable[[int], None] | None = None
+        """Told how many connections were shed each time some are."""
+        self._logged_at = -LOG_EVERY
+        _open_reserve()  # now, while descriptors are still to be had
 
     @classmethod
     def listen(
@@ -232,15 +280,25 @@ class Listener(Stream):
             on_accept(sock)
 
     def _pause_accepting(self, exc: OSError) -> None:
-        self.paused_accepts += 1
-        logger.warning(
-            "%s: accept failed (%s); pausing accepts for %d ms",
-            self.name,
-            exc.strerror,
-            ACCEPT_PAUSE * 1000,
-        )
-        self.set_interest(0)
-        self.loop.timers.call_later(ACCEPT_PAUSE, self._resume_accepting)
+        shed = _shed_with_reserve(self.sock)
+        if shed:
+            self.shed += shed
+            if self.on_shed is not None:
+                self.on_shed(shed)
+        else:
+            self.paused_accepts += 1
+            self.set_interest(0)
+            self.loop.timers.call_later(ACCEPT_PAUSE, self._resume_accepting)
+        if self.loop.now - self._logged_at >= LOG_EVERY:
+            self._logged_at = self.loop.now
+            logger.warning(
+                "%s: accept failed (%s); %d connections shed so far (at most one such "
+                "line per %d s)",
+                self.name,
+                exc.strerror,
+                self.shed,
+                LOG_EVERY,
+            )
 
     def _resume_accepting(self) -> None:
         if not self.closed:

@@ -343,8 +343,13 @@ class Pool:
             unix_identity=identity,
             path=address.path,
         )
+        listener.on_shed = self._shed
         listener.register(EV_READ)
         return listener
+
+    def _shed(self, count: int) -> None:
+        # Clients turned away for lack of descriptors count as client errors.
+        self.stats.client_err += count
 
     def _refuse(self, sock: socket.socket) -> None:
         # nutcracker ignores client_connections; we enforce it, with a reply.

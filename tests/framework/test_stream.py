@@ -194,3 +194,48 @@ def test_the_example_closes_a_client_after_an_endless_line(loop: Loop) -> None:
     client.close()
     run_until(loop, lambda: len(loop.handlers) == 1)  # the server side saw the close
     listener.close()
+
+
+_SHED_SCRIPT = r"""
+import resource, socket, sys, time
+from corenet.event import select_backend
+from corenet.loop import Loop
+from corenet.net import ListenAddress, Listener
+from corenet.plugin import Plugins
+
+loop = Loop(select_backend("auto", Plugins(autoload=False).event_backends))
+held = []
+listener = Listener.listen(loop, ListenAddress("127.0.0.1", 0), held.append, backlog=256)
+clients = [socket.create_connection(("127.0.0.1", listener.port)) for _ in range(40)]
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+import os
+used = len(os.listdir("/proc/self/fd"))
+resource.setrlimit(resource.RLIMIT_NOFILE, (used + 5, hard))
+deadline = time.monotonic() + 10
+while listener.shed + len(held) < 40 and time.monotonic() < deadline:
+    loop.run_once(0.05)
+closed = 0
+for c in clients:
+    c.settimeout(0.2)
+    try:
+        if c.recv(1) == b"":
+            closed += 1
+    except (socket.timeout, ConnectionResetError):
+        closed += isinstance(sys.exc_info()[1], ConnectionResetError)
+print(len(held), listener.shed, closed, listener.paused_accepts)
+"""
+
+
+def test_out_of_descriptors_the_listener_sheds_instead_of_leaving_clients_waiting() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _SHED_SCRIPT], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    held, shed, closed, paused = map(int, done.stdout.split())
+    assert held >= 1 and shed >= 20, done.stdout  # some served, the rest turned away
+    assert held + shed == 40
+    assert closed >= shed  # a shed client sees its connection closed, not a hang
+    assert done.stderr.count("accept failed") <= 1  # rate-limited
