@@ -70,8 +70,11 @@ UNLIMITED = sys.maxsize
 class FrameParser(Protocol):
     """What :class:`Framer` needs of a parser (see the module docstring)."""
 
-    resume_at: int
-    need: int
+    @property
+    def resume_at(self) -> int: ...
+
+    @property
+    def need(self) -> int: ...
 
     def parse(self, buf: bytes, pos: int) -> Any: ...
 

@@ -9,7 +9,8 @@
 #   scripts/sanitize.sh tests/framework -k x # any pytest arguments instead
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-PY="${PYTHON:-python3}"
+# The project's venv (./scripts/test.sh makes it) unless PYTHON says otherwise.
+if [ -x "$ROOT/.venv/bin/python" ]; then PY="${PYTHON:-$ROOT/.venv/bin/python}"; else PY="${PYTHON:-python3}"; fi
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
@@ -24,7 +25,7 @@ SUFFIX="$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX
 for source in corenet/_route.c corenet/protocols/redis/_speedups.c \
     corenet/plugins/hashing/_speedups.c; do
     gcc -shared -fPIC -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
-        -fno-sanitize-recover=undefined -I"$INCLUDE" "$WORK/$source" \
+        -fno-sanitize-recover=undefined -I"$INCLUDE" -I"$WORK/corenet" "$WORK/$source" \
         -o "$WORK/${source%.c}$SUFFIX"
 done
 

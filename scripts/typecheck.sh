@@ -13,4 +13,9 @@ done
 ln -s "$ROOT/protocols" "$MIRROR/corenet/protocols"
 ln -s "$ROOT/plugins" "$MIRROR/corenet/plugins"
 cd "$MIRROR"
-exec "${MYPY:-mypy}" --config-file "$ROOT/pyproject.toml" -p corenet "$@"
+# The project's venv (./scripts/test.sh makes it, with corenet[dev] for mypy) if
+# it has mypy, else whatever mypy is on PATH; MYPY overrides both.
+if [ -z "${MYPY:-}" ]; then
+    if [ -x "$ROOT/.venv/bin/mypy" ]; then MYPY="$ROOT/.venv/bin/mypy"; else MYPY=mypy; fi
+fi
+exec "$MYPY" --config-file "$ROOT/pyproject.toml" -p corenet "$@"

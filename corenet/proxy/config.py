@@ -229,7 +229,7 @@ def _as_bool(value: Any, at: _KeyWhere) -> bool:
     if isinstance(value, bool):
         return value
     if value in ("true", "false"):
-        return value == "true"
+        return bool(value == "true")
     raise at.error(f"expected true or false, got {value!r}")
 
 

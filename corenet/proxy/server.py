@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from corenet.event import EV_READ, EV_WRITE
 from corenet.framing import Framer
@@ -60,7 +60,8 @@ class BackendOwner(Protocol):
     timeout: float | None
     stats: PoolStats
 
-    def server_failed(self, server: Backend, err: int) -> None: ...
+    # Any: the pool's own Server, which the pool gave this connection.
+    def server_failed(self, server: Any, err: int) -> None: ...
 
 
 class ServerConn(Stream):
