@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 
-from bench._procs import LOOPBACK
+from corenet.testing.process import LOOPBACK
 
 __all__ = [
     "KEY_FORMAT",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import resource
@@ -32,8 +33,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from bench import _report
 from bench._clients import memcache_stats, redis_command, redis_info, redis_populate
 from bench._loadgen import (
@@ -46,11 +45,12 @@ from bench._loadgen import (
     redis_benchmark_argv,
     run_load,
 )
-from bench._procs import (
-    LOOPBACK,
-    Proc,
-    ProcGroup,
-    StartError,
+from corenet.proxy.harness import CorenetProxy, Memcached, Nutcracker, RedisServer, dump_config
+from corenet.proxy.harness import pool_config as harness_pool_config
+from corenet.testing.process import (
+    Process,
+    ProcessGroup,
+    ServerStartError,
     find_binary,
     free_port,
     machine_busy_seconds,
@@ -79,6 +79,8 @@ DEFAULT_MC_REQUESTS = {"get": 100_000, "set": 100_000, "mget10": 30_000}
 QUICK = {"requests": 2_000, "mc_requests": 2_000, "keyspace": 10_000, "repeat": 1, "clients": 4}
 
 Json = dict[str, Any]
+Server = RedisServer | Memcached
+ProxyProcess = Nutcracker | CorenetProxy
 
 
 # --------------------------------------------------------------------------
@@ -294,7 +296,8 @@ class Target:
 
     name: str
     protocol: str
-    proc: Proc | None = None  # the proxy; None for direct
+    proc: ProxyProcess | None = None  # the proxy; None for direct
+    make: Callable[[], ProxyProcess] | None = None  # a new, unstarted proxy (restarts)
     direct_port: int = 0
     status: str = "ok"
     restarts: int = 0
@@ -302,34 +305,34 @@ class Target:
     @property
     def port(self) -> int:
         """The port the load generator connects to."""
-        return self.proc.port if self.proc is not None else self.direct_port
+        if self.proc is None:
+            return self.direct_port
+        return int(self.proc.address().rpartition(":")[2])
 
 
-def pool_config(name: str, port: int, servers: list[Proc], *, redis: bool) -> Json:
-    """The nutcracker.yml both proxies read (identical but for the listen port)."""
-    pool: Json = {
-        "listen": f"{LOOPBACK}:{port}",
-        "hash": "fnv1a_64",
-        "distribution": "ketama",
-        "auto_eject_hosts": False,
-        "servers": [f"{LOOPBACK}:{s.port}:1 {s.name}" for s in servers],
-    }
-    if redis:
-        pool["redis"] = True
-    return {name: pool}
+def pool_config(name: str, port: int | None, servers: list[Server], *, redis: bool) -> Json:
+    """The nutcracker.yml both proxies read (identical but for the listen port;
+    ``None``: a free one)."""
+    return harness_pool_config(
+        name,
+        port,
+        [f"{s.address}:1 {s.name}" for s in servers],
+        redis=redis,
+        auto_eject_hosts=False,
+    )
 
 
 class Bench:
     """One benchmark session: processes, raw runs, statuses."""
 
-    def __init__(self, opts: Options, workdir: str, group: ProcGroup) -> None:
+    def __init__(self, opts: Options, workdir: str, group: ProcessGroup) -> None:
         self.opts = opts
         self.workdir = workdir
         self.group = group
         self.runs: list[Json] = []
         self.statuses: dict[str, dict[str, str]] = {}
         self.notes: list[str] = []
-        self._proxies: list[Proc] = []  # running proxies of the current phase
+        self._targets: list[Target] = []  # the targets of the current phase
         self.binaries: dict[str, str | None] = {
             name: find_binary(name)
             for name in ("redis-server", "redis-benchmark", "nutcracker", "memcached", "memcaslap")
@@ -348,48 +351,27 @@ class Bench:
 
     # ---- processes
 
-    def _redis_server(self, index: int) -> Proc:
-        binary = self.binaries["redis-server"] or "redis-server"
-        return Proc(
-            f"redis{index}",
-            lambda port: [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                LOOPBACK,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.workdir,
-                "--daemonize",
-                "no",
-                "--logfile",
-                "",
-            ],
-            self.workdir,
+    def _directory(self, name: str) -> str:
+        """Where a process keeps its config and log: in the work directory, so that
+        ``--keep-logs`` keeps them."""
+        return os.path.join(self.workdir, name)
+
+    def _redis_server(self, index: int) -> RedisServer:
+        name = f"redis{index}"
+        return RedisServer(
+            name=name, directory=self._directory(name), start=False, start_timeout=15.0
         )
 
-    def _memcached(self, index: int) -> Proc:
-        binary = self.binaries["memcached"] or "memcached"
-        user = ["-u", "root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
-        return Proc(
-            f"memcached{index}",
-            lambda port: [
-                binary,
-                "-l",
-                LOOPBACK,
-                "-p",
-                str(port),
-                "-U",
-                "0",
-                "-m",
-                "512",
-                *user,
-            ],
-            self.workdir,
+    def _memcached(self, index: int) -> Memcached:
+        # memcached's own default of 4 threads, and room for the keyspace
+        name = f"memcached{index}"
+        return Memcached(
+            memory_mb=512,
+            threads=4,
+            name=name,
+            directory=self._directory(name),
+            start=False,
+            start_timeout=15.0,
         )
 
     def corenet_command(self) -> tuple[list[str], str]:
@@ -398,52 +380,35 @@ class Bench:
             return list(self.opts.corenet_cmd), self.workdir
         return [sys.executable, "-m", "corenet"], str(REPO_ROOT)
 
-    def _proxy_argv(
-        self, kind: str, protocol: str, servers: list[Proc]
-    ) -> Callable[[int], list[str]]:
-        config_path = os.path.join(self.workdir, f"{kind}-{protocol}.yml")
+    def _proxy(self, kind: str, protocol: str, servers: list[Server]) -> ProxyProcess:
+        """A new, unstarted nutcracker or corenet-proxy (``-v 4``) in front of ``servers``."""
+        name = f"{kind}-{protocol}"
+        config = pool_config(f"bench_{protocol}", None, servers, redis=protocol == "redis")
+        options: dict[str, Any] = {
+            "name": name,
+            "directory": self._directory(name),
+            "start": False,
+            "start_timeout": 15.0,
+        }
+        if kind == "nutcracker":
+            return Nutcracker(config, verbosity=4, **options)
+        command, cwd = self.corenet_command()
+        # the proxy as installed: plugins load as they would for a user
+        return CorenetProxy(
+            config,
+            ["-v", "4", *self.opts.corenet_args],
+            command=command,
+            cwd=cwd,
+            autoload_plugins=True,
+            **options,
+        )
 
-        def argv_for(port: int) -> list[str]:
-            config = pool_config(f"bench_{protocol}", port, servers, redis=protocol == "redis")
-            with open(config_path, "w", encoding="utf-8") as fh:
-                yaml.safe_dump(config, fh, sort_keys=False)
-            stats = str(free_port())
-            if kind == "nutcracker":
-                return [
-                    self.binaries["nutcracker"] or "nutcracker",
-                    "-c",
-                    config_path,
-                    "-s",
-                    stats,
-                    "-a",
-                    LOOPBACK,
-                    "-v",
-                    "4",
-                ]
-            return [
-                *self.corenet_command()[0],
-                "-c",
-                config_path,
-                "-s",
-                stats,
-                "-a",
-                LOOPBACK,
-                "-v",
-                "4",
-                *self.opts.corenet_args,
-            ]
-
-        return argv_for
-
-    def _corenet_config_check(self, protocol: str, servers: list[Proc]) -> str | None:
+    def _corenet_config_check(self, protocol: str, servers: list[Server]) -> str | None:
         """``corenet-proxy -t`` on the pool config; the reason it refuses it, or None."""
         path = os.path.join(self.workdir, f"check-{protocol}.yml")
+        config = pool_config(f"bench_{protocol}", free_port(), servers, redis=protocol == "redis")
         with open(path, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(
-                pool_config(f"bench_{protocol}", free_port(), servers, redis=protocol == "redis"),
-                fh,
-                sort_keys=False,
-            )
+            fh.write(dump_config(config))
         command, cwd = self.corenet_command()
         try:
             done = subprocess.run(
@@ -456,7 +421,7 @@ class Bench:
             return text.splitlines()[-1] if text else f"exit status {done.returncode}"
         return None
 
-    def start_targets(self, protocol: str, servers: list[Proc]) -> list[Target]:
+    def start_targets(self, protocol: str, servers: list[Server]) -> list[Target]:
         """direct (the first backend), nutcracker and corenet-proxy for ``protocol``."""
         status = self.statuses.setdefault(protocol, {})
         targets = []
@@ -479,16 +444,10 @@ class Bench:
                     if reason is not None:
                         target.status = failed + reason
                 if target.status == "ok":
-                    cwd = self.corenet_command()[1] if name == "corenet" else None
-                    proc = Proc(
-                        f"{name}-{protocol}",
-                        self._proxy_argv(name, protocol, servers),
-                        self.workdir,
-                        cwd=cwd,
-                    )
+                    target.make = functools.partial(self._proxy, name, protocol, servers)
                     try:
-                        target.proc = self.group.start(proc)
-                    except StartError as exc:
+                        target.proc = self.group.start(target.make())
+                    except ServerStartError as exc:
                         target.status = failed + str(exc).splitlines()[-1]
             status[name] = target.status
             if target.status != "ok":
@@ -498,13 +457,14 @@ class Bench:
 
     def _ensure_running(self, target: Target) -> bool:
         """Restart a proxy that died (counted in ``restarts``); False if it cannot run."""
-        if target.proc is None or target.proc.alive():
+        if target.proc is None or target.make is None or target.proc.alive():
             return target.status == "ok"
-        self.note(f"{target.proc.name} exited; log tail: {target.proc.log_tail(300)!r}")
+        self.note(f"{target.proc.name} exited; log tail: {target.proc.log_text()[-300:]!r}")
         self.group.stop(target.proc)
+        # a stopped process is not started again (its ports may be gone): a new one
         try:
-            self.group.start(target.proc)
-        except StartError as exc:
+            target.proc = self.group.start(target.make())
+        except ServerStartError as exc:
             target.status = f"failed on restart: {str(exc).splitlines()[-1]}"
             self.statuses[target.protocol][target.name] = target.status
             self.note(f"{target.protocol}: {target.name} {target.status}")
@@ -514,7 +474,7 @@ class Bench:
 
     # ---- counters on the backends (did the requests reach them?)
 
-    def _counters(self, protocol: str, servers: list[Proc]) -> dict[str, int]:
+    def _counters(self, protocol: str, servers: list[Server]) -> dict[str, int]:
         total: dict[str, int] = {}
         for server in servers:
             if protocol == "redis":
@@ -542,7 +502,7 @@ class Bench:
     # ---- one run
 
     def run_one(
-        self, rep: int, order: int, case: Case, target: Target, servers: list[Proc]
+        self, rep: int, order: int, case: Case, target: Target, servers: list[Server]
     ) -> Json:
         """One load-generator run against ``target``; the raw record for the JSON file."""
         record: Json = {
@@ -577,7 +537,7 @@ class Bench:
             record["other_cpu_share"] = other / (result.wall_s * ncpu)
         if proxy is not None and not proxy.alive():
             result.ok = False
-            result.error = (result.error or "") + f" proxy exited: {proxy.log_tail(300)!r}"
+            result.error = (result.error or "") + f" proxy exited: {proxy.log_text()[-300:]!r}"
         record.update({k: v for k, v in asdict(result).items() if k != "notes"})
         if result.notes:
             record["notes"] = result.notes
@@ -593,10 +553,11 @@ class Bench:
             record["cpu_s"] = record["cpu_us_per_req"] = record["cpu_us_per_key"] = None
         return record
 
-    def _our_cpu(self, servers: list[Proc]) -> float:
+    def _our_cpu(self, servers: list[Server]) -> float:
         """CPU seconds so far of the backends, running proxies and reaped load generators."""
         total = 0.0
-        for proc in [*servers, *self._proxies]:
+        proxies: list[Process] = [t.proc for t in self._targets if t.proc is not None]
+        for proc in [*servers, *proxies]:
             if proc.alive():
                 total += proc.cpu_seconds() or 0.0
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -726,7 +687,7 @@ class Bench:
 
     # ---- phases
 
-    def _run_cases(self, cases: list[Case], targets: list[Target], servers: list[Proc]) -> None:
+    def _run_cases(self, cases: list[Case], targets: list[Target], servers: list[Server]) -> None:
         for rep in range(self.opts.repeat):
             for index, case in enumerate(cases):
                 rot = (rep + index) % len(targets) if targets else 0
@@ -765,10 +726,10 @@ class Bench:
             self.note(f"redis tests skipped: {', '.join(missing)} not installed")
             self.statuses["redis"] = dict.fromkeys(TARGETS, f"unavailable: {missing[0]}")
             return
-        started: list[Proc] = []
         try:
-            servers = [self.group.start(self._redis_server(i)) for i in range(self.opts.backends)]
-            started += servers
+            servers: list[Server] = [
+                self.group.start(self._redis_server(i)) for i in range(self.opts.backends)
+            ]
             t0 = time.monotonic()
             for server in servers:
                 redis_command(server.port, b"FLUSHALL")
@@ -778,13 +739,12 @@ class Bench:
                 f"{', '.join(str(s.port) for s in servers)}, each filled with "
                 f"{self.opts.keyspace:,} keys in {time.monotonic() - t0:.1f}s"
             )
-            targets = self.start_targets("redis", servers)
-            self._proxies = [t.proc for t in targets if t.proc is not None]
-            started += self._proxies
-            self._run_cases(cases, [t for t in targets if t.status == "ok"], servers)
+            self._targets = self.start_targets("redis", servers)
+            self._run_cases(cases, [t for t in self._targets if t.status == "ok"], servers)
         finally:
-            for proc in reversed(started):
-                self.group.stop(proc)
+            # this phase's backends and proxies (restarted ones too), newest first
+            self.group.close()
+            self._targets = []
 
     def memcache_phase(self, cases: list[Case]) -> None:
         """Start memcached backends and the proxies, run the memcache cases, stop."""
@@ -795,21 +755,19 @@ class Bench:
             self.note(f"memcache tests skipped: {', '.join(missing)} not installed")
             self.statuses["memcache"] = dict.fromkeys(TARGETS, f"unavailable: {missing[0]}")
             return
-        started: list[Proc] = []
         try:
-            servers = [self.group.start(self._memcached(i)) for i in range(self.opts.backends)]
-            started += servers
+            servers: list[Server] = [
+                self.group.start(self._memcached(i)) for i in range(self.opts.backends)
+            ]
             self.say(
                 f"memcache: {len(servers)} memcached on ports "
                 f"{', '.join(str(s.port) for s in servers)}"
             )
-            targets = self.start_targets("memcache", servers)
-            self._proxies = [t.proc for t in targets if t.proc is not None]
-            started += self._proxies
-            self._run_cases(cases, [t for t in targets if t.status == "ok"], servers)
+            self._targets = self.start_targets("memcache", servers)
+            self._run_cases(cases, [t for t in self._targets if t.status == "ok"], servers)
         finally:
-            for proc in reversed(started):
-                self.group.stop(proc)
+            self.group.close()
+            self._targets = []
 
 
 # --------------------------------------------------------------------------
@@ -890,7 +848,7 @@ def measure(opts: Options) -> Json:
     started = dt.datetime.now(dt.UTC)
     workdir = tempfile.mkdtemp(prefix="corenet-bench-")
     keep = opts.keep_logs
-    group = ProcGroup()
+    group = ProcessGroup()
     bench = Bench(opts, workdir, group)
     machine = _report.machine_info(bench.binaries)
     git = _report.git_info(str(REPO_ROOT))

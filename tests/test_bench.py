@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from corenet.testing.process import cpu_seconds, exited, wait_for
 from tests.conftest import need_binary
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -31,21 +32,6 @@ LABELS = [
     "mc-mget10",
 ]
 TARGETS = ["direct", "nutcracker", "corenet"]
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    # a zombie would still answer; its state in /proc tells
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 @pytest.mark.posix_only
@@ -133,7 +119,7 @@ def test_quick_run_writes_well_formed_result(
     # every process the benchmark started was stopped and reaped
     assert result["processes"]
     for proc in result["processes"]:
-        assert proc["pid"] is None or _gone(proc["pid"]), proc
+        assert proc["pid"] is None or exited(proc["pid"]), proc
 
 
 # --------------------------------------------------------------------------
@@ -199,9 +185,6 @@ def test_parse_memcaslap_and_log2_percentile() -> None:
 
 def test_cpu_seconds_counts_live_children() -> None:
     # With --workers the proxy's CPU is in its children: the benchmark adds them.
-    from bench._procs import cpu_seconds
-    from tests.servers import wait_for
-
     burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
     child = subprocess.Popen([sys.executable, "-c", burn + "time.sleep(60)"])
     try:

@@ -13,9 +13,12 @@ from corenet.plugin import hookimpl
 from corenet.proxy.plugins import load_plugins
 
 
-def fake_distribution(monkeypatch: pytest.MonkeyPatch, name: str, module: types.ModuleType) -> None:
-    """Make ``module`` look like an installed distribution's ``corenet`` entry point."""
+def fake_distribution(monkeypatch: pytest.MonkeyPatch, name: str, **hooks: object) -> None:
+    """Install a module with ``hooks`` as distribution ``corenet-NAME``'s
+    ``corenet`` entry point, and let entry points load."""
+    module = make_module(f"corenet_{name}", **hooks)
     monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.delenv("CORENET_DISABLE_PLUGIN_AUTOLOAD", raising=False)
 
     class EntryPoint:
         group = "corenet"
@@ -61,34 +64,20 @@ def test_builtins_register_without_installed_metadata():
 
 
 def test_entry_point_plugin_adds_a_hash(monkeypatch):
-    fake_distribution(
-        monkeypatch,
-        "xx",
-        make_module("corenet_xx", corenet_register_hash_functions=_xxhash_registration),
-    )
-    monkeypatch.delenv("CORENET_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    fake_distribution(monkeypatch, "xx", corenet_register_hash_functions=_xxhash_registration)
     plugins = load_plugins()
     assert plugins.hash_functions.get("xx")(b"abc") == 3
     assert plugins.hash_functions.owner("xx") == "xx"
 
 
 def test_autoload_can_be_disabled_by_environment(monkeypatch):
-    fake_distribution(
-        monkeypatch,
-        "xx",
-        make_module("corenet_xx", corenet_register_hash_functions=_xxhash_registration),
-    )
+    fake_distribution(monkeypatch, "xx", corenet_register_hash_functions=_xxhash_registration)
     monkeypatch.setenv("CORENET_DISABLE_PLUGIN_AUTOLOAD", "1")
     assert "xx" not in load_plugins().hash_functions
 
 
 def test_a_second_claim_on_a_name_names_both_plugins(monkeypatch):
-    fake_distribution(
-        monkeypatch,
-        "evil",
-        make_module("corenet_evil", corenet_register_hash_functions=_duplicate_md5),
-    )
-    monkeypatch.delenv("CORENET_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    fake_distribution(monkeypatch, "evil", corenet_register_hash_functions=_duplicate_md5)
     with pytest.raises(
         PluginError, match="'md5' is registered by both plugin 'hashing' and plugin 'evil'"
     ):
@@ -96,12 +85,7 @@ def test_a_second_claim_on_a_name_names_both_plugins(monkeypatch):
 
 
 def test_blocked_plugins_are_not_loaded(monkeypatch):
-    fake_distribution(
-        monkeypatch,
-        "evil",
-        make_module("corenet_evil", corenet_register_hash_functions=_duplicate_md5),
-    )
-    monkeypatch.delenv("CORENET_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    fake_distribution(monkeypatch, "evil", corenet_register_hash_functions=_duplicate_md5)
     monkeypatch.setenv("CORENET_DISABLED_PLUGINS", "evil, redis")
     plugins = load_plugins()
     assert plugins.hash_functions.owner("md5") == "hashing"
@@ -113,12 +97,7 @@ def test_invalid_hookimpl_is_rejected(monkeypatch):
     def corenet_register_protocols(registry, unknown_argument):
         raise AssertionError("never called")
 
-    fake_distribution(
-        monkeypatch,
-        "bad",
-        make_module("corenet_bad", corenet_register_protocols=corenet_register_protocols),
-    )
-    monkeypatch.delenv("CORENET_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    fake_distribution(monkeypatch, "bad", corenet_register_protocols=corenet_register_protocols)
     with pytest.raises(PluginError, match="invalid plugin"):
         load_plugins()
 
@@ -128,12 +107,7 @@ def test_unknown_hook_name_is_rejected(monkeypatch):
     def corenet_register_protocolz(registry):
         raise AssertionError("never called")
 
-    fake_distribution(
-        monkeypatch,
-        "typo",
-        make_module("corenet_typo", corenet_register_protocolz=corenet_register_protocolz),
-    )
-    monkeypatch.delenv("CORENET_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    fake_distribution(monkeypatch, "typo", corenet_register_protocolz=corenet_register_protocolz)
     with pytest.raises(PluginError, match="corenet_register_protocolz"):
         load_plugins()
 

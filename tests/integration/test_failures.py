@@ -6,6 +6,7 @@ import signal
 import socket
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,18 @@ from tests.servers import (
 
 def dead_address() -> str:
     return f"127.0.0.1:{free_port()}"
+
+
+def ejecting_pool(alive: str, *, retry_ms: int) -> dict[str, Any]:
+    """Pool ``alpha`` over ``alive`` and a dead address, ejecting after one failure."""
+    return pool_config(
+        "alpha",
+        None,
+        [alive, dead_address()],
+        auto_eject_hosts=True,
+        server_failure_limit=1,
+        server_retry_timeout=retry_ms,
+    )
 
 
 def test_dead_port_answers_connection_refused_and_keeps_the_client(corenet_proxy_factory):
@@ -118,14 +131,7 @@ def test_slow_backend_times_out_and_late_reply_is_never_delivered(
 
 def test_auto_eject_routes_around_a_dead_server(redis_servers, corenet_proxy_factory):
     (alive,) = redis_servers(1)
-    config = pool_config(
-        "alpha",
-        None,
-        [alive.address, dead_address()],
-        auto_eject_hosts=True,
-        server_failure_limit=1,
-        server_retry_timeout=60000,
-    )
+    config = ejecting_pool(alive.address, retry_ms=60000)
     proxy = corenet_proxy_factory(config)
     names = spread_keys(200, "eject")
     payload = b"".join(encode_command("SET", k, "v") for k in names)
@@ -200,15 +206,7 @@ def test_ejected_server_comes_back_after_retry_timeout(redis_servers, corenet_pr
 
 def test_ejection_costs_at_most_one_error_per_retry_window(redis_servers, corenet_proxy_factory):
     (alive,) = redis_servers(1)
-    config = pool_config(
-        "alpha",
-        None,
-        [alive.address, dead_address()],
-        auto_eject_hosts=True,
-        server_failure_limit=1,
-        server_retry_timeout=300,
-    )
-    proxy = corenet_proxy_factory(config)
+    proxy = corenet_proxy_factory(ejecting_pool(alive.address, retry_ms=300))
     host, port = proxy.address("alpha").rsplit(":", 1)
     names = spread_keys(50, "w")
     errors = requests = 0

@@ -1,4 +1,6 @@
-"""The real-process harness (tests/servers.py, tests/conftest.py) against the real binaries."""
+"""The real-process harness (corenet.testing.process, corenet.proxy.harness and
+corenet.proxy.fixtures, as tests/servers.py and tests/conftest.py use them)
+against the real binaries."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from corenet.testing import process
 from tests import servers
 from tests.conftest import need_binary
 from tests.servers import (
@@ -107,7 +110,7 @@ def listening_socket() -> Iterator[socket.socket]:
 
 def ports_then_real(first: int) -> Callable[[], int]:
     """A free_port replacement handing out ``first`` once, then real free ports."""
-    real = servers.free_port
+    real = process.free_port
     handed: list[int] = []
 
     def fake() -> int:
@@ -368,7 +371,7 @@ def test_stop_reaps_every_pid(redis_server: RedisServer) -> None:
     for pid in pids:
         assert_dead(pid)
     assert not set(procs) & set(running_processes())
-    assert "nutcracker-0.5.0" in nc.tail_log()  # the log survives stop()
+    assert "nutcracker-0.5.0" in nc.log_tail()  # the log survives stop()
     with pytest.raises(RuntimeError, match="stopped"):
         redis_proc.start()
 
@@ -401,7 +404,7 @@ def test_nutcracker_taken_stats_port_is_retried(
 ) -> None:
     cfg = pool_config("alpha", None, [redis_server.address])
     taken = listening_socket.getsockname()[1]
-    monkeypatch.setattr(servers, "free_port", ports_then_real(taken))
+    monkeypatch.setattr(process, "free_port", ports_then_real(taken))
     with Nutcracker(cfg) as proxy:
         assert len(proxy.pids) == 2
         assert proxy.stats_port != taken
@@ -429,7 +432,7 @@ def test_redis_taken_port_is_retried(
     listening_socket: socket.socket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     taken = listening_socket.getsockname()[1]
-    monkeypatch.setattr(servers, "free_port", ports_then_real(taken))
+    monkeypatch.setattr(process, "free_port", ports_then_real(taken))
     with RedisServer() as server:
         assert server.port != taken
         assert len(server.pids) == 2
@@ -552,7 +555,7 @@ def test_corenet_proxy_early_exit(tmp_path: Path) -> None:
 def test_need_binary_skips_or_fails(
     pytestconfig: pytest.Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("tests.conftest.find_binary", lambda name: None)
+    monkeypatch.setattr("corenet.proxy.fixtures.find_binary", lambda name: None)
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.delenv("CORENET_REQUIRE_SERVERS", raising=False)
     if not pytestconfig.getoption("--require-servers"):
@@ -574,3 +577,113 @@ def test_unparsable_listen_fails_with_log_tail(redis_server: RedisServer) -> Non
         Nutcracker(cfg)
     assert 'directive "listen" has an invalid "hostname:port"' in excinfo.value.log_tail
     assert_dead(excinfo.value.pid)
+
+
+# --------------------------------------------------------------------------
+# the generic Process on ports, groups, the benchmark's and demo's needs
+
+LISTENER = textwrap.dedent("""
+    import socket, sys, time
+    s = socket.socket()
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+    s.listen()
+    print("listening", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_callable_argv_gets_a_free_port_and_a_retry(
+    listening_socket: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken = listening_socket.getsockname()[1]
+    monkeypatch.setattr(process, "free_port", ports_then_real(taken))
+    with Process(lambda port: [sys.executable, "-c", LISTENER, str(port)]) as proc:
+        assert len(proc.pids) == 2  # the first attempt lost the port
+        assert proc.port not in (0, taken)
+        assert "Address already in use" in proc.log_text()
+        assert process.owns_port(proc.pid, proc.port)
+        assert proc.summary() == {
+            "name": "process",
+            "pid": proc.pid,
+            "port": proc.port,
+            "argv": [sys.executable, "-c", LISTENER, str(proc.port)],
+        }
+    for pid in proc.pids:
+        assert_dead(pid)
+
+
+def test_a_port_served_by_another_pid_is_named(listening_socket: socket.socket) -> None:
+    taken = listening_socket.getsockname()[1]
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    with pytest.raises(ServerStartError, match="not through a socket of PID") as excinfo:
+        Process(sleeper, port=taken, start_timeout=0.5)
+    assert_dead(excinfo.value.pid)
+
+
+def test_free_port_prefers_a_free_preferred_port(listening_socket: socket.socket) -> None:
+    wanted = process.free_port()
+    assert process.free_port(wanted) == wanted
+    taken = listening_socket.getsockname()[1]
+    other = process.free_port(taken)
+    assert other != taken
+    assert process.port_is_free(other)
+
+
+def test_group_stops_newest_first_and_keeps_history(tmp_path: Path) -> None:
+    order = tmp_path / "order"
+    script = textwrap.dedent(f"""
+        import signal, sys, time
+        def bye(*_):
+            open({str(order)!r}, "a").write(sys.argv[1] + "\\n")
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, bye)
+        print("child-" + "up", flush=True)
+        time.sleep(60)
+    """)
+    with process.ProcessGroup() as group:
+        procs = [
+            group.start(
+                Process(
+                    [sys.executable, "-c", script, name],
+                    ready=lambda p: "child-up" in p.log_text(),
+                    name=name,
+                    start=False,
+                )
+            )
+            for name in ("first", "second")
+        ]
+        assert all(proc.alive() for proc in procs)
+        assert procs[0].cpu_seconds() is not None
+    assert order.read_text().split() == ["second", "first"]
+    assert [entry["name"] for entry in group.history] == ["first", "second"]
+    assert [entry["pid"] for entry in group.history] == [proc.pid for proc in procs]
+    for proc in procs:
+        assert_dead(proc.pid)
+        assert proc.cpu_seconds() is None
+
+
+def test_a_given_directory_is_kept(tmp_path: Path) -> None:
+    directory = tmp_path / "logs"
+    script = "print('kept log line', flush=True)"
+    proc = Process([sys.executable, "-c", script], directory=str(directory))
+    assert servers.wait_for(lambda: not proc.alive(), timeout=10)
+    proc.stop()
+    assert "kept log line" in (directory / "process.log").read_text()
+
+
+def test_corenet_proxy_can_autoload_plugins(
+    tmp_path: Path, corenet_proxy_factory: Callable[..., CorenetProxy]
+) -> None:
+    script = tmp_path / "fake_proxy.py"
+    script.write_text(FAKE_PROXY)
+    proxy = corenet_proxy_factory(
+        pool_config("a", None, ["127.0.0.1:1"]),
+        command=[sys.executable, str(script)],
+        env={"PATH": os.environ.get("PATH", ""), "CORENET_DISABLE_PLUGIN_AUTOLOAD": "1"},
+        autoload_plugins=True,
+    )
+    assert proxy.env is not None
+    assert "CORENET_DISABLE_PLUGIN_AUTOLOAD" not in proxy.env
+    line = next(x for x in proxy.log_text().splitlines() if x.startswith("{"))
+    assert yaml.safe_load(line)["env"] is None
+    assert proxy.summary()["port"] == int(proxy.address().rpartition(":")[2])

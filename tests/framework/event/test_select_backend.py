@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import select
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 import pytest
@@ -87,13 +87,22 @@ def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CORENET_EVENT_BACKEND", raising=False)
 
 
+def registry_of(*entries: tuple[str, Any, int]) -> EventBackendRegistry:
+    """A registry holding ``(name, factory, priority)`` entries, in order."""
+    registry = EventBackendRegistry()
+    for name, factory, priority in entries:
+        registry.add(name, factory, priority=priority)
+    return registry
+
+
 def test_auto_picks_highest_priority_that_works() -> None:
     made = Factories()
-    registry = EventBackendRegistry()
-    registry.add("low", made.good("low"), priority=10)
-    registry.add("best", made.failing("no such syscall"), priority=50)
-    registry.add("middle", made.good("middle"), priority=20)
-    registry.add("stubbed", made.broken_wait("stubbed"), priority=40)
+    registry = registry_of(
+        ("low", made.good("low"), 10),
+        ("best", made.failing("no such syscall"), 50),
+        ("middle", made.good("middle"), 20),
+        ("stubbed", made.broken_wait("stubbed"), 40),
+    )
     backend = select_backend("auto", registry)
     assert backend.name == "middle"
     # The one that was created but could not wait was closed, not leaked;
@@ -104,17 +113,13 @@ def test_auto_picks_highest_priority_that_works() -> None:
 
 def test_none_means_auto() -> None:
     made = Factories()
-    registry = EventBackendRegistry()
-    registry.add("a", made.good("a"), priority=1)
-    registry.add("b", made.good("b"), priority=2)
+    registry = registry_of(("a", made.good("a"), 1), ("b", made.good("b"), 2))
     assert select_backend(None, registry).name == "b"
 
 
 def test_auto_with_nothing_working_names_every_failure() -> None:
     made = Factories()
-    registry = EventBackendRegistry()
-    registry.add("x", made.failing("x is missing"), priority=2)
-    registry.add("y", made.broken_wait("y"), priority=1)
+    registry = registry_of(("x", made.failing("x is missing"), 2), ("y", made.broken_wait("y"), 1))
     with pytest.raises(BackendError, match="no event backend works") as info:
         select_backend("auto", registry)
     assert "x: " in str(info.value)
@@ -129,9 +134,7 @@ def test_auto_with_empty_registry() -> None:
 
 def test_explicit_unknown_name_lists_known_ones() -> None:
     made = Factories()
-    registry = EventBackendRegistry()
-    registry.add("epoll", made.good("epoll"), priority=30)
-    registry.add("select", made.good("select"), priority=10)
+    registry = registry_of(("epoll", made.good("epoll"), 30), ("select", made.good("select"), 10))
     with pytest.raises(BackendError, match="unknown event backend 'iocp'") as info:
         select_backend("iocp", registry)
     assert "known: epoll, select" in str(info.value)
@@ -139,9 +142,9 @@ def test_explicit_unknown_name_lists_known_ones() -> None:
 
 def test_explicit_failing_backend_raises_backend_error() -> None:
     made = Factories()
-    registry = EventBackendRegistry()
-    registry.add("bad", made.failing("kernel says no"), priority=10)
-    registry.add("good", made.good("good"), priority=1)
+    registry = registry_of(
+        ("bad", made.failing("kernel says no"), 10), ("good", made.good("good"), 1)
+    )
     with pytest.raises(BackendError, match="'bad' does not work here") as info:
         select_backend("bad", registry)
     assert "kernel says no" in str(info.value)
@@ -153,8 +156,7 @@ def test_explicit_failing_backend_raises_backend_error() -> None:
 
 def test_explicit_backend_whose_wait_fails_is_closed() -> None:
     made = Factories()
-    registry = EventBackendRegistry()
-    registry.add("stubbed", made.broken_wait("stubbed"))
+    registry = registry_of(("stubbed", made.broken_wait("stubbed"), 0))
     with pytest.raises(BackendError, match="wait stubbed out"):
         select_backend("stubbed", registry)
     assert made.created["stubbed"].closed
@@ -162,9 +164,7 @@ def test_explicit_backend_whose_wait_fails_is_closed() -> None:
 
 def test_env_var_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
     made = Factories()
-    registry = EventBackendRegistry()
-    registry.add("fast", made.good("fast"), priority=10)
-    registry.add("slow", made.good("slow"), priority=1)
+    registry = registry_of(("fast", made.good("fast"), 10), ("slow", made.good("slow"), 1))
     monkeypatch.setenv("CORENET_EVENT_BACKEND", "slow")
     assert select_backend(None, registry).name == "slow"
     # An explicit name wins over the environment.
