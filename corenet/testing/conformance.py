@@ -385,7 +385,27 @@ class _Conformance:
     max_examples: ClassVar[int] = 100
 
     def _check(self, name: str) -> None:
+        cls = type(self)
+        cls._runner(
+            cls.make_parser,  # type: ignore[attr-defined]
+            cls._wire(),
+            large_message=cls.large_message,
+            max_pending=cls.max_pending,
+            max_examples=cls.max_examples,
+            checks=(name,),
+            **cls._options(),
+        )
+
+    # What a subclass fills in: which checker, which wire strategy, which extras.
+    _runner: ClassVar[Callable[..., None]]
+
+    @classmethod
+    def _wire(cls) -> st.SearchStrategy[bytes]:
         raise NotImplementedError
+
+    @classmethod
+    def _options(cls) -> dict[str, Any]:
+        return {}
 
     def test_round_trip(self) -> None:
         self._check("round_trip")
@@ -424,18 +444,15 @@ class RequestParserConformance(_Conformance):
     make_parser: ClassVar[Callable[[], RequestParser]]
     messages: ClassVar[st.SearchStrategy[bytes]]
     forwards_verbatim: ClassVar[bool] = True
+    _runner = staticmethod(check_request_parser)
 
-    def _check(self, name: str) -> None:
-        cls = type(self)
-        check_request_parser(
-            cls.make_parser,
-            cls.messages,
-            forwards_verbatim=cls.forwards_verbatim,
-            large_message=cls.large_message,
-            max_pending=cls.max_pending,
-            max_examples=cls.max_examples,
-            checks=(name,),
-        )
+    @classmethod
+    def _wire(cls) -> st.SearchStrategy[bytes]:
+        return cls.messages
+
+    @classmethod
+    def _options(cls) -> dict[str, Any]:
+        return {"forwards_verbatim": cls.forwards_verbatim}
 
 
 class ReplyParserConformance(_Conformance):
@@ -444,14 +461,8 @@ class ReplyParserConformance(_Conformance):
 
     make_parser: ClassVar[Callable[[], ReplyParser]]
     replies: ClassVar[st.SearchStrategy[bytes]]
+    _runner = staticmethod(check_reply_parser)
 
-    def _check(self, name: str) -> None:
-        cls = type(self)
-        check_reply_parser(
-            cls.make_parser,
-            cls.replies,
-            large_message=cls.large_message,
-            max_pending=cls.max_pending,
-            max_examples=cls.max_examples,
-            checks=(name,),
-        )
+    @classmethod
+    def _wire(cls) -> st.SearchStrategy[bytes]:
+        return cls.replies
