@@ -39,13 +39,14 @@ def _error(pool: PoolConfig, key: str, message: str) -> ConfigError:
 def check_hash_function(name: str, fn: object) -> str | None:
     """Why ``fn`` is not a usable hash function, or None when it is."""
     for key in HASH_PROBES:
+        # The proxy hashes bytes only; what else a hash accepts is the
+        # plugin's business (corenet.testing checks it for plugin authors).
         try:
-            values = {fn(form) for form in (key, bytearray(key), memoryview(key))}  # type: ignore[operator]
+            value, again = fn(key), fn(key)  # type: ignore[operator]
         except Exception as exc:  # a plugin's bug, reported as such
             return f"hash function {name!r} fails on {key[:16]!r}: {exc!r}"
-        if len(values) != 1:
-            return f"hash function {name!r} gives bytes, bytearray and memoryview different values"
-        (value,) = values
+        if value != again:
+            return f"hash function {name!r} gives {key[:16]!r} two different values"
         if type(value) is not int or not 0 <= value < _UINT32:
             return f"hash function {name!r} returned {value!r}, not an integer in 0..2**32-1"
     return None

@@ -32,6 +32,13 @@ Every line is judged in two steps:
    with extra spaces or a bare ``\\n`` ending is forwarded rebuilt, tokens
    joined by single spaces and ended by CRLF; other lines go out untouched.
 
+Only the text protocol is spoken.  memcached picks the binary protocol when
+the first byte of a connection is its magic ``0x80``; the proxy closes such
+a connection at once (no reply: a binary client could not read a text one),
+as nutcracker does, instead of waiting for a newline that binary requests
+seldom hold.  Later in a connection ``0x80`` is an ordinary byte, as it is
+to memcached.
+
 Limits (memcached's own): a command line may be at most 16384 bytes with its
 ``\\n`` (memcached's read buffer; a longer one makes memcached close the
 connection) except ``get``/``gets`` lines, which memcached grows a buffer
@@ -230,6 +237,17 @@ class _Line:
         return b" ".join(self.tokens) + b"\r\n"
 
 
+# The first byte of every binary-protocol request (PROTOCOL_BINARY_REQ).
+_BINARY_MAGIC = 0x80
+# Stands in RequestParser._block (compared by identity) for a connection
+# whose first byte has not been seen.  memcached picks the protocol from that
+# byte alone (later lines starting with 0x80 are unknown text commands,
+# answered ERROR); keeping the mark in _block, which the fast path already
+# tests, sends the first request down the general path at no cost to the
+# others.
+_NEGOTIATING: tuple[_Line, bytes, int, bool] = (_Line([], 0, 0, False, False), b"", 0, False)
+
+
 _Handler = Callable[["RequestParser", bytes, _Line], "Msg | None"]
 
 
@@ -252,8 +270,9 @@ class RequestParser:
         self._scanned = 0  # bytes of the pending line already searched for "\n"
         self._swallow = 0  # data-block bytes still to discard
         # A storage request whose data block is incomplete: its parsed line,
-        # key, data length and noreply flag.
-        self._block: tuple[_Line, bytes, int, bool] | None = None
+        # key, data length and noreply flag; _NEGOTIATING until the first
+        # byte of the connection has been looked at.
+        self._block: tuple[_Line, bytes, int, bool] | None = _NEGOTIATING
 
     def parse(self, buf: bytes, pos: int) -> Msg | None:
         if not (self._swallow or self._block is not None or self._scanned):
@@ -270,7 +289,15 @@ class RequestParser:
                 return None
         block = self._block
         if block is not None:
-            return self._data_block(buf, pos, *block)
+            if block is not _NEGOTIATING:
+                return self._data_block(buf, pos, *block)
+            self._block = None
+            if buf[pos] == _BINARY_MAGIC:
+                # memcached (-B auto, its default) would switch this
+                # connection to the binary protocol, which the proxy does
+                # not speak; parsed as text it would wait for a newline that
+                # binary requests seldom hold.  Close it, as nutcracker does.
+                raise _close("binary protocol request (magic byte 0x80)")
         nl = buf.find(b"\n", pos + self._scanned)
         if nl < 0 or nl - pos >= LINE_MAX:
             have = (n if nl < 0 else nl + 1) - pos

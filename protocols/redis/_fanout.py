@@ -5,11 +5,21 @@ one request per server holding some of their keys.  When every key lands on
 the same server the original request is forwarded untouched (the reply is
 then the server's own).  Otherwise the replies are merged:
 
-* ``MGET``: one array in request order; keys whose server failed carry that
-  fragment's error reply in their slot, so the client still gets the values
-  that could be read;
-* ``DEL`` and friends: the sum of the integer replies, or the first error;
-* ``MSET``: ``+OK`` when every fragment said so, else the first error.
+* ``MGET``: one array in request order;
+* ``DEL`` and friends: the sum of the integer replies;
+* ``MSET``: ``+OK`` when every fragment said so.
+
+When a fragment failed (its server refused the connection, timed out, or
+answered an error), the whole request is answered with that error (as
+nutcracker answers when a server is down), the first one in request order
+when several failed (fragments are kept in the order of their first key, so
+the first failed fragment holds the earliest failed key).  An ``MGET`` array with error
+elements standing in for the missing values would be valid RESP, but
+clients take it for a success (redis-py returns the exception objects as
+list items), and a count or ``+OK`` without the failed servers' part would
+be wrong.  A fragment reply that is neither an error nor what the command
+answers (only a broken backend sends one) gets ``-ERR Protocol error``, the
+error the proxy gives for a backend that breaks the protocol.
 """
 
 from __future__ import annotations
@@ -84,6 +94,18 @@ def _split_array_pure(reply: bytes) -> list[bytes] | None:
 _split_array: Callable[[bytes], list[bytes] | None] = _accel.split_array or _split_array_pure
 
 
+# What a fragment reply that cannot be merged and is no error becomes:
+# os.strerror(EPROTO), as the core words a backend that broke the protocol.
+_BAD_FRAGMENT = b"-ERR Protocol error\r\n"
+
+
+def _failed(reply: bytes) -> bytes:
+    """The whole request's reply when a fragment's ``reply`` cannot be merged:
+    the error itself (``-`` or RESP3's blob error ``!``), else
+    :data:`_BAD_FRAGMENT`."""
+    return reply if reply[:1] in (b"-", b"!") else _BAD_FRAGMENT
+
+
 def _merge_mget(msg: Msg) -> bytes:
     assert msg.frags is not None and msg.keys is not None
     slots: list[bytes] = [b""] * len(msg.keys)
@@ -92,11 +114,7 @@ def _merge_mget(msg: Msg) -> bytes:
         positions: list[int] = frag.info
         elements = _split_array(reply)
         if elements is None or len(elements) != len(positions):
-            # An error (the server failed, or refused the fragment) stands
-            # in for each of the fragment's values.
-            for i in positions:
-                slots[i] = reply
-            continue
+            return _failed(reply)  # the first failed fragment, in request order
         for i, element in zip(positions, elements, strict=True):
             slots[i] = element
     return b"*%d\r\n" % len(slots) + b"".join(slots)
@@ -107,17 +125,22 @@ def _merge_sum(msg: Msg) -> bytes:
     total = 0
     for frag in msg.frags:
         reply = frag.reply or b""
-        if reply[:1] != b":":
-            return reply
-        total += int(reply[1:-2])
+        number = reply[1:-2]
+        # ASCII digits only (these counts are never negative): int() would
+        # also take "+1", " 1" or "1_0", and raise, inside the event loop,
+        # on anything else.
+        if reply[:1] != b":" or not number.isdigit():
+            return _failed(reply)
+        total += int(number)
     return b":%d\r\n" % total
 
 
 def _merge_ok(msg: Msg) -> bytes:
     assert msg.frags is not None
     for frag in msg.frags:
-        if frag.reply != b"+OK\r\n":
-            return frag.reply or b""
+        reply = frag.reply or b""
+        if reply != b"+OK\r\n":
+            return _failed(reply)
     return b"+OK\r\n"
 
 

@@ -16,7 +16,14 @@ else goes through the general path below.  It follows Redis's own
 length lines are read up to ``\\r`` with ``string2ll`` (strict digits), the
 two bytes after a bulk are skipped unchecked, a count line or inline request
 longer than 64 KiB without its terminator is an error, as is a bulk longer
-than ``proto_max_bulk_len``.  Redis and the proxy therefore split any stream
+than ``proto_max_bulk_len``.  The argument count may be anything up to
+``INT_MAX`` (Redis 6 refused more than 1 048 576; Redis 7 does not), and a
+declared count allocates nothing: arguments are recorded as they arrive.
+Redis finds those terminators with ``strchr``, which stops at a NUL byte, so
+a NUL before the ``\\r`` of a count or length line (or the ``\\n`` of an
+inline request) means Redis never sees the line end: it waits, and refuses the
+request as "too big" once 64 KiB are buffered.  The parser does the same
+(:func:`_nul_wait`).  Redis and the proxy therefore split any stream
 identically, and no malformed length ever reaches a backend.
 
 Both parsers are resumable: when a message is incomplete they remember how
@@ -142,6 +149,10 @@ class RequestParser:
                         return None
                     argc = string2ll(buf[pos + 1 : nl])
                     if argc is None or argc > _INT_MAX:
+                        # Looked for only now: a valid count costs nothing more.
+                        if argc is None and buf.find(b"\0", pos, nl) >= 0:
+                            _nul_wait(self, buf, pos, pos, b"too big mbulk count string")
+                            return None
                         raise _protocol_error(b"invalid multibulk length")
                     if argc > 10 and not self.session.authenticated:
                         raise _protocol_error(b"unauthenticated multibulk length")
@@ -199,10 +210,15 @@ class RequestParser:
                     self._bulk = -1
                     self._again(start, 0)
                     return None
-                if buf[p] != 36:  # '$'
-                    raise _protocol_error(b"expected '$', got '" + buf[p : p + 1] + b"'")
-                bulk_len = string2ll(buf[p + 1 : nl])
+                bulk_len = string2ll(buf[p + 1 : nl]) if buf[p] == 36 else None  # '$'
                 if bulk_len is None or bulk_len < 0 or bulk_len > self.max_bulk_len:
+                    if bulk_len is None and find(b"\0", p, nl) >= 0:
+                        self._off = off
+                        self._bulk = -1
+                        _nul_wait(self, buf, start, p, b"too big bulk count string")
+                        return None
+                    if buf[p] != 36:
+                        raise _protocol_error(b"expected '$', got '" + buf[p : p + 1] + b"'")
                     raise _protocol_error(b"invalid bulk length")
                 if bulk_len > 16384 and not self.session.authenticated:
                     raise _protocol_error(b"unauthenticated bulk length")
@@ -230,6 +246,11 @@ class RequestParser:
             if len(buf) - pos > INLINE_MAX:
                 raise _protocol_error(b"too big inline request")
             self._again(pos, 0)
+            return None
+        if buf.find(b"\0", pos, nl) >= 0:
+            # Redis looks for the newline with strchr(), which stops at the
+            # NUL: for Redis this line never ends (see _nul_wait).
+            _nul_wait(self, buf, pos, pos, b"too big inline request")
             return None
         line_end = nl - 1 if nl > pos and buf[nl - 1] == 13 else nl
         args = split_inline(buf[pos:line_end])
@@ -315,6 +336,22 @@ class RequestParser:
     @staticmethod
     def _local(data: bytes, end: int, reply: bytes) -> Msg:
         return Msg(data, end, None, ACTION_LOCAL, reply)
+
+
+def _nul_wait(parser: RequestParser, buf: bytes, start: int, line: int, text: bytes) -> None:
+    """Wait, as Redis does, for the line at ``buf[line:]`` of the request at
+    ``start`` that holds a NUL before its terminator.
+
+    Redis finds a line's end with ``strchr``, which stops at the NUL and
+    reports no end, so Redis neither answers nor refuses the line: it keeps
+    reading until more than 64 KiB (``PROTO_INLINE_MAX_SIZE``) are buffered
+    from the line's start, then refuses with ``text`` and closes.  ``need``
+    is set so that the framer calls again only then, instead of rescanning
+    the line on every read.
+    """
+    if len(buf) - line > INLINE_MAX:
+        raise _protocol_error(text)
+    parser._again(start, line - start + INLINE_MAX + 1)
 
 
 def _scan_multibulk_pure(buf: bytes, start: int, max_bulk: int) -> tuple[int, Sequence[int]] | None:
@@ -433,16 +470,31 @@ def _unknown_command(buf: bytes, start: int, spans: Sequence[int]) -> bytes:
 
 
 _ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", ord("a"): b"\a"}
-_SPACE = b" \n\r\t\v\f"
+# sdssplitargs uses two different notions of a blank, and both matter:
+# isspace() in the C locale (Redis never sets LC_CTYPE) skips the blanks
+# before a word and decides whether a closing quote is followed by a blank;
+# but an unquoted word ends only at ' ', '\n', '\r', '\t' (or the NUL that
+# ends the C string), so '\v' and '\f' are kept inside a word:
+# "SET k v\f" stores "v\f".
+_ISSPACE = b" \t\n\v\f\r"
+_WORD_END = b" \t\n\r"
 _HEX = b"0123456789abcdefABCDEF"
 
 
 def split_inline(line: bytes) -> list[bytes] | None:
-    """Split an inline command as Redis's ``sdssplitargs``; None on unbalanced quotes."""
+    """Split an inline command exactly as Redis 7's ``sdssplitargs``; None
+    on unbalanced quotes (a quote left open, or a closing quote followed by
+    something other than a blank).
+
+    ``sdssplitargs`` reads a C string, so the line ends at its first NUL
+    (the request parser never passes one: see ``_nul_wait``)."""
+    zero = line.find(b"\0")
+    if zero >= 0:
+        line = line[:zero]
     args: list[bytes] = []
     i, n = 0, len(line)
     while True:
-        while i < n and line[i] in _SPACE:
+        while i < n and line[i] in _ISSPACE:
             i += 1
         if i >= n:
             return args
@@ -466,7 +518,7 @@ def split_inline(line: bytes) -> list[bytes] | None:
                     i += 1
                     current += _ESCAPES.get(line[i], line[i : i + 1])
                 elif c == 34:
-                    if i + 1 < n and line[i + 1] not in _SPACE:
+                    if i + 1 < n and line[i + 1] not in _ISSPACE:
                         return None  # closing quote must be followed by a space
                     i += 1
                     break
@@ -480,7 +532,7 @@ def split_inline(line: bytes) -> list[bytes] | None:
                     i += 1
                     current.append(39)
                 elif c == 39:
-                    if i + 1 < n and line[i + 1] not in _SPACE:
+                    if i + 1 < n and line[i + 1] not in _ISSPACE:
                         return None
                     i += 1
                     break
@@ -490,7 +542,7 @@ def split_inline(line: bytes) -> list[bytes] | None:
                 if i >= n:
                     break
                 c = line[i]
-                if c in _SPACE:
+                if c in _WORD_END:
                     break
                 if c == 34:
                     in_dq = True

@@ -541,3 +541,62 @@ def test_token_soup_parses_the_same_however_split(words, data):
         assert (split_err is None) == (err is None)
         if err is None:
             assert split_left == left
+
+
+# -- the binary protocol --------------------------------------------------------------
+
+# A binary-protocol GET of "foo" and a NOOP: the 24-byte header starts with
+# the request magic 0x80 (memcached's protocol_binary.h).  NOOP's opcode is
+# 0x0a, a newline to a text parser.
+BINARY_GET = bytes([0x80, 0x00, 0x00, 0x03]) + bytes(4) + bytes([0, 0, 0, 3]) + bytes(12) + b"foo"
+BINARY_NOOP = bytes([0x80, 0x0A]) + bytes(22)
+
+
+@pytest.mark.parametrize("wire", [BINARY_GET, BINARY_NOOP, b"\x80", b"\x80get foo\r\n"])
+def test_binary_protocol_closes_at_the_first_byte(wire):
+    # memcached would switch the connection to the binary protocol; the
+    # proxy does not speak it, and parsed as text the request would wait for
+    # a newline forever.  Closed with no reply, at once.
+    for chunks in ([wire], [wire[:1]], [wire[i : i + 1] for i in range(len(wire))]):
+        msgs, err, left = drive_requests(RequestParser(), chunks)
+        assert msgs == []
+        assert isinstance(err, ProtocolError)
+        assert err.close
+        assert err.reply == b""
+        assert left == 0
+
+
+@given(st.binary(max_size=100), st.data())
+def test_any_stream_starting_with_the_binary_magic_closes_however_split(tail, data):
+    wire = b"\x80" + tail
+    cuts = data.draw(st.lists(st.integers(0, len(wire)), max_size=5))
+    msgs, err, _ = drive_requests(RequestParser(), split_at(wire, cuts))
+    assert msgs == []
+    assert err is not None and err.close and err.reply == b""
+
+
+def test_binary_magic_later_in_a_connection_is_a_text_byte_as_in_memcached():
+    # memcached picks the protocol from a connection's first byte only.
+    msgs, err, left = drive_requests(
+        RequestParser(), [b"get a\r\n\x80foo\r\nget \x80\r\n", BINARY_GET]
+    )
+    assert err is None
+    assert [(m.action, m.reply, m.key) for m in msgs] == [
+        (ACTION_FORWARD, None, b"a"),
+        (ACTION_LOCAL, ERROR, None),
+        (ACTION_FORWARD, None, b"\x80"),
+    ]
+    assert left == len(BINARY_GET)  # a text line still waiting for its newline
+
+
+def test_first_request_through_the_general_path_is_the_fast_paths_result():
+    # The first request skips the fast path (the connection's first byte is
+    # looked at there); what it gives must not depend on that.
+    for wire in (
+        b"get foo\r\n",
+        b"get a b\r\n",
+        b"set k 0 0 1\r\nx\r\n",
+        b"set k 0 0 1 noreply\r\nx\r\n",
+    ):
+        first = parse_all(wire + wire)
+        assert outcome(first[:1]) == outcome(first[1:])

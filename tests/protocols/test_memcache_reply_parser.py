@@ -227,3 +227,17 @@ def test_get_replies_pass_whole(reply):
     assert err is None
     assert left == 0
     assert found == [reply]
+
+
+def test_a_failed_get_answers_the_error_of_its_first_failed_key():
+    # Fragments go in the order of their first key: with keys c a b a on
+    # servers c=0 a=1 b=2 (key[0] % 3), the a-fragment holds key 1, the
+    # b-fragment key 2, so a's error comes first whatever the server order.
+    keys = [b"c", b"a", b"b", b"a"]
+    msg, frags = fan_out(keys, 3)
+    assert [frag.info for _, frag in frags] == [[0], [1, 3], [2]]
+    frags[0][1].reply = b"END\r\n"
+    frags[1][1].reply = b"SERVER_ERROR Connection refused\r\n"
+    frags[2][1].reply = b"SERVER_ERROR Connection timed out\r\n"
+    assert msg.merge is not None
+    assert msg.merge(msg) == b"SERVER_ERROR Connection refused\r\n"

@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import tracemalloc
+from typing import TYPE_CHECKING
+from unittest import mock
+
 import hiredis
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from corenet import accel
 from corenet.errors import ProtocolError
 from corenet.msg import ACTION_CLOSE, ACTION_FANOUT, ACTION_FORWARD, ACTION_LOCAL
-from corenet.protocols.redis import COMMANDS, RequestParser, Route, encode_command, split_inline
+from corenet.protocols.redis import (
+    COMMANDS,
+    RequestParser,
+    Route,
+    _parser,
+    encode_command,
+    split_inline,
+)
 from corenet.protocols.redis._local import Session
+from corenet.protocols.redis._parser import INLINE_MAX
 from corenet.testing import drive_requests, split_at
 from corenet.testing.strategies import redis_args, redis_key_commands
+from tests._speedups import require_built
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 NOT_ENOUGH = object()
 
@@ -264,3 +281,252 @@ def test_auth_gate_and_replies():
 def test_auth_without_password_configured():
     (msg,) = parse_all(encode_command([b"AUTH", b"x"]))
     assert msg.reply == b"-ERR Client sent AUTH, but no password is set\r\n"
+
+
+# -- hardening: argument count, inline splitting, NUL bytes -------------------------
+#
+# Measured on redis-server 7.0.15 (tests/integration/test_protocol_hardening.py
+# compares these with a live server byte for byte).
+
+
+@pytest.fixture(params=["compiled", "pure"])
+def scan_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test with the compiled request scans, then with the pure ones
+    (parsers built inside the test pick them up)."""
+    if request.param == "compiled":
+        # The extension itself, so that CORENET_NO_SPEEDUPS=1 runs still test it.
+        name = "corenet.protocols.redis._speedups"
+        built = require_built(accel.built(name), name)
+        scans = (built.scan_multibulk, built.scan_keyed)
+    else:
+        scans = (_parser._scan_multibulk_pure, None)
+    with (
+        mock.patch.object(_parser, "_scan_multibulk", scans[0]),
+        mock.patch.object(_parser, "_scan_keyed", scans[1]),
+    ):
+        yield request.param
+
+
+@pytest.mark.parametrize("count", [1_048_576, 1_048_577, 20_000_000, 2_147_483_647])
+def test_argument_counts_up_to_int_max_are_waited_for(scan_path, count):
+    # Redis 6 refused more than 1 048 576 arguments; Redis 7 takes up to
+    # INT_MAX and waits for them, without a word.
+    wire = b"*%d\r\n" % count + encode_command([b"EXISTS", b"k"])[4:]
+    for chunks in ([wire], split_at(wire, range(0, len(wire), 3))):
+        msgs, err, left = drive_requests(RequestParser(), chunks)
+        assert (msgs, err, left) == ([], None, len(wire))
+
+
+@pytest.mark.parametrize("wire", [b"*2147483648\r\n", b"*2147483648\r\n$1\r\na\r\n"])
+def test_argument_count_over_int_max_is_refused_and_closes(scan_path, wire):
+    msgs, err, _ = drive_requests(RequestParser(), [wire])
+    assert msgs == []
+    assert isinstance(err, ProtocolError) and err.close
+    assert err.reply == b"-ERR Protocol error: invalid multibulk length\r\n"
+
+
+def test_a_declared_argument_count_allocates_nothing(scan_path):
+    wire = b"*2147483647\r\n" + b"$1\r\na\r\n" * 3
+    parser = RequestParser()
+    tracemalloc.start()
+    try:
+        msgs, err, left = drive_requests(parser, [wire])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (msgs, err, left) == ([], None, len(wire))
+    assert peak < 64 * 1024
+
+
+def test_more_than_a_million_arguments_are_a_request(scan_path):
+    keys = [b"k%d" % (i % 10) for i in range(1_048_576)]
+    wire = encode_command([b"EXISTS", *keys])
+    (msg,) = parse_all(wire)
+    assert msg.action == ACTION_FANOUT
+    assert msg.keys == keys
+    assert msg.end == len(wire)
+
+
+def sdssplitargs(line: bytes) -> list[bytes] | None:
+    """A literal port of Redis 7.0's ``sdssplitargs`` (sds.c), pointer walk
+    and all, over ``line`` as the C string it reads: the reference for
+    :func:`split_inline`, written independently of it."""
+    s = line + b"\0"
+    escapes = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("a"): 7}
+
+    def isspace(c: int) -> bool:  # glibc, C locale
+        return c in (0x20, 0x09, 0x0A, 0x0B, 0x0C, 0x0D)
+
+    def is_hex_digit(c: int) -> bool:
+        return chr(c) in "0123456789abcdefABCDEF"
+
+    vector: list[bytes] = []
+    p = 0
+    while True:
+        while s[p] and isspace(s[p]):
+            p += 1
+        if not s[p]:
+            return vector
+        inq = insq = done = False
+        current = bytearray()
+        while not done:
+            c = s[p]
+            if inq:
+                if (
+                    c == 0x5C
+                    and s[p + 1] == 0x78
+                    and is_hex_digit(s[p + 2])
+                    and is_hex_digit(s[p + 3])
+                ):
+                    current.append(int(s[p + 2 : p + 4], 16))
+                    p += 3
+                elif c == 0x5C and s[p + 1]:
+                    p += 1
+                    current.append(escapes.get(s[p], s[p]))
+                elif c == 0x22:
+                    if s[p + 1] and not isspace(s[p + 1]):
+                        return None
+                    done = True
+                elif not c:
+                    return None
+                else:
+                    current.append(c)
+            elif insq:
+                if c == 0x5C and s[p + 1] == 0x27:
+                    p += 1
+                    current.append(0x27)
+                elif c == 0x27:
+                    if s[p + 1] and not isspace(s[p + 1]):
+                        return None
+                    done = True
+                elif not c:
+                    return None
+                else:
+                    current.append(c)
+            elif c in (0x20, 0x0A, 0x0D, 0x09, 0x00):
+                done = True
+            elif c == 0x22:
+                inq = True
+            elif c == 0x27:
+                insq = True
+            else:
+                current.append(c)
+            if s[p]:
+                p += 1
+        vector.append(bytes(current))
+
+
+_INLINE_BYTES = [
+    *(bytes([c]) for c in range(0x21)),
+    *(b'"', b"'", b"\\", b"x", b"4", b"f", b"G", b"n", b"a", b"\x7f", b"\x80", b"\xa0", b"\xff"),
+]
+inline_soup = st.lists(st.sampled_from(_INLINE_BYTES), max_size=40).map(b"".join)
+
+
+@given(st.one_of(inline_soup, st.binary(max_size=60)))
+@example(b"SET k v\x0c")
+@example(b'"a"\x0bb')
+@example(b"a\x00 b")
+@example(b'"\\x4G"')
+def test_split_inline_is_sdssplitargs(line):
+    assert split_inline(line) == sdssplitargs(line)
+
+
+@pytest.mark.parametrize(
+    ("line", "args"),
+    [
+        (b"SET k v\x0c", [b"SET", b"k", b"v\x0c"]),  # \v and \f stay inside a word
+        (b"SET k\x0bv", [b"SET", b"k\x0bv"]),
+        (b"\x0b\x0cSET\t k \x0bv\x0c", [b"SET", b"k", b"v\x0c"]),  # ... but skipped before one
+        (b'SET "k"\x0c v', [b"SET", b"k", b"v"]),  # ... and may follow a closing quote
+        (b"SET 'k'\x0b", [b"SET", b"k"]),
+        (b"SET k v\x00 w", [b"SET", b"k", b"v"]),  # a C string: ends at a NUL
+        (b'SET "k\x00"', None),
+        (b"SET k\x1fv \x1c", [b"SET", b"k\x1fv", b"\x1c"]),
+        (b'"\\x4g" "\\xZZ" "\\q"', [b"x4g", b"xZZ", b"q"]),
+    ],
+)
+def test_split_inline_blanks_as_redis(line, args):
+    assert split_inline(line) == args
+
+
+def test_inline_form_feed_is_stored_not_dropped():
+    (msg,) = parse_all(b"SET k v\x0c\r\n")
+    assert msg.data == encode_command([b"SET", b"k", b"v\x0c"])
+    assert msg.key == b"k"
+
+
+NUL_WAITS = [
+    # (request whose line Redis never sees the end of, its "too big" error)
+    (b"PING\x00\r\n", b"too big inline request"),
+    (b"\x00PING\r\n", b"too big inline request"),
+    (b'SET k "v\x00"\r\n', b"too big inline request"),
+    (b"*1\x00\r\n$4\r\nPING\r\n", b"too big mbulk count string"),
+    (b"*\x00\r\n", b"too big mbulk count string"),
+    (b"*1\r\n$4\x00\r\nPING\r\n", b"too big bulk count string"),
+    (b"*1\r\n$\x004\r\nPING\r\n", b"too big bulk count string"),
+    (b"*1\r\n\x00$4\r\nPING\r\n", b"too big bulk count string"),  # not "expected '$'"
+    (b"*2\r\n$3\r\nGET\r\nx\x00\r\n", b"too big bulk count string"),
+]
+
+
+@pytest.mark.parametrize(("wire", "text"), NUL_WAITS)
+def test_a_nul_before_a_line_end_waits_as_redis_then_is_too_big(scan_path, wire, text):
+    # Redis finds line ends with strchr(), which stops at the NUL: it waits
+    # (swallowing what follows) until 64 KiB are buffered, then refuses.
+    line = wire.index(b"\x00")
+    line = max(wire.rfind(b"\n", 0, line) + 1, 0)
+    tail = b"*1\r\n$4\r\nPING\r\n"
+    whole = b"PING\r\n" + wire + tail
+    for chunks in ([whole], split_at(whole, range(0, len(whole), 5))):
+        parser = RequestParser()
+        msgs, err, left = drive_requests(parser, chunks)
+        assert err is None
+        assert [m.reply for m in msgs] == [b"+PONG\r\n"]
+        assert left == len(wire + tail)
+        assert parser.need == line + INLINE_MAX + 1  # called again only then
+    # One byte short of Redis's limit still waits; the next one is refused.
+    pad = b"x" * (INLINE_MAX - len(wire) + line)
+    msgs, err, left = drive_requests(RequestParser(), [wire + pad])
+    assert (msgs, err, left) == ([], None, len(wire + pad))
+    for chunks in ([wire + pad + b"x"], [wire, pad, b"x"], split_at(wire + pad + b"x", [3, 4000])):
+        msgs, err, _ = drive_requests(RequestParser(), chunks)
+        assert msgs == []
+        assert isinstance(err, ProtocolError) and err.close
+        assert err.reply == b"-ERR Protocol error: " + text + b"\r\n"
+
+
+def test_a_nul_line_is_not_rescanned_on_every_read():
+    parser = RequestParser()
+    calls = 0
+    original = parser.parse
+
+    def counting(buf, pos):
+        nonlocal calls
+        calls += 1
+        return original(buf, pos)
+
+    parser.parse = counting
+    wire = b"PING\x00\r\n" + b"x" * (2 * INLINE_MAX)
+    msgs, err, _ = drive_requests(parser, split_at(wire, range(0, len(wire), 100)))
+    assert msgs == [] and err is not None
+    assert calls <= 3
+
+
+@pytest.mark.parametrize(
+    ("wire", "text"),
+    [
+        (b"*1x\r\n", b"invalid multibulk length"),  # no NUL: refused at once, as before
+        (b"*1\r\n$4x\r\nPING\r\n", b"invalid bulk length"),
+        (b"*1\r\nx4\r\n", b"expected '$', got 'x'"),
+        (b"*1\r\n$4\r\nPI\x00G\r\n\x00", None),  # NULs inside a bulk are data
+    ],
+)
+def test_nul_rules_touch_only_lines_holding_one(wire, text):
+    msgs, err, _ = drive_requests(RequestParser(), [wire])
+    if text is None:
+        assert err is None
+        assert msgs[0].reply.startswith(b"-ERR unknown command 'PI\x00G'")
+    else:
+        assert msgs == []
+        assert err is not None and err.reply == b"-ERR Protocol error: " + text + b"\r\n"

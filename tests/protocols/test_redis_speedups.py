@@ -521,6 +521,48 @@ def test_request_parser_same_with_and_without_c(case: tuple[bytes, int]) -> None
     assert fast == pure
 
 
+def _both_paths(buf: bytes, pos: int) -> tuple[tuple[object, ...], tuple[object, ...]]:
+    with (
+        mock.patch.object(_parser, "_scan_multibulk", speedups().scan_multibulk),
+        mock.patch.object(_parser, "_scan_keyed", speedups().scan_keyed),
+    ):
+        fast = _request_state(buf, pos)
+    with (
+        mock.patch.object(_parser, "_scan_multibulk", _scan_multibulk_pure),
+        mock.patch.object(_parser, "_scan_keyed", None),
+    ):
+        pure = _request_state(buf, pos)
+    return fast, pure
+
+
+# Around Redis 6's cap (1 048 576) and Redis 7's (INT_MAX), and beyond.
+_COUNTS = [0, 1, 2, 1_048_575, 1_048_576, 1_048_577, 2**31 - 1, 2**31, 2**32 + 1, 2**63]
+
+
+@NEEDS_C
+@given(
+    count=st.one_of(st.sampled_from(_COUNTS), st.integers(0, 2**64)),
+    args=st.lists(st.sampled_from([b"EXISTS", b"GET", b"k", b""]), max_size=4),
+    cut=st.integers(0, 200),
+    nul=st.one_of(st.none(), st.integers(0, 200)),
+)
+@example(count=1_048_577, args=[b"EXISTS", b"k"], cut=200, nul=None)
+@example(count=2**31, args=[b"EXISTS", b"k"], cut=200, nul=None)
+@example(count=2, args=[b"GET", b"k"], cut=200, nul=7)
+def test_argument_counts_and_nul_lines_same_with_and_without_c(
+    count: int, args: list[bytes], cut: int, nul: int | None
+) -> None:
+    # A declared count, its arguments (as many as there are), cut anywhere,
+    # maybe with a NUL put in: compiled and pure paths agree on the request,
+    # the wait (resume_at, need) or the exact error.
+    buf = b"*%d\r\n" % count + encode_command(args)[len(b"*%d\r\n" % len(args)) :]
+    buf = buf[:cut]
+    if nul is not None and nul < len(buf):
+        buf = buf[:nul] + b"\0" + buf[nul + 1 :]
+    fast, pure = _both_paths(buf, 0)
+    assert fast == pure
+
+
 @NEEDS_C
 def test_keyed_fast_path_follows_authentication() -> None:
     # The compiled path must never answer for a client that has not
