@@ -507,17 +507,7 @@ def _request_state(buf: bytes, pos: int) -> tuple[object, ...]:
 @NEEDS_C
 @given(case=mangled(st.one_of(commands, keyed_commands)))
 def test_request_parser_same_with_and_without_c(case: tuple[bytes, int]) -> None:
-    buf, pos = case
-    with (
-        mock.patch.object(_parser, "_scan_multibulk", speedups().scan_multibulk),
-        mock.patch.object(_parser, "_scan_keyed", speedups().scan_keyed),
-    ):
-        fast = _request_state(buf, pos)
-    with (
-        mock.patch.object(_parser, "_scan_multibulk", _scan_multibulk_pure),
-        mock.patch.object(_parser, "_scan_keyed", None),
-    ):
-        pure = _request_state(buf, pos)
+    fast, pure = _both_paths(*case)
     assert fast == pure
 
 
