@@ -372,6 +372,42 @@ def summary_line(rows: list[Json], bars: list[Json]) -> str:
 # plot
 
 
+def _finish_axes(
+    ax: Any,
+    rows: list[Json],
+    ratio: str,
+    tops: list[float],
+    *,
+    label_dy: float,
+    headroom: float,
+    ylabel: str,
+    title: str,
+    grid: Json,
+) -> None:
+    """Label each group of ``ax`` with its corenet/nutcracker ``ratio`` above
+    its highest point (``tops``), leave ``headroom`` above the highest, then
+    the axis labels, legend, title and ``grid``."""
+    for n, row in enumerate(rows):
+        value = row["ratios"][ratio]
+        if value is not None and tops[n]:
+            ax.annotate(
+                f"cn/nc {value:.2f}x",
+                (n, tops[n]),
+                textcoords="offset points",
+                xytext=(0, label_dy),
+                ha="center",
+                fontsize=7.5,
+                fontweight="bold",
+            )
+    if any(tops):
+        ax.set_ylim(top=max(tops) * headroom)
+    ax.set_ylabel(ylabel)
+    ax.set_xticks(list(range(len(rows))), [row["label"] for row in rows])
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", **grid)
+
+
 def write_plot(result: Json, path: str) -> str | None:
     """Write the PNG (ops/s and CPU/request per configuration); returns a reason if skipped."""
     try:
@@ -383,7 +419,6 @@ def write_plot(result: Json, path: str) -> str | None:
         return "matplotlib is not installed (pip install matplotlib); plot skipped"
 
     rows = result["results"]
-    labels = [row["label"] for row in rows]
     colors = {"direct": "#9e9e9e", "nutcracker": "#1f77b4", "corenet": "#d62728"}
     fig, (ax_ops, ax_cpu) = plt.subplots(
         2, 1, figsize=(max(8.0, 1.1 * len(rows) + 3), 8.5), gridspec_kw={"height_ratios": [3, 2]}
@@ -425,28 +460,18 @@ def write_plot(result: Json, path: str) -> str | None:
                     fontsize=7,
                     color=colors[target],
                 )
-    for n, row in enumerate(rows):
-        ratio = row["ratios"]["ops_corenet_nutcracker"]
-        if ratio is not None and tops[n]:
-            ax_ops.annotate(
-                f"cn/nc {ratio:.2f}x",
-                (n, tops[n]),
-                textcoords="offset points",
-                xytext=(0, 4),
-                ha="center",
-                fontsize=7.5,
-                fontweight="bold",
-            )
     ax_ops.set_yscale("log")
-    ax_ops.set_ylabel("thousand requests/s, log scale\n(median; whiskers: min-max)")
-    ax_ops.set_xticks(list(xs), labels)
-    ax_ops.legend(loc="upper right", fontsize=8)
-    ax_ops.set_title(
-        "throughput per configuration (cn/nc: corenet / nutcracker, medians)", fontsize=10
+    _finish_axes(
+        ax_ops,
+        rows,
+        "ops_corenet_nutcracker",
+        tops,
+        label_dy=4,
+        headroom=2.2,
+        ylabel="thousand requests/s, log scale\n(median; whiskers: min-max)",
+        title="throughput per configuration (cn/nc: corenet / nutcracker, medians)",
+        grid={"which": "both", "alpha": 0.25},
     )
-    ax_ops.grid(axis="y", which="both", alpha=0.25)
-    if any(tops):
-        ax_ops.set_ylim(top=max(tops) * 2.2)
     for k, target in enumerate(("nutcracker", "corenet")):
         vals = [row["targets"][target]["cpu_us_per_req"] for row in rows]
         pos = [x + (k - 0.5) * width for x in xs]
@@ -467,25 +492,17 @@ def write_plot(result: Json, path: str) -> str | None:
         )
         for row in rows
     ]
-    for n, row in enumerate(rows):
-        ratio = row["ratios"]["cpu_corenet_nutcracker"]
-        if ratio is not None:
-            ax_cpu.annotate(
-                f"cn/nc {ratio:.2f}x",
-                (n, cpu_tops[n]),
-                textcoords="offset points",
-                xytext=(0, 13),
-                ha="center",
-                fontsize=7.5,
-                fontweight="bold",
-            )
-    if any(cpu_tops):
-        ax_cpu.set_ylim(top=max(cpu_tops) * 1.3)
-    ax_cpu.set_ylabel("proxy CPU us per request")
-    ax_cpu.set_xticks(list(xs), labels)
-    ax_cpu.legend(loc="upper right", fontsize=8)
-    ax_cpu.set_title("proxy CPU time per request (user+system, /proc/PID/stat)", fontsize=10)
-    ax_cpu.grid(axis="y", alpha=0.3)
+    _finish_axes(
+        ax_cpu,
+        rows,
+        "cpu_corenet_nutcracker",
+        cpu_tops,
+        label_dy=13,
+        headroom=1.3,
+        ylabel="proxy CPU us per request",
+        title="proxy CPU time per request (user+system, /proc/PID/stat)",
+        grid={"alpha": 0.3},
+    )
     machine = result["machine"]
     commit = result["git"].get("commit") or "?"
     if result["git"].get("dirty"):

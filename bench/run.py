@@ -719,55 +719,57 @@ class Bench:
 
     def redis_phase(self, cases: list[Case]) -> None:
         """Start redis backends, fill them, start the proxies, run the redis cases, stop."""
+        binaries = ("redis-server", "redis-benchmark")
+        self._phase("redis", cases, binaries, self._redis_server, self._fill_redis)
+
+    def memcache_phase(self, cases: list[Case]) -> None:
+        """Start memcached backends and the proxies, run the memcache cases, stop."""
+
+        def started(servers: list[Server]) -> None:
+            self.say(f"memcache: {len(servers)} memcached on ports {_ports(servers)}")
+
+        self._phase("memcache", cases, ("memcached", "memcaslap"), self._memcached, started)
+
+    def _fill_redis(self, servers: list[Server]) -> None:
+        t0 = time.monotonic()
+        for server in servers:
+            redis_command(server.port, b"FLUSHALL")
+            redis_populate(server.port, self.opts.keyspace)
+        self.say(
+            f"redis: {len(servers)} backends on ports {_ports(servers)}, each filled with "
+            f"{self.opts.keyspace:,} keys in {time.monotonic() - t0:.1f}s"
+        )
+
+    def _phase(
+        self,
+        protocol: str,
+        cases: list[Case],
+        binaries: tuple[str, ...],
+        backend: Callable[[int], Server],
+        started: Callable[[list[Server]], None],
+    ) -> None:
+        """One protocol's phase: ``backend(i)`` servers (``started`` is told of
+        them), the proxies in front of them, the cases; then all of it stops."""
         if not cases:
             return
-        missing = [b for b in ("redis-server", "redis-benchmark") if not self.binaries[b]]
+        missing = [b for b in binaries if not self.binaries[b]]
         if missing:
-            self.note(f"redis tests skipped: {', '.join(missing)} not installed")
-            self.statuses["redis"] = dict.fromkeys(TARGETS, f"unavailable: {missing[0]}")
+            self.note(f"{protocol} tests skipped: {', '.join(missing)} not installed")
+            self.statuses[protocol] = dict.fromkeys(TARGETS, f"unavailable: {missing[0]}")
             return
         try:
-            servers: list[Server] = [
-                self.group.start(self._redis_server(i)) for i in range(self.opts.backends)
-            ]
-            t0 = time.monotonic()
-            for server in servers:
-                redis_command(server.port, b"FLUSHALL")
-                redis_populate(server.port, self.opts.keyspace)
-            self.say(
-                f"redis: {len(servers)} backends on ports "
-                f"{', '.join(str(s.port) for s in servers)}, each filled with "
-                f"{self.opts.keyspace:,} keys in {time.monotonic() - t0:.1f}s"
-            )
-            self._targets = self.start_targets("redis", servers)
+            servers = [self.group.start(backend(i)) for i in range(self.opts.backends)]
+            started(servers)
+            self._targets = self.start_targets(protocol, servers)
             self._run_cases(cases, [t for t in self._targets if t.status == "ok"], servers)
         finally:
             # this phase's backends and proxies (restarted ones too), newest first
             self.group.close()
             self._targets = []
 
-    def memcache_phase(self, cases: list[Case]) -> None:
-        """Start memcached backends and the proxies, run the memcache cases, stop."""
-        if not cases:
-            return
-        missing = [b for b in ("memcached", "memcaslap") if not self.binaries[b]]
-        if missing:
-            self.note(f"memcache tests skipped: {', '.join(missing)} not installed")
-            self.statuses["memcache"] = dict.fromkeys(TARGETS, f"unavailable: {missing[0]}")
-            return
-        try:
-            servers: list[Server] = [
-                self.group.start(self._memcached(i)) for i in range(self.opts.backends)
-            ]
-            self.say(
-                f"memcache: {len(servers)} memcached on ports "
-                f"{', '.join(str(s.port) for s in servers)}"
-            )
-            self._targets = self.start_targets("memcache", servers)
-            self._run_cases(cases, [t for t in self._targets if t.status == "ok"], servers)
-        finally:
-            self.group.close()
-            self._targets = []
+
+def _ports(servers: list[Server]) -> str:
+    return ", ".join(str(s.port) for s in servers)
 
 
 # --------------------------------------------------------------------------

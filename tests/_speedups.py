@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "REQUIRE_SPEEDUPS_ENV",
+    "import_time_cases",
     "needs_c",
     "not_built",
     "require_built",
@@ -58,6 +59,24 @@ def require_built(built: T | None, module: str) -> T:
             pytest.fail(f"{not_built(module)}; {REQUIRE_SPEEDUPS_ENV} is set", pytrace=False)
         pytest.skip(not_built(module))
     return built
+
+
+import_time_cases = pytest.mark.parametrize(
+    ("env_value", "block", "pure"),
+    [
+        ("1", False, True),
+        ("on", False, True),
+        (None, True, True),
+        (None, False, False),
+        ("0", False, False),
+    ],
+    ids=["env-off", "env-on-word", "not-built", "default", "env-zero"],
+)
+"""The cases of an import-time selection test (see :func:`selection_in_subprocess`):
+``env_value`` for ``CORENET_NO_SPEEDUPS`` (None: unset), whether to ``block``
+the extension, and whether the pure paths must then be chosen (``pure``).
+A test checks the extension is built before a case that is not ``pure``, so
+that case skips, or fails under ``CORENET_REQUIRE_SPEEDUPS``."""
 
 
 def selection_in_subprocess(code: str, env_value: str | None, block: str | None = None) -> str:

@@ -10,6 +10,11 @@ authors; it is re-exported here so tests keep importing from one place.
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from corenet.proxy.harness import (
     CorenetProxy,
@@ -45,10 +50,16 @@ from corenet.testing.process import (
     wait_for,
 )
 
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
+
 __all__ = [
     "ADDR_IN_USE_MARKERS",
     "LOOPBACK",
     "CorenetProxy",
+    "DaemonFiles",
     "Memcached",
     "Nutcracker",
     "Process",
@@ -69,9 +80,12 @@ __all__ = [
     "parse_address",
     "pool_config",
     "raw_exchange",
+    "read_until",
+    "redis_benchmark",
     "redis_client",
     "redis_raw",
     "resp_reply_end",
+    "run_corenet",
     "running_processes",
     "spread_keys",
     "stop_all",
@@ -84,3 +98,94 @@ def spread_keys(n: int, prefix: str = "key", digits: int = 10) -> list[str]:
     that differ only in their last byte close together on the ketama ring,
     which would hide placement bugs."""
     return [f"{prefix}:{hashlib.sha1(str(i).encode()).hexdigest()[:digits]}" for i in range(n)]
+
+
+def read_until(
+    sock: socket.socket,
+    done: Callable[[bytearray], bool] = lambda data: False,
+    *,
+    quiet: float | None = None,
+) -> bytes:
+    """What ``sock`` receives until ``done(data)`` holds or the peer closes.
+
+    With ``quiet``, reading also ends once nothing came for ``quiet`` seconds
+    (the socket's timeout is set to it); without it, the socket's own
+    timeout raises."""
+    if quiet is not None:
+        sock.settimeout(quiet)
+    data = bytearray()
+    try:
+        while not done(data):
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+    except TimeoutError:
+        if quiet is None:
+            raise
+    return bytes(data)
+
+
+def run_corenet(
+    *args: str | os.PathLike[str],
+    cwd: Path | None = None,
+    timeout: float = 30,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``python -m corenet ARGS`` with plugin autoload off (and ``env`` added),
+    its output captured; the exit status is the caller's to check."""
+    return subprocess.run(
+        [sys.executable, "-m", "corenet", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "CORENET_DISABLE_PLUGIN_AUTOLOAD": "1", **(env or {})},
+        cwd=cwd,
+        check=False,
+    )
+
+
+@dataclass(frozen=True)
+class DaemonFiles:
+    """The config file a ``-d`` (daemonize) test writes, and where the daemon
+    is told to write its pid file and log, all in one directory."""
+
+    config: Path
+    pid_file: Path
+    log: Path
+
+    @classmethod
+    def write(cls, directory: Path, config: Mapping[str, Any]) -> DaemonFiles:
+        path = directory / "c.yml"
+        path.write_text(dump_config(config))
+        return cls(path, directory / "proxy.pid", directory / "proxy.log")
+
+    def args(self) -> list[str]:
+        """``-d`` with these files and the stats port off."""
+        return [
+            "-d",
+            "-c",
+            str(self.config),
+            "-p",
+            str(self.pid_file),
+            "-o",
+            str(self.log),
+            "-s",
+            "0",
+        ]
+
+
+def redis_benchmark(address: str, *args: str, timeout: float) -> str:
+    """Run ``redis-benchmark ARGS`` against ``address``; assert that it
+    exited 0 and return what it printed (stdout, then stderr)."""
+    host, port = address.rsplit(":", 1)
+    result = subprocess.run(
+        ["redis-benchmark", "-h", host, "-p", port, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    return output

@@ -30,7 +30,15 @@ from corenet.proxy.plugins import load_plugins
 from corenet.testing import check_reply_parser, check_request_parser
 from corenet.testing.memcache_strategies import memcache_requests
 from corenet.testing.strategies import encoded_commands
-from tests.servers import LOOPBACK, CorenetProxy, Process, dump_config, free_port, pool_config
+from tests.servers import (
+    LOOPBACK,
+    CorenetProxy,
+    Process,
+    dump_config,
+    free_port,
+    pool_config,
+    read_until,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -152,11 +160,8 @@ def _kv_ready(port: int) -> Callable[[Process], bool]:
 
 def _exchange(sock: socket.socket, request: bytes) -> bytes:
     sock.sendall(request)
-    data = b""
-    while not data.endswith(b"\r\n"):
-        chunk = sock.recv(4096)
-        assert chunk, "connection closed"
-        data += chunk
+    data = read_until(sock, lambda data: data.endswith(b"\r\n"))
+    assert data.endswith(b"\r\n"), f"connection closed after {data!r}"
     return data
 
 

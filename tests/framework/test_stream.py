@@ -54,11 +54,17 @@ class Recorder(Stream):
         self.close()
 
 
+def registered(loop: Loop, sock: socket.socket, kind: type[Recorder] = Recorder) -> Recorder:
+    """A ``kind`` stream over ``sock`` (made non-blocking), reading on ``loop``."""
+    sock.setblocking(False)
+    stream = kind(loop, sock)
+    stream.register(EV_READ)
+    return stream
+
+
 def test_output_the_kernel_refuses_waits_with_write_interest_then_drains(loop: Loop) -> None:
     ours, theirs = socket.socketpair()
-    ours.setblocking(False)
-    stream = Recorder(loop, ours)
-    stream.register(EV_READ)
+    stream = registered(loop, ours)
     payload = b"x" * (8 << 20)  # far more than a socket buffer
     stream.send_bytes(payload)
     assert stream.writing and stream.interest & 4  # EV_WRITE
@@ -82,9 +88,7 @@ def test_output_the_kernel_refuses_waits_with_write_interest_then_drains(loop: L
 
 def test_paused_streams_are_not_read_until_resumed(loop: Loop) -> None:
     ours, theirs = socket.socketpair()
-    ours.setblocking(False)
-    stream = Recorder(loop, ours)
-    stream.register(EV_READ)
+    stream = registered(loop, ours)
     stream.pause_reading()
     theirs.sendall(b"hello")
     for _ in range(5):
@@ -113,11 +117,8 @@ def test_a_handler_that_raises_is_closed_alone(loop: Loop) -> None:
             raise RuntimeError("boom")
 
     pairs = [socket.socketpair() for _ in range(2)]
-    broken = Broken(loop, pairs[0][0])
-    fine = Recorder(loop, pairs[1][0])
-    for stream in (broken, fine):
-        stream.sock.setblocking(False)
-        stream.register(EV_READ)
+    broken = registered(loop, pairs[0][0], Broken)
+    fine = registered(loop, pairs[1][0])
     pairs[0][1].sendall(b"a")
     pairs[1][1].sendall(b"b")
     run_until(loop, lambda: broken.closed and fine.received == b"b")

@@ -23,6 +23,14 @@ class FakeClock:
         return self.now
 
 
+def assert_fires_alone(timers: Timers, fired: list[str], when: float, label: str) -> None:
+    """One timer is left, due at ``when``; running it appends ``label`` to ``fired``."""
+    assert len(timers) == 1
+    assert timers.next_deadline() == when
+    assert timers.run_due(when) == 1
+    assert fired == [label]
+
+
 def test_runs_due_timers_in_deadline_order() -> None:
     timers = Timers()
     fired: list[str] = []
@@ -77,10 +85,7 @@ def test_cancel_prevents_the_call_and_is_idempotent() -> None:
     handle.cancel()
     handle.cancel()
     assert handle.cancelled
-    assert len(timers) == 1
-    assert timers.next_deadline() == 2.0
-    assert timers.run_due(10.0) == 1
-    assert fired == ["y"]
+    assert_fires_alone(timers, fired, 2.0, "y")
 
 
 def test_cancel_after_run_is_a_no_op() -> None:
@@ -178,10 +183,7 @@ def test_base_exception_keeps_the_rest_scheduled() -> None:
     timers.call_at(2.0, fired.append, "kept")
     with pytest.raises(KeyboardInterrupt):
         timers.run_due(5.0)
-    assert len(timers) == 1
-    assert timers.next_deadline() == 2.0
-    assert timers.run_due(5.0) == 1
-    assert fired == ["kept"]
+    assert_fires_alone(timers, fired, 2.0, "kept")
 
 
 def test_cancelling_most_timers_compacts_the_heap() -> None:

@@ -4,35 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.servers import exited, free_port, redis_raw, wait_for
-
-if TYPE_CHECKING:
-    from pathlib import Path
+from tests.servers import DaemonFiles, exited, free_port, pool_config, redis_raw, wait_for
+from tests.servers import run_corenet as run
 
 GOOD = (
     "alpha:\n  listen: 127.0.0.1:{port}\n  redis: true\n  servers:\n    - 127.0.0.1:{backend}:1\n"
 )
-
-
-def run(
-    *args: str, cwd: Path | None = None, timeout: float = 30
-) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, CORENET_DISABLE_PLUGIN_AUTOLOAD="1")
-    return subprocess.run(
-        [sys.executable, "-m", "corenet", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=cwd,
-        check=False,
-    )
 
 
 def test_version_and_describe_stats():
@@ -152,11 +132,9 @@ def test_unsupported_values_fail_clearly(tmp_path, args, message):
 
 def test_daemonize_writes_pid_file_and_sigterm_removes_it(tmp_path, redis_server):
     port = free_port()
-    conf = tmp_path / "c.yml"
-    conf.write_text(GOOD.format(port=port, backend=redis_server.port))
-    pid_file = tmp_path / "proxy.pid"
-    log = tmp_path / "proxy.log"
-    result = run("-d", "-c", str(conf), "-p", str(pid_file), "-o", str(log), "-s", "0")
+    daemon = DaemonFiles.write(tmp_path, pool_config("alpha", port, [redis_server.address]))
+    pid_file = daemon.pid_file
+    result = run(*daemon.args())
     assert result.returncode == 0, result.stderr
     assert wait_for(pid_file.exists, timeout=10)
     pid = int(pid_file.read_text())
@@ -165,7 +143,7 @@ def test_daemonize_writes_pid_file_and_sigterm_removes_it(tmp_path, redis_server
         assert redis_raw(f"127.0.0.1:{port}", b"PING\r\n", expect_replies=1) == b"+PONG\r\n"
         os.kill(pid, signal.SIGTERM)
         assert wait_for(lambda: not pid_file.exists(), timeout=10)
-        assert "started on pid" in log.read_text()
+        assert "started on pid" in daemon.log.read_text()
     finally:
         try:
             os.kill(pid, signal.SIGKILL)

@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 
-from tests.servers import encode_command, pool_config, redis_raw
+from tests.servers import encode_command, pool_config, read_until, redis_raw
 
 
 def test_live_garbage_leaves_a_steady_redis_client_error_free(redis_servers, corenet_proxy_factory):
@@ -26,13 +26,11 @@ def test_live_garbage_leaves_a_steady_redis_client_error_free(redis_servers, cor
                 key = f"steady:{rounds}"
                 sock.sendall(encode_command("SET", key, str(rounds)) + encode_command("GET", key))
                 expected = b"+OK\r\n$%d\r\n%d\r\n" % (len(str(rounds)), rounds)
-                data = b""
-                while len(data) < len(expected):
-                    chunk = sock.recv(4096)
-                    if not chunk:
-                        errors.append("steady client disconnected")
-                        return
-                    data += chunk
+                # read_until calls it right away: the loop's later values never reach it.
+                data = read_until(sock, lambda data: len(data) >= len(expected))  # noqa: B023
+                if len(data) < len(expected):
+                    errors.append("steady client disconnected")
+                    return
                 if data != expected:
                     errors.append(f"round {rounds}: {data!r}")
                     return

@@ -15,7 +15,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -27,42 +26,27 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import need_binary
 from tests.servers import (
+    DaemonFiles,
     encode_command,
     exited,
     free_port,
     memcache_client,
     pool_config,
+    read_until,
     redis_client,
     redis_raw,
     wait_for,
 )
+from tests.servers import run_corenet as run_cli
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
     from pathlib import Path
 
     from tests.servers import CorenetProxy, Memcached, Nutcracker, RedisServer
 
 
 HEADER_STRINGS = {"service", "source", "version"}
-
-
-def _env() -> dict[str, str]:
-    return dict(os.environ, CORENET_DISABLE_PLUGIN_AUTOLOAD="1")
-
-
-def run_cli(
-    *args: str, cwd: Path | None = None, timeout: float = 30
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "corenet", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=_env(),
-        cwd=cwd,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -85,6 +69,41 @@ def _shape(stats: dict[str, Any]) -> list[Any]:
         (key, _shape(value) if isinstance(value, dict) else type(value).__name__)
         for key, value in stats.items()
     ]
+
+
+@pytest.fixture
+def each_proxy(
+    corenet_proxy_factory: Callable[..., CorenetProxy],
+    nutcracker_factory: Callable[..., Nutcracker],
+) -> Callable[..., Iterator[CorenetProxy | Nutcracker]]:
+    """``for proxy in each_proxy(config, flush=backends):`` the config served by
+    nutcracker (stats every 100 ms), then by corenet-proxy; each one is
+    stopped, and the ``flush`` redis backends emptied, before the next."""
+
+    def each(
+        config: dict[str, Any], *, flush: Sequence[RedisServer] = ()
+    ) -> Iterator[CorenetProxy | Nutcracker]:
+        for factory, extra in ((nutcracker_factory, ["-i", "100"]), (corenet_proxy_factory, [])):
+            proxy = factory(config, extra)
+            yield proxy
+            proxy.stop()
+            for backend in flush:
+                backend.client().flushall()
+
+    return each
+
+
+@pytest.fixture
+def alpha_proxy(
+    redis_server: RedisServer, corenet_proxy_factory: Callable[..., CorenetProxy]
+) -> Callable[..., CorenetProxy]:
+    """``alpha_proxy(*args)``: corenet-proxy started with ``args``, its pool
+    ``alpha`` in front of ``redis_server``."""
+
+    def start(*args: str) -> CorenetProxy:
+        return corenet_proxy_factory(pool_config("alpha", None, [redis_server.address]), list(args))
+
+    return start
 
 
 def _settled_stats(proxy: CorenetProxy | Nutcracker) -> dict[str, Any]:
@@ -153,8 +172,7 @@ def test_stats_match_nutcracker(
     second: str,
     redis_servers: Callable[..., list[RedisServer]],
     memcached_servers: Callable[..., list[Memcached]],
-    corenet_proxy_factory: Callable[..., CorenetProxy],
-    nutcracker_factory: Callable[..., Nutcracker],
+    each_proxy: Callable[..., Iterator[CorenetProxy | Nutcracker]],
 ) -> None:
     reds = redis_servers(3)
     config = pool_config("alpha", None, [reds[0].address, reds[1].address])
@@ -165,16 +183,12 @@ def test_stats_match_nutcracker(
         config.update(pool_config("be", None, [memcached_servers(1)[0].address], redis=False))
         workload = _memcache_workload
     results = {}
-    for factory, extra in ((nutcracker_factory, ["-i", "100"]), (corenet_proxy_factory, [])):
-        proxy = factory(config, extra)
+    for proxy in each_proxy(config, flush=reds):
         before = _settled_stats(proxy)
         _redis_workload(proxy.address("alpha"))
         workload(proxy.address("be"))
         after = _settled_stats(proxy)
         results[proxy.kind] = (before, after)
-        proxy.stop()
-        for red in reds:
-            red.client().flushall()
     (nc_before, nc_after), (cn_before, cn_after) = results["nutcracker"], results["corenet-proxy"]
 
     # Same keys, same nesting, same order (pools by name length: "be" first),
@@ -231,16 +245,14 @@ def test_stats_match_nutcracker(
 
 
 def test_stats_on_a_refused_connect_match_nutcracker(
-    corenet_proxy_factory: Callable[..., CorenetProxy],
-    nutcracker_factory: Callable[..., Nutcracker],
+    each_proxy: Callable[..., Iterator[CorenetProxy | Nutcracker]],
 ) -> None:
     # nutcracker counts the request at forward time (requests, request_bytes),
     # the failed connection as server_err, and the error reply it makes as
     # forward_error.
     config = pool_config("alpha", None, [f"127.0.0.1:{free_port()}:1 down"])
     figures = {}
-    for factory, extra in ((nutcracker_factory, ["-i", "100"]), (corenet_proxy_factory, [])):
-        proxy = factory(config, extra)
+    for proxy in each_proxy(config):
         before = _settled_stats(proxy)
         reply = redis_raw(proxy.address(), encode_command("GET", "k"), expect_replies=1)
         assert reply.startswith(b"-ERR Connection refused")
@@ -252,7 +264,6 @@ def test_stats_on_a_refused_connect_match_nutcracker(
         figures[proxy.kind]["forward_error"] = (
             after["alpha"]["forward_error"] - before["alpha"]["forward_error"]
         )
-        proxy.stop()
     assert figures["nutcracker"] == {
         "server_err": 1,
         "requests": 1,
@@ -269,9 +280,7 @@ def test_stats_bytes_are_nutcracker_layout(
     config = pool_config("alpha", None, [redis_server.address, "127.0.0.1:1:1 down"])
     proxy = corenet_proxy_factory(config)
     with socket.create_connection(("127.0.0.1", proxy.stats_port), timeout=5) as sock:
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
+        data = read_until(sock)
     assert data.startswith(b'{"service":"nutcracker", "source":"')
     assert b', "alpha": {"client_eof":' in data
     # Servers in nutcracker's order ("down" is shorter), "},"-joined.
@@ -421,12 +430,10 @@ def _drain_scenario(redis_server: RedisServer, address: str, terminate: Callable
 
 
 def test_sigterm_drains_in_flight_requests_and_exits_0(
-    redis_server: RedisServer, corenet_proxy_factory: Callable[..., CorenetProxy], tmp_path: Path
+    redis_server: RedisServer, alpha_proxy: Callable[..., CorenetProxy], tmp_path: Path
 ) -> None:
     pid_file = tmp_path / "proxy.pid"
-    proxy = corenet_proxy_factory(
-        pool_config("alpha", None, [redis_server.address]), ["-p", str(pid_file)]
-    )
+    proxy = alpha_proxy("-p", str(pid_file))
     assert pid_file.read_text() == str(proxy.pid)  # nutcracker's format: no newline
     _drain_scenario(redis_server, proxy.address(), lambda: proxy.send_signal(signal.SIGTERM))
     assert proxy.wait(timeout=5) == 0
@@ -438,11 +445,9 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(
 
 
 def test_sigterm_drain_is_bounded(
-    redis_server: RedisServer, corenet_proxy_factory: Callable[..., CorenetProxy]
+    redis_server: RedisServer, alpha_proxy: Callable[..., CorenetProxy]
 ) -> None:
-    proxy = corenet_proxy_factory(
-        pool_config("alpha", None, [redis_server.address]), ["--drain-timeout", "0.2"]
-    )
+    proxy = alpha_proxy("--drain-timeout", "0.2")
     host, port = proxy.address().rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as client:
         client.sendall(encode_command("SET", "warm", "up"))
@@ -459,12 +464,10 @@ def test_sigterm_drain_is_bounded(
 
 
 def test_sigint_exits_at_once_with_status_1(
-    redis_server: RedisServer, corenet_proxy_factory: Callable[..., CorenetProxy], tmp_path: Path
+    alpha_proxy: Callable[..., CorenetProxy], tmp_path: Path
 ) -> None:
     pid_file = tmp_path / "proxy.pid"
-    proxy = corenet_proxy_factory(
-        pool_config("alpha", None, [redis_server.address]), ["-p", str(pid_file)]
-    )
+    proxy = alpha_proxy("-p", str(pid_file))
     proxy.send_signal(signal.SIGINT)
     assert proxy.wait(timeout=5) == 1  # nutcracker exits 1 on SIGINT
     assert not pid_file.exists()
@@ -479,14 +482,9 @@ def test_daemon_writes_pid_file_drains_on_sigterm_and_removes_it(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     port = free_port()
-    conf = tmp_path / "c.yml"
-    conf.write_text(
-        f"alpha:\n  listen: 127.0.0.1:{port}\n  redis: true\n"
-        f"  servers:\n    - {redis_server.address}:1\n"
-    )
-    pid_file = tmp_path / "proxy.pid"
-    log = tmp_path / "proxy.log"
-    result = run_cli("-d", "-c", str(conf), "-p", str(pid_file), "-o", str(log), "-s", "0")
+    daemon = DaemonFiles.write(tmp_path, pool_config("alpha", port, [redis_server.address]))
+    pid_file, log = daemon.pid_file, daemon.log
+    result = run_cli(*daemon.args())
     assert result.returncode == 0, result.stderr
     # The command returns once the daemon is ready: pid file written, port bound.
     pid = int(pid_file.read_text())
@@ -520,12 +518,10 @@ def test_daemon_start_failure_is_reported_by_the_command(tmp_path: Path) -> None
 
 
 def test_sighup_reopens_a_moved_log_file(
-    redis_server: RedisServer, corenet_proxy_factory: Callable[..., CorenetProxy], tmp_path: Path
+    alpha_proxy: Callable[..., CorenetProxy], tmp_path: Path
 ) -> None:
     log = tmp_path / "proxy.log"
-    proxy = corenet_proxy_factory(
-        pool_config("alpha", None, [redis_server.address]), ["-o", str(log)]
-    )
+    proxy = alpha_proxy("-o", str(log))
     assert wait_for(lambda: "started on pid" in log.read_text())
     rotated = tmp_path / "proxy.log.1"
     log.rename(rotated)  # what logrotate does before its postrotate kill -HUP
@@ -545,12 +541,10 @@ def _umask() -> int:
 
 
 def test_sigttin_sigttou_change_verbosity(
-    redis_server: RedisServer, corenet_proxy_factory: Callable[..., CorenetProxy], tmp_path: Path
+    alpha_proxy: Callable[..., CorenetProxy], tmp_path: Path
 ) -> None:
     log = tmp_path / "proxy.log"
-    proxy = corenet_proxy_factory(
-        pool_config("alpha", None, [redis_server.address]), ["-o", str(log), "-v", "5"]
-    )
+    proxy = alpha_proxy("-o", str(log), "-v", "5")
     info_line = "INFO pool alpha: client fd"  # a protocol error, logged at INFO
 
     def bad_request() -> None:
@@ -675,12 +669,10 @@ def test_metrics_endpoint_parses_and_moves_with_traffic(
 
 
 def test_metrics_latency_histogram_counts_requests(
-    redis_server: RedisServer, corenet_proxy_factory: Callable[..., CorenetProxy]
+    alpha_proxy: Callable[..., CorenetProxy],
 ) -> None:
     metrics_port = free_port()
-    proxy = corenet_proxy_factory(
-        pool_config("alpha", None, [redis_server.address]), ["--metrics-port", str(metrics_port)]
-    )
+    proxy = alpha_proxy("--metrics-port", str(metrics_port))
     client = proxy.client()
     for i in range(20):
         client.set(f"h{i}", "x")
@@ -774,15 +766,13 @@ def test_unix_socket_listener_with_permissions(
 def test_unix_socket_backend_matches_nutcracker(
     short_tmp: str,
     redis_servers: Callable[..., list[RedisServer]],
-    corenet_proxy_factory: Callable[..., CorenetProxy],
-    nutcracker_factory: Callable[..., Nutcracker],
+    each_proxy: Callable[..., Iterator[CorenetProxy | Nutcracker]],
 ) -> None:
     backend_path = os.path.join(short_tmp, "redis.sock")
     (red,) = redis_servers(1, extra_args=["--unixsocket", backend_path, "--unixsocketperm", "700"])
     config = pool_config("alpha", None, [f"{backend_path}:1"])
     stats = {}
-    for factory, extra in ((nutcracker_factory, ["-i", "100"]), (corenet_proxy_factory, [])):
-        proxy = factory(config, extra)
+    for proxy in each_proxy(config):
         client = proxy.client()
         try:
             assert client.set(f"via-{proxy.kind}", "1") is True
@@ -793,7 +783,6 @@ def test_unix_socket_backend_matches_nutcracker(
         assert f"addr={backend_path}:0" in clients
         assert "flags=U" in clients
         stats[proxy.kind] = _settled_stats(proxy)
-        proxy.stop()
     # nutcracker names a socket server "path:" (the empty port); so does corenet.
     assert (
         list(stats["corenet-proxy"]["alpha"])[6:]
@@ -809,8 +798,7 @@ def test_unix_socket_backend_matches_nutcracker(
 
 def test_multiple_pools_route_independently_like_nutcracker(
     redis_servers: Callable[..., list[RedisServer]],
-    corenet_proxy_factory: Callable[..., CorenetProxy],
-    nutcracker_factory: Callable[..., Nutcracker],
+    each_proxy: Callable[..., Iterator[CorenetProxy | Nutcracker]],
 ) -> None:
     reds = redis_servers(4)
     config = pool_config("ketama", None, [reds[0].address, reds[1].address])
@@ -826,8 +814,7 @@ def test_multiple_pools_route_independently_like_nutcracker(
     )
     names = [_key(i) for i in range(120)] + [f"{{tag}}:{i}" for i in range(10)]
     placements = {}
-    for factory in (nutcracker_factory, corenet_proxy_factory):
-        proxy = factory(config)
+    for proxy in each_proxy(config, flush=reds):
         for pool in ("ketama", "modula"):
             client = proxy.client(pool)
             pipe = client.pipeline(transaction=False)
@@ -837,9 +824,6 @@ def test_multiple_pools_route_independently_like_nutcracker(
             client.close()
         placement = [sorted(k.decode() for k in r.client().keys("*")) for r in reds]
         placements[proxy.kind] = placement
-        for red in reds:
-            red.client().flushall()
-        proxy.stop()
     ours = placements["corenet-proxy"]
     assert ours == placements["nutcracker"]
     # Each pool's keys stay on its own servers, spread over both of them...

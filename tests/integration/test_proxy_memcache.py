@@ -32,6 +32,7 @@ from tests.servers import (
     memcache_client,
     memcache_raw,
     pool_config,
+    read_until,
     spread_keys,
     wait_for,
 )
@@ -342,11 +343,7 @@ def test_long_line_trickled_in_is_answered(twins: Twins) -> None:
         sock.sendall(b"x" * 3000)
         time.sleep(0.05)
         sock.sendall(b"\r\nversion\r\n")
-        data = b""
-        while not data.endswith(twins.version):
-            chunk = sock.recv(4096)
-            assert chunk
-            data += chunk
+        data = read_until(sock, lambda data: data.endswith(twins.version))
     assert data == b"ERROR\r\n" + twins.version
 
 
@@ -583,16 +580,7 @@ def test_noreply_to_an_ejected_server_sends_nothing(
         sock.sendall(b"get k\r\n")  # fails and ejects the only server
         assert sock.recv(4096) == b"SERVER_ERROR Connection refused\r\n"
         sock.sendall(b"set k 0 0 1 noreply\r\nx\r\ndelete k noreply\r\nget k\r\n")
-        sock.settimeout(0.5)
-        data = b""
-        try:
-            while True:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-        except TimeoutError:
-            pass
+        data = read_until(sock, quiet=0.5)
     assert data == b"SERVER_ERROR Connection refused\r\n"
 
 
@@ -601,16 +589,7 @@ def test_long_run_of_noreply_requests_does_not_stall(proxy: CorenetProxy) -> Non
         # More than twice client_max_pending (1024) requests with no reply.
         sock.sendall(b"".join(b"set k%d 0 0 1 noreply\r\nx\r\n" % i for i in range(3000)))
         sock.sendall(b"get k2999\r\n")
-        sock.settimeout(2)
-        data = b""
-        try:
-            while not data.endswith(b"END\r\n"):
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-        except TimeoutError:
-            pass
+        data = read_until(sock, lambda data: data.endswith(b"END\r\n"), quiet=2)
     assert data == b"VALUE k2999 0 1\r\nx\r\nEND\r\n"
 
 

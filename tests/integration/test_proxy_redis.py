@@ -5,11 +5,10 @@ from __future__ import annotations
 import select
 import shutil
 import socket
-import subprocess
 
 import pytest
 
-from tests.servers import encode_command, pool_config, redis_raw, spread_keys
+from tests.servers import encode_command, pool_config, redis_benchmark, redis_raw, spread_keys
 
 BACKENDS = [
     name
@@ -190,32 +189,11 @@ def test_client_vanishing_mid_pipeline_leaves_backend_in_sync(proxy, two_redis):
 def test_redis_benchmark_runs_without_errors(backend, two_redis, corenet_proxy_factory):
     config = pool_config("alpha", None, [s.address for s in two_redis])
     proxy = corenet_proxy_factory(config, ["--event-backend", backend])
-    host, port = proxy.address("alpha").rsplit(":", 1)
-    result = subprocess.run(
-        [
-            "redis-benchmark",
-            "-h",
-            host,
-            "-p",
-            port,
-            "-c",
-            "50",
-            "-P",
-            "16",
-            "-n",
-            "20000",
-            "-r",
-            "100000",
-            "-t",
-            "ping,set,get,incr,lpush,rpush,lpop,rpop,sadd,hset,spop,mset",
-            "-q",
-        ],
-        capture_output=True,
-        text=True,
+    tests = "ping,set,get,incr,lpush,rpush,lpop,rpop,sadd,hset,spop,mset"
+    output = redis_benchmark(
+        proxy.address("alpha"),
+        *("-c", "50", "-P", "16", "-n", "20000", "-r", "100000", "-t", tests, "-q"),
         timeout=120,
-        check=False,
     )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
     assert "ERR" not in output and "rror" not in output, output
     assert output.count("requests per second") >= 12, output

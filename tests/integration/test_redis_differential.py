@@ -8,14 +8,19 @@ every reply (errors included) must be the same bytes.
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from corenet.protocols.redis import COMMANDS, Route
-from tests.servers import count_resp_replies, encode_command, pool_config, redis_raw
+from tests.servers import (
+    count_resp_replies,
+    encode_command,
+    pool_config,
+    redis_benchmark,
+    redis_raw,
+)
 
 # Replies that depend on time or chance, not on the data.
 NONDETERMINISTIC = {
@@ -157,16 +162,9 @@ def test_generated_command_sequences_match_redis(twins, commands):
 def test_redis_benchmark_default_suite_through_the_proxy(redis_servers, corenet_proxy_factory):
     backends = redis_servers(4)
     proxy = corenet_proxy_factory(pool_config("alpha", None, [b.address for b in backends]))
-    host, port = proxy.address("alpha").rsplit(":", 1)
-    result = subprocess.run(
-        ["redis-benchmark", "-h", host, "-p", port, "-c", "20", "-n", "2000", "-r", "10000", "-q"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    output = redis_benchmark(
+        proxy.address("alpha"), "-c", "20", "-n", "2000", "-r", "10000", "-q", timeout=300
     )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
     # redis-benchmark prints any error reply it gets; it also warns that CONFIG
     # GET is refused, which is expected through a proxy.
     lines = [line for line in output.splitlines() if "Could not fetch server CONFIG" not in line]

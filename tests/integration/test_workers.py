@@ -11,7 +11,6 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,17 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from corenet.proxy.workers import ENV_SHARED_SOCKET
-from tests.servers import encode_command, exited, pool_config, redis_client, redis_raw, wait_for
+from tests.servers import (
+    DaemonFiles,
+    encode_command,
+    exited,
+    free_port,
+    pool_config,
+    redis_client,
+    redis_raw,
+    run_corenet,
+    wait_for,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -242,21 +251,11 @@ def test_shared_socket_mode_serves_tcp_and_unix_pools(
 def test_daemon_with_workers_reports_ready_and_stops_on_sigterm(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    conf = tmp_path / "c.yml"
-    conf.write_text(
-        f"alpha:\n  listen: 127.0.0.1:{port}\n  redis: true\n"
-        f"  servers:\n    - {redis_server.address}:1\n"
-    )
-    pid_file = tmp_path / "proxy.pid"
-    log = tmp_path / "proxy.log"
-    env = {**os.environ, "CORENET_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONPATH": ROOT}
-    argv = [sys.executable, "-m", "corenet", "-d", "--workers", "2", "-s", "0"]
-    argv += ["-c", str(conf), "-p", str(pid_file), "-o", str(log)]
+    port = free_port()
+    daemon = DaemonFiles.write(tmp_path, pool_config("alpha", port, [redis_server.address]))
+    pid_file = daemon.pid_file
     # Returns once the workers are ready: the start-up pipe must not be held open by them.
-    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=20)
+    result = run_corenet("--workers", "2", *daemon.args(), timeout=20, env={"PYTHONPATH": ROOT})
     assert result.returncode == 0, result.stderr
     pid = int(pid_file.read_text())
     try:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from corenet.plugin import HashRegistry
 from corenet.plugins import hashing
 from corenet.plugins.hashing import plugin as hashing_plugin
-from tests._speedups import REQUIRE_SPEEDUPS_ENV, selection_in_subprocess
+from tests._speedups import REQUIRE_SPEEDUPS_ENV, import_time_cases, selection_in_subprocess
 from tests.plugins.test_hashing import ACCELERATED, EXTENSION, NAMES, NEEDS_C, hash_table
 
 if TYPE_CHECKING:
@@ -146,11 +146,7 @@ def _import_in_subprocess(env_value: str | None, block_extension: bool) -> str:
     return selection_in_subprocess(code, env_value, EXTENSION if block_extension else None)
 
 
-@pytest.mark.parametrize(
-    ("env_value", "block", "pure"),
-    [("1", False, True), (None, True, True), (None, False, False)],
-    ids=["env-off", "not-built", "default"],
-)
+@import_time_cases
 def test_import_time_selection(env_value: str | None, block: bool, pure: bool) -> None:
     if not pure:
         hash_table("c")

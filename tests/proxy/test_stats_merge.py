@@ -4,28 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from corenet.proxy.stats import HEADER_FIELDS, NUTCRACKER_VERSION, encode, merge_snapshots
+from corenet.proxy.stats import (
+    HEADER_FIELDS,
+    NUTCRACKER_VERSION,
+    SERVER_STATS,
+    encode,
+    merge_snapshots,
+)
 
 
 def _server(**figures: int) -> dict[str, int]:
-    base = dict.fromkeys(
-        (
-            "server_eof",
-            "server_err",
-            "server_timedout",
-            "server_connections",
-            "server_ejected_at",
-            "requests",
-            "request_bytes",
-            "responses",
-            "response_bytes",
-            "in_queue",
-            "in_queue_bytes",
-            "out_queue",
-            "out_queue_bytes",
-        ),
-        0,
-    )
+    base = dict.fromkeys(SERVER_STATS, 0)
     base.update(figures)
     return base
 

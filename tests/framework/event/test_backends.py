@@ -35,6 +35,7 @@ from corenet.plugin import EventBackendRegistry
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from contextlib import AbstractContextManager
 
 ALL_BACKENDS = ("kqueue", "epoll", "poll", "select")
 
@@ -112,6 +113,18 @@ def _after(delay: float, action: Callable[[], object]) -> Iterator[None]:
     finally:
         timer.cancel()
         timer.join()
+
+
+@contextmanager
+def _alarm(delay: float, action: Callable[[], object]) -> Iterator[None]:
+    """Run ``action`` from a SIGALRM handler ``delay`` seconds from now."""
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: action())
+    try:
+        signal.setitimer(signal.ITIMER_REAL, delay)
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_stats_name(backend: EventBase) -> None:
@@ -263,13 +276,15 @@ def test_finite_timeout_returns_empty(backend: EventBase, sockpair: SocketPair) 
     assert backend.wait(0.0001) == []
 
 
-def test_wakeup_from_thread_interrupts_blocking_wait(backend: EventBase) -> None:
-    # If wakeup() were broken, the watchdog's byte ends the wait instead and
-    # the assertions fail rather than the test hanging.
+def _assert_woken(backend: EventBase, waker: Callable[[], AbstractContextManager[object]]) -> None:
+    """A blocking wait on an idle socket returns [] once ``waker()``, entered
+    just before it, calls ``backend.wakeup()``.  If wakeup() were broken, a
+    watchdog's byte ends the wait instead and the assertions fail rather
+    than the test hanging."""
     a, b = _pair()
     try:
         backend.register(a.fileno(), EV_READ)
-        with _after(0.05, backend.wakeup), _after(5.0, lambda: b.send(b"!")):
+        with waker(), _after(5.0, lambda: b.send(b"!")):
             start = time.monotonic()
             result = backend.wait(None)
             elapsed = time.monotonic() - start
@@ -279,6 +294,10 @@ def test_wakeup_from_thread_interrupts_blocking_wait(backend: EventBase) -> None
         backend.unregister(a.fileno())
         a.close()
         b.close()
+
+
+def test_wakeup_from_thread_interrupts_blocking_wait(backend: EventBase) -> None:
+    _assert_woken(backend, lambda: _after(0.05, backend.wakeup))
 
 
 def test_wakeup_before_wait_is_not_lost_and_is_drained(backend: EventBase) -> None:
@@ -295,23 +314,7 @@ def test_wakeup_before_wait_is_not_lost_and_is_drained(backend: EventBase) -> No
 
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
 def test_wakeup_from_signal_handler(backend: EventBase) -> None:
-    a, b = _pair()
-    previous = signal.signal(signal.SIGALRM, lambda signum, frame: backend.wakeup())
-    try:
-        backend.register(a.fileno(), EV_READ)
-        with _after(5.0, lambda: b.send(b"!")):
-            signal.setitimer(signal.ITIMER_REAL, 0.05)
-            start = time.monotonic()
-            result = backend.wait(None)
-            elapsed = time.monotonic() - start
-        assert result == []
-        assert elapsed < 4.0
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        backend.unregister(a.fileno())
-        a.close()
-        b.close()
+    _assert_woken(backend, lambda: _alarm(0.05, backend.wakeup))
 
 
 def test_many_fds_all_reported(backend: EventBase) -> None:

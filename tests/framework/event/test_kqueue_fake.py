@@ -13,6 +13,7 @@ import errno
 import os
 import types
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -20,7 +21,7 @@ import pytest
 from corenet.event import EV_ERR, EV_READ, EV_WRITE, KqueueBackend
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 READ = -1  # KQ_FILTER_READ
 WRITE = -2  # KQ_FILTER_WRITE
@@ -30,22 +31,16 @@ ERROR = 0x4000  # KQ_EV_ERROR
 EOF = 0x8000  # KQ_EV_EOF
 
 
+@dataclass(eq=False)
 class FakeKevent:
-    def __init__(
-        self,
-        ident: int,
-        filter_: int = READ,
-        flags: int = ADD,
-        fflags: int = 0,
-        data: int = 0,
-        udata: int = 0,
-    ) -> None:
-        self.ident = ident
-        self.filter = filter_
-        self.flags = flags
-        self.fflags = fflags
-        self.data = data
-        self.udata = udata
+    """``select.kevent``: its fields, in its order, with its defaults."""
+
+    ident: int
+    filter: int = READ
+    flags: int = ADD
+    fflags: int = 0
+    data: int = 0
+    udata: int = 0
 
     def __repr__(self) -> str:
         return f"kevent({self.ident}, {self.filter}, {self.flags:#x})"
@@ -178,14 +173,30 @@ def test_unregister_of_closed_fd_is_tolerated(
     assert kq.waits[-1] == (1, 0)
 
 
+def _refused(
+    kq: FakeKqueue,
+    change: tuple[int, int, int],
+    call: Callable[[], object],
+    code: int = errno.EINVAL,
+) -> list[tuple[int, int, int]]:
+    """Make the fake kernel refuse ``change`` once: ``call()`` must raise that
+    very OSError.  Returns the changes applied until then, and clears them."""
+    error = OSError(code, os.strerror(code))
+    kq.fail[change] = error
+    with pytest.raises(OSError, match=os.strerror(code)) as raised:
+        call()
+    assert raised.value is error
+    applied = kq.changes.copy()
+    kq.changes.clear()
+    return applied
+
+
 def test_register_failure_propagates_and_rolls_back(
     env: tuple[KqueueBackend, FakeKqueue],
 ) -> None:
     backend, kq = env
-    kq.fail[(900, WRITE, ADD)] = OSError(errno.EINVAL, "bad")
-    with pytest.raises(OSError, match="bad"):
-        backend.register(900, EV_READ | EV_WRITE)
-    assert kq.changes == [(900, READ, ADD), (900, READ, DELETE)]
+    applied = _refused(kq, (900, WRITE, ADD), lambda: backend.register(900, EV_READ | EV_WRITE))
+    assert applied == [(900, READ, ADD), (900, READ, DELETE)]
     assert backend.stats().registered == 0
     backend.register(900, EV_READ)  # not "already registered"
     assert backend.stats().registered == 1
@@ -196,12 +207,9 @@ def test_modify_failure_records_what_the_kernel_has(
 ) -> None:
     backend, kq = env
     backend.register(900, EV_READ)
-    kq.fail[(900, READ, DELETE)] = OSError(errno.EINVAL, "bad")
-    with pytest.raises(OSError, match="bad"):
-        backend.modify(900, EV_WRITE)
+    _refused(kq, (900, READ, DELETE), lambda: backend.modify(900, EV_WRITE))
     # The WRITE filter was added before the failing delete: both are on now,
     # so the retry only needs the delete.
-    kq.changes.clear()
     backend.modify(900, EV_WRITE)
     assert kq.changes == [(900, READ, DELETE)]
 
@@ -209,10 +217,7 @@ def test_modify_failure_records_what_the_kernel_has(
 def test_modify_add_failure_changes_nothing(env: tuple[KqueueBackend, FakeKqueue]) -> None:
     backend, kq = env
     backend.register(900, EV_READ)
-    kq.fail[(900, WRITE, ADD)] = OSError(errno.ENOMEM, "no memory")
-    with pytest.raises(OSError, match="no memory"):
-        backend.modify(900, EV_WRITE)
-    kq.changes.clear()
+    _refused(kq, (900, WRITE, ADD), lambda: backend.modify(900, EV_WRITE), errno.ENOMEM)
     backend.unregister(900)
     assert kq.changes == [(900, READ, DELETE)]
 
@@ -222,11 +227,8 @@ def test_unregister_other_error_propagates_and_keeps_fd(
 ) -> None:
     backend, kq = env
     backend.register(900, EV_READ | EV_WRITE)
-    kq.fail[(900, WRITE, DELETE)] = OSError(errno.EINVAL, "bad")
-    with pytest.raises(OSError, match="bad"):
-        backend.unregister(900)
+    _refused(kq, (900, WRITE, DELETE), lambda: backend.unregister(900))
     assert backend.stats().registered == 1
-    kq.changes.clear()
     backend.unregister(900)  # only the filter still there is deleted
     assert kq.changes == [(900, WRITE, DELETE)]
 

@@ -58,21 +58,17 @@ class Factories:
     def __init__(self) -> None:
         self.created: dict[str, FakeBackend] = {}
 
-    def good(self, name: str) -> Callable[[], EventBase]:
+    def good(self, name: str, *, wait_error: OSError | None = None) -> Callable[[], EventBase]:
         def factory() -> EventBase:
-            backend = FakeBackend(name)
+            backend = FakeBackend(name, wait_error=wait_error)
             self.created[name] = backend
             return backend
 
         return factory
 
     def broken_wait(self, name: str) -> Callable[[], EventBase]:
-        def factory() -> EventBase:
-            backend = FakeBackend(name, wait_error=OSError(errno.ENOSYS, "wait stubbed out"))
-            self.created[name] = backend
-            return backend
-
-        return factory
+        """Created fine, but its wait fails (a stubbed-out syscall)."""
+        return self.good(name, wait_error=OSError(errno.ENOSYS, "wait stubbed out"))
 
     @staticmethod
     def failing(message: str) -> Callable[[], EventBase]:
@@ -93,6 +89,13 @@ def registry_of(*entries: tuple[str, Any, int]) -> EventBackendRegistry:
     for name, factory, priority in entries:
         registry.add(name, factory, priority=priority)
     return registry
+
+
+def refusal(choice: str | None, registry: EventBackendRegistry, match: str) -> BackendError:
+    """What ``select_backend(choice, registry)`` raises; its message matches ``match``."""
+    with pytest.raises(BackendError, match=match) as info:
+        select_backend(choice, registry)
+    return info.value
 
 
 def test_auto_picks_highest_priority_that_works() -> None:
@@ -120,24 +123,20 @@ def test_none_means_auto() -> None:
 def test_auto_with_nothing_working_names_every_failure() -> None:
     made = Factories()
     registry = registry_of(("x", made.failing("x is missing"), 2), ("y", made.broken_wait("y"), 1))
-    with pytest.raises(BackendError, match="no event backend works") as info:
-        select_backend("auto", registry)
-    assert "x: " in str(info.value)
-    assert "x is missing" in str(info.value)
-    assert "wait stubbed out" in str(info.value)
+    message = str(refusal("auto", registry, "no event backend works"))
+    assert "x: " in message
+    assert "x is missing" in message
+    assert "wait stubbed out" in message
 
 
 def test_auto_with_empty_registry() -> None:
-    with pytest.raises(BackendError, match="no event backends are registered"):
-        select_backend("auto", EventBackendRegistry())
+    refusal("auto", EventBackendRegistry(), "no event backends are registered")
 
 
 def test_explicit_unknown_name_lists_known_ones() -> None:
     made = Factories()
     registry = registry_of(("epoll", made.good("epoll"), 30), ("select", made.good("select"), 10))
-    with pytest.raises(BackendError, match="unknown event backend 'iocp'") as info:
-        select_backend("iocp", registry)
-    assert "known: epoll, select" in str(info.value)
+    assert "known: epoll, select" in str(refusal("iocp", registry, "unknown event backend 'iocp'"))
 
 
 def test_explicit_failing_backend_raises_backend_error() -> None:
@@ -145,11 +144,10 @@ def test_explicit_failing_backend_raises_backend_error() -> None:
     registry = registry_of(
         ("bad", made.failing("kernel says no"), 10), ("good", made.good("good"), 1)
     )
-    with pytest.raises(BackendError, match="'bad' does not work here") as info:
-        select_backend("bad", registry)
-    assert "kernel says no" in str(info.value)
-    assert "known: bad, good" in str(info.value)
-    assert isinstance(info.value.__cause__, OSError)
+    error = refusal("bad", registry, "'bad' does not work here")
+    assert "kernel says no" in str(error)
+    assert "known: bad, good" in str(error)
+    assert isinstance(error.__cause__, OSError)
     # An explicit choice never falls back to another backend.
     assert "good" not in made.created
 
@@ -157,8 +155,7 @@ def test_explicit_failing_backend_raises_backend_error() -> None:
 def test_explicit_backend_whose_wait_fails_is_closed() -> None:
     made = Factories()
     registry = registry_of(("stubbed", made.broken_wait("stubbed"), 0))
-    with pytest.raises(BackendError, match="wait stubbed out"):
-        select_backend("stubbed", registry)
+    refusal("stubbed", registry, "wait stubbed out")
     assert made.created["stubbed"].closed
 
 
@@ -172,8 +169,7 @@ def test_env_var_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CORENET_EVENT_BACKEND", "  ")
     assert select_backend(None, registry).name == "fast"
     monkeypatch.setenv("CORENET_EVENT_BACKEND", "nope")
-    with pytest.raises(BackendError, match="unknown event backend 'nope'"):
-        select_backend(None, registry)
+    refusal(None, registry, "unknown event backend 'nope'")
 
 
 def test_builtin_plugin_priorities_and_probe() -> None:
