@@ -39,6 +39,8 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from corenet.event import EV_READ
 from corenet.net import ListenAddress, Listener
 from corenet.proxy.naming import sort_key
@@ -307,6 +309,7 @@ class _StatsClient(Stream):
         self.close()
 
 
+@attrs.define(eq=False)
 class StatsServer:
     """Answers every connection with one JSON stats object, then closes it.
 
@@ -319,20 +322,12 @@ class StatsServer:
             counts them as connections); default: one per pool.
     """
 
-    def __init__(
-        self,
-        loop: Loop,
-        pools: list[Pool],
-        started: float,
-        version: str = NUTCRACKER_VERSION,
-        listeners: Callable[[], int] | None = None,
-    ) -> None:
-        self.loop = loop
-        self.pools = pools
-        self.started = started
-        self.version = version
-        self._listeners = listeners
-        self.listener: Listener | None = None
+    loop: Loop
+    pools: list[Pool]
+    started: float
+    version: str = NUTCRACKER_VERSION
+    _listeners: Callable[[], int] | None = None
+    listener: Listener | None = attrs.field(default=None, init=False)
 
     @classmethod
     def listen(

@@ -45,7 +45,7 @@ attributes; each property then shows up as its own pytest test.
 from __future__ import annotations
 
 import unittest
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -176,16 +176,22 @@ def _mutated(draw: st.DrawFn, stream: st.SearchStrategy[bytes]) -> bytes:
     return bytes(data)
 
 
+class _Limits(NamedTuple):
+    """The knobs both public checkers share (see :func:`check_request_parser`)."""
+
+    large_message: Callable[[int], bytes] | None
+    max_pending: int | None
+    max_examples: int
+    checks: Sequence[str]
+
+
 def _run_checks(
     driver: _Driver,
     messages: st.SearchStrategy[bytes],
-    *,
     check_one: Callable[[bytes, Any], None],
-    large_message: Callable[[int], bytes] | None,
-    max_pending: int | None,
-    max_examples: int,
-    checks: Sequence[str],
+    limits: _Limits,
 ) -> None:
+    large_message, max_pending, max_examples, checks = limits
     unknown = set(checks) - set(ALL_CHECKS)
     if unknown:
         raise ValueError(f"unknown checks {sorted(unknown)} (known: {', '.join(ALL_CHECKS)})")
@@ -332,15 +338,8 @@ def check_request_parser(
             check_message(wire, msg)
 
     driver = _Driver(make_parser, drive_requests, summarize, "request")
-    _run_checks(
-        driver,
-        messages,
-        check_one=check_one,
-        large_message=large_message,
-        max_pending=max_pending,
-        max_examples=max_examples,
-        checks=checks,
-    )
+    limits = _Limits(large_message, max_pending, max_examples, checks)
+    _run_checks(driver, messages, check_one, limits)
 
 
 def check_reply_parser(
@@ -367,13 +366,7 @@ def check_reply_parser(
 
     driver = _Driver(make_parser, drive_replies, bytes, "reply")
     _run_checks(
-        driver,
-        replies,
-        check_one=check_one,
-        large_message=large_message,
-        max_pending=max_pending,
-        max_examples=max_examples,
-        checks=checks,
+        driver, replies, check_one, _Limits(large_message, max_pending, max_examples, checks)
     )
 
 
