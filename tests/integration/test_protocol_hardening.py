@@ -29,6 +29,8 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.protocols._helpers import NUL_WAITS
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
@@ -397,15 +399,6 @@ def test_inline_soup_splits_as_redis(words, inline_twins):
 
 # -- NUL bytes before a line end ---------------------------------------------------------
 
-NUL_LINES = [
-    (b"PING\x00\r\n", b"too big inline request"),
-    (b"\x00PING\r\n", b"too big inline request"),
-    (b'SET k "v\x00"\r\n', b"too big inline request"),
-    (b"*1\x00\r\n$4\r\nPING\r\n", b"too big mbulk count string"),
-    (b"*1\r\n$4\x00\r\nPING\r\n", b"too big bulk count string"),
-    (b"*1\r\n\x00$4\r\nPING\r\n", b"too big bulk count string"),
-]
-
 
 def test_nul_before_a_line_end_waits_then_is_too_big_as_in_redis(
     redis_servers, corenet_proxy_factory
@@ -413,7 +406,7 @@ def test_nul_before_a_line_end_waits_then_is_too_big_as_in_redis(
     direct, backend = redis_servers(2)
     proxy = corenet_proxy_factory(pool([backend.address]))
     addresses = [proxy.address("alpha"), direct.address]
-    for line, text in NUL_LINES:
+    for line, text in NUL_WAITS:
         # Redis's strchr() stops at the NUL: no line end, so no answer, and
         # what follows (the PING) is swallowed.
         payload = b"PING\r\n" + line + b"PING\r\n"

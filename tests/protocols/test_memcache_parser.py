@@ -16,6 +16,7 @@ from corenet.msg import ACTION_CLOSE, ACTION_FANOUT, ACTION_FORWARD, ACTION_LOCA
 from corenet.protocols.memcache import LINE_MAX, RequestParser, fragment
 from corenet.testing import drive_requests, split_at
 from corenet.testing.memcache_strategies import MemcacheRequest, memcache_keys, memcache_requests
+from tests.protocols._helpers import record_parse_calls
 
 ERROR = b"ERROR\r\n"
 BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
@@ -30,6 +31,18 @@ def parse_all(wire: bytes, **kwargs: int) -> list[Msg]:
     assert err is None
     assert left == 0
     return msgs
+
+
+def assert_canonical_line(line: bytes) -> None:
+    """A forwarded request line is canonical: one space between tokens, no
+    control bytes a server could read as a line end or a terminator."""
+    assert b"\0" not in line
+    assert b"\r" not in line
+    assert b"\n" not in line
+    assert line == b" ".join(line.split(b" "))
+    assert b"  " not in line
+    assert line[:1] != b" "
+    assert line[-1:] != b" "
 
 
 def summary(msgs: list[Msg]) -> list[tuple[object, ...]]:
@@ -49,6 +62,18 @@ def outcome(msgs: list[Msg]) -> list[tuple[object, ...]]:
         (m.action, m.reply if m.action != ACTION_FORWARD else m.data, m.key, m.expect_reply, m.keys)
         for m in msgs
     ]
+
+
+def assert_split_parses_as_whole(
+    wire: bytes, cuts: list[int], whole: tuple[list[Msg], ProtocolError | None, int]
+) -> None:
+    """``wire`` cut at ``cuts`` parses as it did whole (``drive_requests``'s result)."""
+    whole_msgs, whole_err, whole_left = whole
+    msgs, err, left = drive_requests(RequestParser(), split_at(wire, cuts))
+    assert outcome(msgs) == outcome(whole_msgs)
+    assert (err is None) == (whole_err is None)
+    if err is None:
+        assert left == whole_left
 
 
 # -- fixture messages: all at once, byte by byte, with trailing bytes ----------
@@ -398,19 +423,10 @@ def test_garbage_gives_requests_need_more_data_or_protocol_error(garbage, data):
     for msg in whole:
         # Nothing malformed is forwarded: forwarded lines are canonical.
         if msg.action in (ACTION_FORWARD, ACTION_FANOUT):
-            line = msg.data[: msg.data.index(b"\r\n")]
-            assert b"\0" not in line
-            assert b"\r" not in line
-            assert b"  " not in line
-            assert line[:1] != b" "
-            assert line[-1:] != b" "
+            assert_canonical_line(msg.data[: msg.data.index(b"\r\n")])
     if data is not None:
         cuts = data.draw(st.lists(st.integers(0, len(garbage)), max_size=6))
-        msgs, err, left = drive_requests(RequestParser(), split_at(garbage, cuts))
-        assert outcome(msgs) == outcome(whole)
-        assert (err is None) == (whole_err is None)
-        if err is None:
-            assert left == whole_left
+        assert_split_parses_as_whole(garbage, cuts, (whole, whole_err, whole_left))
 
 
 # -- bounds: nothing allocated by a declared length, O(n) parsing ------------------
@@ -439,34 +455,19 @@ def test_large_value_split_into_many_reads_is_parsed_a_few_times():
     value = b"v" * (1024 * 1024)
     wire = b"set key 0 0 %d\r\n" % len(value) + value + b"\r\n"
     parser = RequestParser()
-    calls = 0
-    original = parser.parse
-
-    def counting(buf: bytes, pos: int) -> Msg | None:
-        nonlocal calls
-        calls += 1
-        return original(buf, pos)
-
-    parser.parse = counting  # type: ignore[method-assign]
+    calls = record_parse_calls(parser)
     msgs, err, left = drive_requests(parser, split_at(wire, range(0, len(wire), 16384)))
     assert err is None
     assert left == 0
     assert len(msgs) == 1
     assert msgs[0].data == wire
-    assert calls <= 3
+    assert len(calls) <= 3
 
 
 def test_long_line_arriving_byte_by_byte_is_scanned_once():
     wire = b"get " + b"k" * 9000 + b"\r\n"
     parser = RequestParser()
-    scanned = []
-    original = parser.parse
-
-    def counting(buf: bytes, pos: int) -> Msg | None:
-        scanned.append(len(buf) - pos)
-        return original(buf, pos)
-
-    parser.parse = counting  # type: ignore[method-assign]
+    record_parse_calls(parser)
     msgs, err, _ = drive_requests(parser, [wire[i : i + 1] for i in range(len(wire))])
     assert err is None
     assert len(msgs) == 1
@@ -523,11 +524,7 @@ def test_token_soup_parses_the_same_however_split(words, data):
         if msg.action in (ACTION_FORWARD, ACTION_FANOUT):
             # Forwarded: one canonical line, and for storage the whole block.
             line, _, rest = msg.data.partition(b"\r\n")
-            assert b"\0" not in line
-            assert b"\r" not in line
-            assert b"\n" not in line
-            assert line == b" ".join(line.split(b" "))
-            assert b"  " not in line
+            assert_canonical_line(line)
             tokens = line.split(b" ")
             if tokens[0] in (b"set", b"add", b"cas"):
                 assert len(rest) == int(tokens[4]) + 2
@@ -536,11 +533,7 @@ def test_token_soup_parses_the_same_however_split(words, data):
                 assert rest == b""
     if data is not None:
         cuts = data.draw(st.lists(st.integers(0, len(wire)), max_size=8))
-        msgs, split_err, split_left = drive_requests(RequestParser(), split_at(wire, cuts))
-        assert outcome(msgs) == outcome(whole)
-        assert (split_err is None) == (err is None)
-        if err is None:
-            assert split_left == left
+        assert_split_parses_as_whole(wire, cuts, (whole, err, left))
 
 
 # -- the binary protocol --------------------------------------------------------------

@@ -17,6 +17,12 @@ from corenet.testing.memcache_strategies import (
     memcache_replies,
     memcache_value_block,
 )
+from tests.protocols._helpers import (
+    assert_any_split_finds_every_reply,
+    assert_partial_tail_is_kept_whole,
+    assert_reply_found_whole_bytewise_and_before_more,
+    record_parse_calls,
+)
 
 if TYPE_CHECKING:
     from corenet.msg import Msg
@@ -46,34 +52,17 @@ REPLIES = [
 
 @pytest.mark.parametrize("reply", REPLIES)
 def test_fixture_whole_bytewise_and_with_trailing_bytes(reply):
-    for chunks in (
-        [reply],
-        [reply[i : i + 1] for i in range(len(reply))],
-        [reply + b"VALUE k 0 9\r\nab"],
-    ):
-        found, err, left = drive_replies(ReplyParser(), chunks)
-        assert err is None
-        assert found == [reply]
-        assert left == (len(chunks[0]) - len(reply) if len(chunks) == 1 else 0)
+    assert_reply_found_whole_bytewise_and_before_more(ReplyParser, reply, b"VALUE k 0 9\r\nab")
 
 
 @given(st.lists(memcache_replies(), min_size=1, max_size=8), st.data())
 def test_any_split_finds_every_reply(replies, data):
-    wire = b"".join(replies)
-    cuts = data.draw(st.lists(st.integers(0, len(wire)), max_size=12))
-    found, err, left = drive_replies(ReplyParser(), split_at(wire, cuts))
-    assert err is None
-    assert left == 0
-    assert found == replies
+    assert_any_split_finds_every_reply(ReplyParser, replies, data)
 
 
 @given(st.lists(memcache_replies(), min_size=1, max_size=8), memcache_replies(), st.data())
 def test_partial_tail_is_kept_whole(replies, tail, data):
-    cut = data.draw(st.integers(1, len(tail) - 1))
-    found, err, left = drive_replies(ReplyParser(), [b"".join(replies) + tail[:cut]])
-    assert err is None
-    assert found == replies
-    assert left == cut
+    assert_partial_tail_is_kept_whole(ReplyParser, replies, tail, data)
 
 
 @given(st.binary(max_size=200), st.data())
@@ -120,20 +109,12 @@ def test_bytes_that_are_not_replies_are_refused(garbage):
 def test_large_value_in_many_reads_is_parsed_a_few_times():
     reply = memcache_value_block(b"big", bytes(range(256)) * 4096) + b"END\r\n"
     parser = ReplyParser()
-    calls = 0
-    original = parser.parse
-
-    def counting(buf: bytes, pos: int) -> int:
-        nonlocal calls
-        calls += 1
-        return original(buf, pos)
-
-    parser.parse = counting  # type: ignore[method-assign]
+    calls = record_parse_calls(parser)
     found, err, left = drive_replies(parser, split_at(reply, range(0, len(reply), 16384)))
     assert err is None
     assert left == 0
     assert found == [reply]
-    assert calls <= 4
+    assert len(calls) <= 4
 
 
 def test_value_size_sets_need():
@@ -172,6 +153,19 @@ def answer(frag: Msg, store: dict[bytes, bytes], parent: Msg) -> None:
     frag.reply = body + b"END\r\n"
 
 
+def merged(msg: Msg) -> bytes:
+    """The reply the get's merger makes of its fragments' replies."""
+    assert msg.merge is not None
+    return msg.merge(msg)
+
+
+def assert_one_whole_reply(reply: bytes) -> None:
+    found, err, left = drive_replies(ReplyParser(), [reply])
+    assert err is None
+    assert left == 0
+    assert found == [reply]
+
+
 @given(
     st.lists(memcache_keys(max_size=12), min_size=2, max_size=20),
     st.dictionaries(memcache_keys(max_size=12), st.binary(max_size=30), max_size=10),
@@ -185,13 +179,9 @@ def test_merged_reply_equals_one_servers_reply_in_request_order(keys, store, nse
         return  # forwarded whole: the server's own reply
     for _, frag in frags:
         answer(frag, store, msg)
-    assert msg.merge is not None
-    merged = msg.merge(msg)
-    assert merged == expected
-    found, err, left = drive_replies(ReplyParser(), [merged])
-    assert err is None
-    assert left == 0
-    assert found == [merged]
+    reply = merged(msg)
+    assert reply == expected
+    assert_one_whole_reply(reply)
 
 
 def test_a_failed_fragment_fails_the_whole_get():
@@ -200,8 +190,7 @@ def test_a_failed_fragment_fails_the_whole_get():
     assert len(frags) == 2
     frags[0][1].reply = memcache_value_block(keys[frags[0][1].info[0]], b"x") + b"END\r\n"
     frags[1][1].reply = b"SERVER_ERROR Connection refused\r\n"
-    assert msg.merge is not None
-    assert msg.merge(msg) == b"SERVER_ERROR Connection refused\r\n"
+    assert merged(msg) == b"SERVER_ERROR Connection refused\r\n"
 
 
 def test_gets_fragments_keep_cas_and_duplicates():
@@ -211,8 +200,7 @@ def test_gets_fragments_keep_cas_and_duplicates():
         assert frag.data.startswith(b"gets ")
         keys = [msg.keys[i] for i in frag.info]  # type: ignore[index]
         frag.reply = b"".join(memcache_value_block(k, by_key[k], 7, 42) for k in keys) + b"END\r\n"
-    assert msg.merge is not None
-    assert msg.merge(msg) == (
+    assert merged(msg) == (
         memcache_value_block(b"a", b"1", 7, 42)
         + memcache_value_block(b"b", b"22", 7, 42)
         + memcache_value_block(b"a", b"1", 7, 42)
@@ -223,10 +211,7 @@ def test_gets_fragments_keep_cas_and_duplicates():
 
 @given(memcache_get_replies())
 def test_get_replies_pass_whole(reply):
-    found, err, left = drive_replies(ReplyParser(), [reply])
-    assert err is None
-    assert left == 0
-    assert found == [reply]
+    assert_one_whole_reply(reply)
 
 
 def test_a_failed_get_answers_the_error_of_its_first_failed_key():
@@ -239,5 +224,4 @@ def test_a_failed_get_answers_the_error_of_its_first_failed_key():
     frags[0][1].reply = b"END\r\n"
     frags[1][1].reply = b"SERVER_ERROR Connection refused\r\n"
     frags[2][1].reply = b"SERVER_ERROR Connection timed out\r\n"
-    assert msg.merge is not None
-    assert msg.merge(msg) == b"SERVER_ERROR Connection refused\r\n"
+    assert merged(msg) == b"SERVER_ERROR Connection refused\r\n"

@@ -12,7 +12,6 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from corenet import accel
-from corenet.errors import ProtocolError
 from corenet.msg import ACTION_CLOSE, ACTION_FANOUT, ACTION_FORWARD, ACTION_LOCAL
 from corenet.protocols.redis import (
     COMMANDS,
@@ -27,6 +26,7 @@ from corenet.protocols.redis._parser import INLINE_MAX
 from corenet.testing import drive_requests, split_at
 from corenet.testing.strategies import redis_args, redis_key_commands
 from tests._speedups import require_built
+from tests.protocols._helpers import NUL_WAITS, assert_redis_refused, record_parse_calls
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -190,11 +190,7 @@ PROTOCOL_ERRORS = [
 @pytest.mark.parametrize(("wire", "text"), PROTOCOL_ERRORS)
 def test_protocol_errors_have_redis_wording_and_close(wire, text):
     for chunks in ([wire], split_at(wire, range(0, len(wire), 7))):
-        msgs, err, _ = drive_requests(RequestParser(), chunks)
-        assert msgs == []
-        assert isinstance(err, ProtocolError)
-        assert err.reply == b"-ERR Protocol error: " + text + b"\r\n"
-        assert err.close
+        assert_redis_refused(RequestParser(), chunks, text)
 
 
 def test_declared_lengths_allocate_nothing():
@@ -210,19 +206,11 @@ def test_large_value_split_into_many_reads_is_parsed_a_few_times():
     value = b"v" * (4 * 1024 * 1024)
     wire = encode_command([b"SET", b"key", value])
     parser = RequestParser()
-    calls = 0
-    original = parser.parse
-
-    def counting(buf, pos):
-        nonlocal calls
-        calls += 1
-        return original(buf, pos)
-
-    parser.parse = counting
+    calls = record_parse_calls(parser)
     msgs, err, left = drive_requests(parser, split_at(wire, range(0, len(wire), 16384)))
     assert err is None and left == 0 and len(msgs) == 1
     assert msgs[0].key == b"key"
-    assert calls <= 3
+    assert len(calls) <= 3
 
 
 # -- inline commands ---------------------------------------------------------------
@@ -319,10 +307,7 @@ def test_argument_counts_up_to_int_max_are_waited_for(scan_path, count):
 
 @pytest.mark.parametrize("wire", [b"*2147483648\r\n", b"*2147483648\r\n$1\r\na\r\n"])
 def test_argument_count_over_int_max_is_refused_and_closes(scan_path, wire):
-    msgs, err, _ = drive_requests(RequestParser(), [wire])
-    assert msgs == []
-    assert isinstance(err, ProtocolError) and err.close
-    assert err.reply == b"-ERR Protocol error: invalid multibulk length\r\n"
+    assert_redis_refused(RequestParser(), [wire], b"invalid multibulk length")
 
 
 def test_a_declared_argument_count_allocates_nothing(scan_path):
@@ -456,20 +441,6 @@ def test_inline_form_feed_is_stored_not_dropped():
     assert msg.key == b"k"
 
 
-NUL_WAITS = [
-    # (request whose line Redis never sees the end of, its "too big" error)
-    (b"PING\x00\r\n", b"too big inline request"),
-    (b"\x00PING\r\n", b"too big inline request"),
-    (b'SET k "v\x00"\r\n', b"too big inline request"),
-    (b"*1\x00\r\n$4\r\nPING\r\n", b"too big mbulk count string"),
-    (b"*\x00\r\n", b"too big mbulk count string"),
-    (b"*1\r\n$4\x00\r\nPING\r\n", b"too big bulk count string"),
-    (b"*1\r\n$\x004\r\nPING\r\n", b"too big bulk count string"),
-    (b"*1\r\n\x00$4\r\nPING\r\n", b"too big bulk count string"),  # not "expected '$'"
-    (b"*2\r\n$3\r\nGET\r\nx\x00\r\n", b"too big bulk count string"),
-]
-
-
 @pytest.mark.parametrize(("wire", "text"), NUL_WAITS)
 def test_a_nul_before_a_line_end_waits_as_redis_then_is_too_big(scan_path, wire, text):
     # Redis finds line ends with strchr(), which stops at the NUL: it waits
@@ -490,27 +461,16 @@ def test_a_nul_before_a_line_end_waits_as_redis_then_is_too_big(scan_path, wire,
     msgs, err, left = drive_requests(RequestParser(), [wire + pad])
     assert (msgs, err, left) == ([], None, len(wire + pad))
     for chunks in ([wire + pad + b"x"], [wire, pad, b"x"], split_at(wire + pad + b"x", [3, 4000])):
-        msgs, err, _ = drive_requests(RequestParser(), chunks)
-        assert msgs == []
-        assert isinstance(err, ProtocolError) and err.close
-        assert err.reply == b"-ERR Protocol error: " + text + b"\r\n"
+        assert_redis_refused(RequestParser(), chunks, text)
 
 
 def test_a_nul_line_is_not_rescanned_on_every_read():
     parser = RequestParser()
-    calls = 0
-    original = parser.parse
-
-    def counting(buf, pos):
-        nonlocal calls
-        calls += 1
-        return original(buf, pos)
-
-    parser.parse = counting
+    calls = record_parse_calls(parser)
     wire = b"PING\x00\r\n" + b"x" * (2 * INLINE_MAX)
     msgs, err, _ = drive_requests(parser, split_at(wire, range(0, len(wire), 100)))
     assert msgs == [] and err is not None
-    assert calls <= 3
+    assert len(calls) <= 3
 
 
 @pytest.mark.parametrize(
@@ -523,10 +483,9 @@ def test_a_nul_line_is_not_rescanned_on_every_read():
     ],
 )
 def test_nul_rules_touch_only_lines_holding_one(wire, text):
-    msgs, err, _ = drive_requests(RequestParser(), [wire])
     if text is None:
+        msgs, err, _ = drive_requests(RequestParser(), [wire])
         assert err is None
         assert msgs[0].reply.startswith(b"-ERR unknown command 'PI\x00G'")
     else:
-        assert msgs == []
-        assert err is not None and err.reply == b"-ERR Protocol error: " + text + b"\r\n"
+        assert_redis_refused(RequestParser(), [wire], text)

@@ -11,6 +11,11 @@ from corenet.errors import ProtocolError
 from corenet.protocols.redis import ReplyParser
 from corenet.testing import drive_replies, split_at
 from corenet.testing.strategies import resp2_replies, resp3_replies
+from tests.protocols._helpers import (
+    assert_any_split_finds_every_reply,
+    assert_partial_tail_is_kept_whole,
+    assert_reply_found_whole_bytewise_and_before_more,
+)
 
 NOT_ENOUGH = object()
 
@@ -47,41 +52,24 @@ def hiredis_decodes_exactly(reply: bytes) -> None:
     ],
 )
 def test_fixture_whole_bytewise_and_with_trailing_bytes(reply):
-    for chunks in ([reply], [reply[i : i + 1] for i in range(len(reply))], [reply + b"*2\r\n:1"]):
-        replies, err, left = drive_replies(ReplyParser(), chunks)
-        assert err is None
-        assert replies == [reply]
-        assert left == (len(chunks[0]) - len(reply) if len(chunks) == 1 else 0)
+    assert_reply_found_whole_bytewise_and_before_more(ReplyParser, reply, b"*2\r\n:1")
 
 
 @given(st.lists(resp2_replies(), min_size=1, max_size=8), st.data())
 def test_resp2_any_split_finds_every_reply(replies, data):
-    wire = b"".join(replies)
-    cuts = data.draw(st.lists(st.integers(0, len(wire)), max_size=12))
-    found, err, left = drive_replies(ReplyParser(), split_at(wire, cuts))
-    assert err is None and left == 0
-    assert found == replies
-    for reply in found:
+    assert_any_split_finds_every_reply(ReplyParser, replies, data)
+    for reply in replies:
         hiredis_decodes_exactly(reply)
 
 
 @given(st.lists(resp3_replies(), min_size=1, max_size=8), st.data())
 def test_resp3_any_split_finds_every_reply(replies, data):
-    wire = b"".join(replies)
-    cuts = data.draw(st.lists(st.integers(0, len(wire)), max_size=12))
-    found, err, left = drive_replies(ReplyParser(), split_at(wire, cuts))
-    assert err is None and left == 0
-    assert found == replies
+    assert_any_split_finds_every_reply(ReplyParser, replies, data)
 
 
 @given(st.lists(resp2_replies(), min_size=1, max_size=8), resp2_replies(), st.data())
 def test_partial_tail_is_kept_whole(replies, tail, data):
-    cut = data.draw(st.integers(1, len(tail) - 1))
-    wire = b"".join(replies) + tail[:cut]
-    found, err, left = drive_replies(ReplyParser(), [wire])
-    assert err is None
-    assert found == replies
-    assert left == cut
+    assert_partial_tail_is_kept_whole(ReplyParser, replies, tail, data)
 
 
 @given(st.binary(max_size=200))
