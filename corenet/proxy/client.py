@@ -154,10 +154,6 @@ class ClientConn(Stream):
             # new data may ever come to trigger a read.
             self._dispatch(self.framer.resume(self.max_pending - len(self.out_q)))
 
-    def parser_waiting(self) -> bool:
-        """True when the kept bytes are an incomplete request (not a backlog)."""
-        return self.framer.waiting
-
     def _check_timeouts(self) -> None:
         self._timer = None
         if self.closed:
