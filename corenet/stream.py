@@ -164,11 +164,6 @@ class Stream:
         queued before a connect completes)."""
         self._backlog.append(data)
 
-    def take_queued(self) -> list[bytes]:
-        """Return and forget what :meth:`queue_bytes` kept (no write in progress)."""
-        queued, self._backlog = self._backlog, []
-        return queued
-
     def handle_write(self) -> None:
         while self._unsent is not None:
             try:
