@@ -311,18 +311,15 @@ class BackendBase(ABC):
 class PollLikeBackend(BackendBase):
     """Shared code for epoll and poll, which have the same object interface.
 
-    Parameterised by class attributes, as CPython's ``_PollLikeSelector``:
-    ``_factory`` names the constructor in the ``select`` module and
-    ``_prefix`` the flag constants (``EPOLLIN``...); a missing ``*NVAL``
-    constant (epoll has none) counts as 0.
+    Parameterised by the backend's ``name``, as CPython's
+    ``_PollLikeSelector`` is by class attributes: it names the constructor in
+    the ``select`` module and, upper-cased, the prefix of the flag constants
+    (``EPOLLIN``...); a missing ``*NVAL`` constant (epoll has none) counts as 0.
     """
-
-    _factory: str = ""
-    _prefix: str = ""
 
     def _open(self) -> None:
         sel = self._select
-        p = self._prefix
+        p = self.name.upper()
         self._k_in: int = getattr(sel, p + "IN")
         self._k_out: int = getattr(sel, p + "OUT")
         self._k_err: int = getattr(sel, p + "ERR")
@@ -337,7 +334,15 @@ class PollLikeBackend(BackendBase):
         # combinations ever occur, so this stays tiny and every event after
         # the first of its kind costs one dict lookup.
         self._from_kernel: dict[int, int] = {}
-        self._poller: Any = getattr(sel, self._factory)()
+        self._poller: Any = getattr(sel, self.name)()
+
+    def _kernel_close(self) -> None:
+        # epoll holds a kernel fd; a poll object holds none.  Either way drop
+        # the object, so a stale reference cannot keep polling.
+        close = getattr(self._poller, "close", None)
+        if close is not None:
+            close()
+        self._poller = None
 
     def _translate(self, kmask: int) -> int:
         mask = 0

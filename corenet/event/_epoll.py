@@ -55,14 +55,9 @@ class EpollBackend(PollLikeBackend):
     """Level-triggered ``epoll(7)`` backend; see the module header for quirks."""
 
     name = "epoll"
-    _factory = "epoll"
-    _prefix = "EPOLL"
 
     def _kernel_wait(self, timeout: float | None) -> list[tuple[int, int]]:
         result: list[tuple[int, int]] = self._poller.poll(
             -1 if timeout is None else timeout, len(self._fds) + 1
         )
         return result
-
-    def _kernel_close(self) -> None:
-        self._poller.close()

@@ -47,15 +47,8 @@ class PollBackend(PollLikeBackend):
     """Level-triggered ``poll(2)`` backend; see the module header for quirks."""
 
     name = "poll"
-    _factory = "poll"
-    _prefix = "POLL"
 
     def _kernel_wait(self, timeout: float | None) -> list[tuple[int, int]]:
         ms = None if timeout is None else math.ceil(timeout * 1000)
         result: list[tuple[int, int]] = self._poller.poll(ms)
         return result
-
-    def _kernel_close(self) -> None:
-        # A poll object holds no kernel resource; drop it so a stale
-        # reference cannot keep polling.
-        self._poller = None

@@ -14,7 +14,7 @@ imported), the same switch as the compiled hashes of
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from corenet import accel
 from corenet.accel import NO_SPEEDUPS_ENV
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 __all__ = [
     "NO_SPEEDUPS_ENV",
     "SPEEDUPS_BUILT",
+    "Scans",
+    "scans",
     "encode_command",
     "reply_end",
     "scan_keyed",
@@ -57,3 +59,24 @@ if _speedups is not None:
     scan_keyed = _speedups.scan_keyed
     split_array = _speedups.split_array
     encode_command = _speedups.encode_command
+
+
+class Scans(NamedTuple):
+    """The compiled scans a parser binds when it is built (None: use the pure one)."""
+
+    scan_multibulk: Callable[[bytes, int, int], tuple[int, tuple[int, ...]] | None] | None
+    scan_keyed: Callable[[bytes, int, int, Any], tuple[bytes, int, Any, Any] | None] | None
+    reply_end: Callable[[bytes, int], int] | None
+
+
+def scans() -> Scans:
+    """The scans :func:`corenet.accel.compiled` allows now.
+
+    Parsers call this when they are built, so :func:`corenet.accel.using`
+    chooses the path of the parsers made inside its block (the tests run
+    both ways so); the module-level names above keep the import-time choice.
+    """
+    module: Any = accel.compiled(_EXTENSION)
+    if module is None:
+        return Scans(None, None, None)
+    return Scans(module.scan_multibulk, module.scan_keyed, module.reply_end)

@@ -50,7 +50,7 @@ from corenet.protocols.redis._local import HANDLERS, Session
 from corenet.protocols.redis._resp import encode_command, encode_error, string2ll
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
 __all__ = [
     "INLINE_MAX",
@@ -115,10 +115,14 @@ class RequestParser:
         # The commands :func:`_scan_keyed` may answer for, or None while the
         # compiled scan is missing or the client has not authenticated.
         self._keyed: KeyedTable | None = None
+        # Compiled or pure, as corenet.accel says when this parser is built.
+        scans = _accel.scans()
+        self._scan_keyed = scans.scan_keyed
+        self._scan_multibulk = scans.scan_multibulk or _scan_multibulk_pure
         self._update_keyed()
 
     def _update_keyed(self) -> None:
-        if _scan_keyed is not None and self.session.authenticated:
+        if self._scan_keyed is not None and self.session.authenticated:
             self._keyed = _keyed_table(self.denied)
         else:
             self._keyed = None
@@ -127,12 +131,12 @@ class RequestParser:
         keyed = self._keyed
         if keyed is not None and self._argc < 0:
             # The common request (GET k, SET k v...) in one compiled call.
-            found = _scan_keyed(buf, pos, self.max_bulk_len, keyed)  # type: ignore[misc]
+            found = self._scan_keyed(buf, pos, self.max_bulk_len, keyed)  # type: ignore[misc]
             if found is not None:
                 data, end, key, fan = found
                 if fan is None:
-                    return Msg(data, end, key)  # type: ignore[arg-type]
-                return fanout_msg(data, end, key, fan)  # type: ignore[arg-type]
+                    return Msg(data, end, key)
+                return fanout_msg(data, end, key, fan)
         if self._argc < 0 and buf[pos : pos + 1] == b"*":
             msg = self._complete_multibulk(buf, pos)
             if msg is not None:
@@ -181,7 +185,7 @@ class RequestParser:
         stays O(n)."""
         if not self.session.authenticated:
             return None
-        found = _scan_multibulk(buf, start, self.max_bulk_len)
+        found = self._scan_multibulk(buf, start, self.max_bulk_len)
         if found is None:
             return None
         end, spans = found
@@ -393,11 +397,6 @@ def _scan_multibulk_pure(buf: bytes, start: int, max_bulk: int) -> tuple[int, Se
     return p, spans
 
 
-_scan_multibulk: Callable[[bytes, int, int], tuple[int, Sequence[int]] | None] = (
-    _accel.scan_multibulk or _scan_multibulk_pure
-)
-
-
 def _scan_keyed_pure(
     buf: bytes, pos: int, max_bulk: int, table: KeyedTable
 ) -> tuple[bytes, int, bytes | list[bytes], Command | None] | None:
@@ -432,14 +431,6 @@ def _scan_keyed_pure(
         return None
     args = [buf[pos + spans[i] : pos + spans[i + 1]] for i in range(0, len(spans), 2)]
     return buf[pos:end], end, args[first_key] if fan is None else args[first_key:], fan
-
-
-_scan_keyed: (
-    Callable[
-        [bytes, int, int, KeyedTable], tuple[bytes, int, bytes | list[bytes], Command | None] | None
-    ]
-    | None
-) = _accel.scan_keyed
 
 
 @functools.cache
@@ -568,13 +559,15 @@ class ReplyParser:
         self.need = 0
         self._owed = 0  # elements still owed by an incomplete reply
         self._off = 0
+        self._reply_end = _accel.scans().reply_end
 
     def parse(self, buf: bytes, pos: int) -> int:
-        if not self._owed and _reply_end is not None:
+        reply_end = self._reply_end
+        if not self._owed and reply_end is not None:
             # Compiled scan of a whole reply; on an incomplete (-1) or
             # malformed (-2) one the scan below keeps the resume state or
             # raises the exact error, once per reply.
-            end = _reply_end(buf, pos)
+            end = reply_end(buf, pos)
             if end >= 0:
                 return end
         n = len(buf)
@@ -622,9 +615,6 @@ class ReplyParser:
         self._owed = owed
         self._off = p - pos
         return -1
-
-
-_reply_end = _accel.reply_end
 
 
 def _length(field: bytes) -> int:

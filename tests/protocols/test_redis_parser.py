@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tracemalloc
 from typing import TYPE_CHECKING
-from unittest import mock
 
 import hiredis
 import pytest
@@ -17,7 +16,6 @@ from corenet.protocols.redis import (
     COMMANDS,
     RequestParser,
     Route,
-    _parser,
     encode_command,
     split_inline,
 )
@@ -284,14 +282,8 @@ def scan_path(request: pytest.FixtureRequest) -> Iterator[str]:
     if request.param == "compiled":
         # The extension itself, so that CORENET_NO_SPEEDUPS=1 runs still test it.
         name = "corenet.protocols.redis._speedups"
-        built = require_built(accel.built(name), name)
-        scans = (built.scan_multibulk, built.scan_keyed)
-    else:
-        scans = (_parser._scan_multibulk_pure, None)
-    with (
-        mock.patch.object(_parser, "_scan_multibulk", scans[0]),
-        mock.patch.object(_parser, "_scan_keyed", scans[1]),
-    ):
+        require_built(accel.built(name), name)
+    with accel.using(request.param == "compiled"):
         yield request.param
 
 
@@ -352,35 +344,28 @@ def sdssplitargs(line: bytes) -> list[bytes] | None:
             p += 1
         if not s[p]:
             return vector
-        inq = insq = done = False
+        quote = 0  # the open quote: 0x22 ("), 0x27 (') or none (sds.c's inq/insq)
+        done = False
         current = bytearray()
         while not done:
             c = s[p]
-            if inq:
+            if quote:
                 if (
-                    c == 0x5C
+                    quote == 0x22
+                    and c == 0x5C
                     and s[p + 1] == 0x78
                     and is_hex_digit(s[p + 2])
                     and is_hex_digit(s[p + 3])
                 ):
                     current.append(int(s[p + 2 : p + 4], 16))
                     p += 3
-                elif c == 0x5C and s[p + 1]:
+                elif quote == 0x22 and c == 0x5C and s[p + 1]:
                     p += 1
                     current.append(escapes.get(s[p], s[p]))
-                elif c == 0x22:
-                    if s[p + 1] and not isspace(s[p + 1]):
-                        return None
-                    done = True
-                elif not c:
-                    return None
-                else:
-                    current.append(c)
-            elif insq:
-                if c == 0x5C and s[p + 1] == 0x27:
+                elif quote == 0x27 and c == 0x5C and s[p + 1] == 0x27:
                     p += 1
                     current.append(0x27)
-                elif c == 0x27:
+                elif c == quote:
                     if s[p + 1] and not isspace(s[p + 1]):
                         return None
                     done = True
@@ -390,10 +375,8 @@ def sdssplitargs(line: bytes) -> list[bytes] | None:
                     current.append(c)
             elif c in (0x20, 0x0A, 0x0D, 0x09, 0x00):
                 done = True
-            elif c == 0x22:
-                inq = True
-            elif c == 0x27:
-                insq = True
+            elif c in (0x22, 0x27):
+                quote = c
             else:
                 current.append(c)
             if s[p]:

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import sys
 from typing import TYPE_CHECKING, Any
-from unittest import mock
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from corenet import accel
 from corenet.errors import ProtocolError
-from corenet.protocols.redis import _accel, _fanout, _parser, _resp, encode_command
+from corenet.protocols.redis import _accel, _fanout, _resp, encode_command
 from corenet.protocols.redis._commands import COMMANDS
 from corenet.protocols.redis._parser import (
     PROTO_MAX_BULK_LEN,
@@ -68,11 +68,12 @@ def multibulk_pure(buf: bytes, start: int, max_bulk: int) -> tuple[int, tuple[in
 
 def reply_end_pure(buf: bytes, pos: int) -> int:
     """What a fresh ReplyParser makes of ``buf[pos:]``: end, -1 or -2."""
-    with mock.patch.object(_parser, "_reply_end", None):
-        try:
-            return ReplyParser().parse(buf, pos)
-        except ProtocolError:
-            return -2
+    with accel.using(False):
+        parser = ReplyParser()
+    try:
+        return parser.parse(buf, pos)
+    except ProtocolError:
+        return -2
 
 
 def check_multibulk(buf: bytes, start: int, max_bulk: int = PROTO_MAX_BULK_LEN) -> None:
@@ -486,9 +487,10 @@ def _parse_state(parser: ReplyParser, buf: bytes, pos: int) -> tuple[object, ...
 @given(case=mangled(replies))
 def test_reply_parser_same_with_and_without_c(case: tuple[bytes, int]) -> None:
     buf, pos = case
-    with mock.patch.object(_parser, "_reply_end", speedups().reply_end):
+    speedups()
+    with accel.using(True):
         fast = _parse_state(ReplyParser(), buf, pos)
-    with mock.patch.object(_parser, "_reply_end", None):
+    with accel.using(False):
         pure = _parse_state(ReplyParser(), buf, pos)
     assert fast == pure
 
@@ -512,15 +514,10 @@ def test_request_parser_same_with_and_without_c(case: tuple[bytes, int]) -> None
 
 
 def _both_paths(buf: bytes, pos: int) -> tuple[tuple[object, ...], tuple[object, ...]]:
-    with (
-        mock.patch.object(_parser, "_scan_multibulk", speedups().scan_multibulk),
-        mock.patch.object(_parser, "_scan_keyed", speedups().scan_keyed),
-    ):
+    speedups()
+    with accel.using(True):
         fast = _request_state(buf, pos)
-    with (
-        mock.patch.object(_parser, "_scan_multibulk", _scan_multibulk_pure),
-        mock.patch.object(_parser, "_scan_keyed", None),
-    ):
+    with accel.using(False):
         pure = _request_state(buf, pos)
     return fast, pure
 
@@ -560,15 +557,16 @@ def test_keyed_fast_path_follows_authentication() -> None:
     from corenet.protocols.redis._local import Session
 
     get = encode_command([b"GET", b"k"])
-    with mock.patch.object(_parser, "_scan_keyed", speedups().scan_keyed):
+    speedups()
+    with accel.using(True):
         parser = RequestParser(Session(password=b"pw", authenticated=False))
-        assert parser._keyed is None
-        assert parser.parse(get, 0).reply == b"-NOAUTH Authentication required.\r\n"  # type: ignore[union-attr]
-        assert parser.parse(encode_command([b"AUTH", b"pw"]), 0).reply == b"+OK\r\n"  # type: ignore[union-attr]
-        assert parser._keyed is not None
-        assert parser.parse(get, 0).key == b"k"  # type: ignore[union-attr]
-        assert parser.parse(encode_command([b"AUTH", b"bad"]), 0).reply.startswith(b"-")  # type: ignore[union-attr]
-        assert parser._keyed is None
+    assert parser._keyed is None
+    assert parser.parse(get, 0).reply == b"-NOAUTH Authentication required.\r\n"  # type: ignore[union-attr]
+    assert parser.parse(encode_command([b"AUTH", b"pw"]), 0).reply == b"+OK\r\n"  # type: ignore[union-attr]
+    assert parser._keyed is not None
+    assert parser.parse(get, 0).key == b"k"  # type: ignore[union-attr]
+    assert parser.parse(encode_command([b"AUTH", b"bad"]), 0).reply.startswith(b"-")  # type: ignore[union-attr]
+    assert parser._keyed is None
 
 
 # ---- selection ------------------------------------------------------------------
@@ -583,9 +581,10 @@ def test_extension_is_built() -> None:
 def _selection_in_subprocess(env_value: str | None, block_extension: bool) -> str:
     code = (
         "from corenet.protocols.redis import _accel, _fanout, _parser, _resp\n"
+        "request, reply = _parser.RequestParser(), _parser.ReplyParser()\n"
         "print(_accel.scan_multibulk is None, _accel.reply_end is None,"
-        " _parser._scan_multibulk is _parser._scan_multibulk_pure,"
-        " _parser._reply_end is None, _parser._scan_keyed is None,"
+        " request._scan_multibulk is _parser._scan_multibulk_pure,"
+        " reply._reply_end is None, request._scan_keyed is None,"
         " _fanout._split_array is _fanout._split_array_pure,"
         " _resp.encode_command is _resp._encode_command_pure)\n"
     )
