@@ -165,6 +165,13 @@ class Protocol(TypingProtocol):
         """
         ...
 
+    # Optional: def update_request_parser(self, parser, pool: PoolOptions) -> None
+    # (not declared here, so that protocols without it still match).  After a
+    # configuration reload it is called with each connected client's parser
+    # and the pool's new options, between two requests; the client's next
+    # requests then follow them (Redis: deny_commands, redis_auth).  Without
+    # it, connected clients keep the options they were accepted with.
+
     def new_reply_parser(self) -> ReplyParser:
         """Return a fresh reply parser; called once per new server connection."""
         ...

@@ -13,7 +13,8 @@ default (die at once):
 SIGHUP     reopen the log file (``-o``), for logrotate
 SIGTTIN    one more level of verbosity (``-v``), up to 11, and log the level
 SIGTTOU    one less, down to 0
-SIGUSR1/2  logged, nothing else (their default action would kill us)
+SIGUSR1    reload the configuration file (``-c``), see :meth:`Proxy.reload`
+SIGUSR2    logged, nothing else (its default action would kill us)
 SIGINT     exit at once, status 1 (as nutcracker); the pid file is removed
 SIGTERM    drain: close every listener (pools, stats, metrics), stop reading
            from clients, let the requests already read complete and their
@@ -26,6 +27,7 @@ SIGPIPE    ignored (a write to a closed peer is an ``EPIPE`` error instead)
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -34,11 +36,17 @@ from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
+from corenet.errors import CorenetError
 from corenet.event import select_backend
 from corenet.loop import Loop
+from corenet.proxy.config import load_config
 from corenet.proxy.plugins import load_plugins
 from corenet.proxy.pool import Pool
+from corenet.proxy.reload import ReloadReport, ReloadState, Retiring, plan
 from corenet.proxy.stats import NUTCRACKER_VERSION, StatsServer
+from corenet.proxy.validate import check_pools
+from corenet.switch import apply_all
+from corenet.watch import FileWatcher
 
 if TYPE_CHECKING:
     import socket
@@ -76,6 +84,7 @@ _ACTIONS: dict[int, str] = {
     signal.SIGTTOU: ", down logging level",
     signal.SIGINT: ", exiting",
     signal.SIGTERM: ", draining",
+    signal.SIGUSR1: ", reloading configuration",
 }
 
 
@@ -90,7 +99,10 @@ class ProxyOptions:
         event_backend: event backend name (None: $CORENET_EVENT_BACKEND or auto).
         metrics_addr: address of the Prometheus ``/metrics`` endpoint.
         metrics_port: its port; None (the default) turns it off.
-        drain_timeout: how long SIGTERM waits for in-flight requests, seconds.
+        drain_timeout: how long SIGTERM waits for in-flight requests, seconds;
+            also how long a pool a reload removed drains its clients.
+        config_file: the file SIGUSR1 (and ``POST /-/reload``) reloads.
+        watch_config: reload when ``config_file``'s content changes.
     """
 
     stats_addr: str = "127.0.0.1"
@@ -100,6 +112,8 @@ class ProxyOptions:
     metrics_addr: str = "127.0.0.1"
     metrics_port: int | None = None
     drain_timeout: float = 5.0
+    config_file: str | None = None
+    watch_config: bool = False
 
 
 class LogControl(Protocol):
@@ -185,13 +199,19 @@ class Proxy:
         self.exit_status = EXIT_OK
         self._signals: list[int] = []
         self._drain_timer: TimerHandle | None = None
+        self.reload_state = ReloadState()
+        self.retiring: list[Retiring] = []
+        self._watcher: FileWatcher | None = None
+        for pool in self.pools:
+            self._measure(pool)
+
+    def _measure(self, pool: Pool) -> None:
         if self.options.metrics_port:
             from corenet.proxy.metrics import LatencyHistogram
 
-            for pool in self.pools:
-                # Read by the data path when a reply completes; stays None
-                # (one attribute test per request) while metrics are off.
-                pool.latency = LatencyHistogram()
+            # Read by the data path when a reply completes; stays None
+            # (one attribute test per request) while metrics are off.
+            pool.latency = LatencyHistogram()
 
     # -- start / stop ------------------------------------------------------
 
@@ -222,6 +242,7 @@ class Proxy:
                     NUTCRACKER_VERSION,
                     started=self.started,
                     listeners=self.listener_count,
+                    reloads=self.reload_state.figures,
                 )
             if self.options.metrics_port:
                 self.metrics_server = self._serve_metrics()
@@ -231,19 +252,26 @@ class Proxy:
         for pool in self.pools:
             if pool.config.preconnect:
                 pool.preconnect()
+        if self.options.watch_config and self.options.config_file:
+            self._watcher = FileWatcher(self.loop, self.options.config_file, self._reload_logged)
 
     def _serve_metrics(self) -> HttpServer:
         from corenet.proxy.metrics import ProxyCollector, build_registry, serve_metrics
 
         assert self.options.metrics_port is not None
         collector = ProxyCollector(
-            self.pools, started=self.started, version=self.version, listeners=self.listener_count
+            self.pools,
+            started=self.started,
+            version=self.version,
+            listeners=self.listener_count,
+            reloads=self.reload_state.figures,
         )
         server = serve_metrics(
             self.loop,
             self.options.metrics_addr,
             self.options.metrics_port,
             build_registry(collector),
+            reload=self._reload_endpoint,
         )
         logger.log(
             NOTICE, "metrics on http://%s:%d/metrics", self.options.metrics_addr, server.port
@@ -269,6 +297,8 @@ class Proxy:
                 loop.run_once()
                 if self._signals:
                     self._handle_signals()
+                if self.retiring:
+                    self._retire_step()
                 if self.draining and loop.running:
                     self._drain_step()
         finally:
@@ -293,6 +323,8 @@ class Proxy:
             elif signum == signal.SIGINT:
                 self.exit_status = EXIT_INTERRUPTED
                 self.loop.running = False
+            elif signum == signal.SIGUSR1:
+                self._reload_logged()
             elif signum == signal.SIGTERM:
                 if self.draining:
                     log_always("second SIGTERM: exiting without waiting for the drain")
@@ -303,6 +335,105 @@ class Proxy:
     def stop(self) -> None:
         """End :meth:`run` after the current loop turn (no drain)."""
         self.loop.stop()
+
+    # -- reload --------------------------------------------------------------
+
+    def reload(
+        self,
+        configs: Mapping[str, PoolConfig] | None = None,
+        *,
+        listen_socks: Mapping[str, socket.socket] | None = None,
+    ) -> ReloadReport:
+        """Switch to ``configs`` (default: the ``config_file`` read again), or change nothing.
+
+        The pools are checked as ``-t`` checks them, every new pool is built
+        and every new listener bound before anything changes; then, in this
+        loop turn, kept pools adopt their new settings (see
+        :mod:`corenet.proxy.reload`), new ones start listening and removed
+        ones drain.  ``listen_socks`` gives bound sockets for new pools (a
+        worker's, bound by its supervisor).
+
+        Raises:
+            CorenetError: the file is invalid (with file, line, pool, key), or
+                a plugin refused it; nothing changed, the failure is counted.
+            OSError: a new listener cannot be bound; nothing changed, counted.
+        """
+        try:
+            if configs is None:
+                if not self.options.config_file:
+                    raise CorenetError("no configuration file to reload (-c)")
+                configs = load_config(self.options.config_file)
+            check_pools(configs, self.plugins)
+            started: dict[str, Pool] = {}
+            changes, report = plan(
+                self.pools,
+                configs,
+                plugins=self.plugins,
+                loop=self.loop,
+                read_size=self.options.mbuf_size,
+                started=lambda pool, listener: started.__setitem__(pool.name, pool),
+                retire=self._retire,
+                listen_socks=listen_socks,
+            )
+            apply_all(changes)
+        except (CorenetError, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.reload_state.failed(reason)
+            logger.error("reload failed, configuration unchanged: %s", reason)
+            raise
+        running = {pool.name: pool for pool in self.pools}
+        pools = [started.get(name) or running[name] for name in configs]
+        self.pools[:] = pools  # in place: stats and metrics hold this list
+        self.listeners = [pool.listener for pool in pools if pool.listener is not None]
+        for pool in pools:
+            if pool.name in started:
+                self._measure(pool)
+            if pool.config.preconnect:
+                pool.preconnect()
+        self.reload_state.applied()
+        report.generation = self.reload_state.generation
+        if self._watcher is not None:
+            self._watcher.accept_current()
+        log_always("configuration reloaded: %s", report.summary())
+        return report
+
+    def _reload_logged(self) -> ReloadReport | None:
+        # SIGUSR1 and --watch-config: the outcome is in the log and the stats.
+        try:
+            return self.reload()
+        except (CorenetError, OSError):
+            return None
+
+    def _reload_endpoint(self) -> tuple[bool, bytes]:
+        try:
+            report = self.reload()
+        except (CorenetError, OSError):
+            body = {"applied": False, "error": self.reload_state.last_error}
+            return False, json.dumps(body).encode() + b"\n"
+        return True, json.dumps({"applied": True, **report.as_dict()}).encode() + b"\n"
+
+    def _retire(self, pool: Pool) -> None:
+        listener = pool.listener
+        if listener is not None:
+            listener.close()
+            pool.listener = None
+        for client in list(pool.clients):
+            client.close_when_done()
+        deadline = self.loop.now + self.options.drain_timeout
+        self.retiring.append(Retiring(pool, deadline))
+        # Wakes the loop at the deadline even if nothing else happens.
+        self.loop.timers.call_at(deadline, lambda: None)
+        logger.log(
+            NOTICE,
+            "pool %s retired: draining %d clients for at most %.1f s",
+            pool.name,
+            len(pool.clients),
+            self.options.drain_timeout,
+        )
+
+    def _retire_step(self) -> None:
+        now = self.loop.now
+        self.retiring = [r for r in self.retiring if not r.done(now)]
 
     # -- graceful shutdown ---------------------------------------------------
 
@@ -370,7 +501,13 @@ class Proxy:
         if self._drain_timer is not None:
             self._drain_timer.cancel()
             self._drain_timer = None
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
         self._close_listeners()
         for pool in self.pools:
             pool.close()
+        for retired in self.retiring:
+            retired.pool.close()
+        self.retiring = []
         self.backend.close()

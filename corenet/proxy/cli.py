@@ -189,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
         "them and sums their stats (default: 1, a single process; see docs/operations.md)",
     )
     add(
+        "--watch-config",
+        action="store_true",
+        help="reload the configuration file (-c) when its content changes, checked every "
+        "second; SIGUSR1 reloads it at any time (see docs/operations.md)",
+    )
+    add(
         "--explain",
         nargs=2,
         metavar=("POOL", "KEY"),
@@ -418,6 +424,8 @@ def _serve(
         metrics_addr=args.metrics_addr,
         metrics_port=args.metrics_port,
         drain_timeout=args.drain_timeout,
+        config_file=os.path.abspath(args.conf_file),
+        watch_config=args.watch_config,
     )
     proxy: Proxy | Supervisor | None = None
     try:

@@ -77,6 +77,16 @@ class ClientConn(Stream):
         if pool.client_check_interval is not None:
             self._timer = loop.timers.call_later(pool.client_check_interval, self._check_timeouts)
 
+    def reconfigure(self) -> None:
+        """Follow the pool's new configuration (a reload) from the next request on."""
+        pool = self.pool
+        self.max_pending = pool.config.client_max_pending
+        if self._timer is None and pool.client_check_interval is not None and not self.closed:
+            self._timer = self.loop.timers.call_later(
+                pool.client_check_interval, self._check_timeouts
+            )
+        self._maybe_resume()
+
     def _move(self, event: ClientEvent) -> None:
         self.state = next_state(self.state, event)
 
@@ -184,8 +194,8 @@ class ClientConn(Stream):
             self.close()
             return
         interval = self.pool.client_check_interval
-        assert interval is not None  # the timer runs only when a timeout is set
-        self._timer = self.loop.timers.call_later(interval, self._check_timeouts)
+        if interval is not None:  # None: a reload turned both timeouts off
+            self._timer = self.loop.timers.call_later(interval, self._check_timeouts)
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         self.pool.stats.client_err += 1

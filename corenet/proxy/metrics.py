@@ -64,7 +64,10 @@ from corenet.proxy.stats import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+
+    ReloadEndpoint = Callable[[], tuple[bool, bytes]]
+    """Reloads the configuration; returns whether it was applied, and a JSON body."""
 
     from prometheus_client.metrics_core import Metric
 
@@ -110,8 +113,10 @@ class ProxyCollector(Collector):
         started: float | None = None,
         version: str = "",
         listeners: Callable[[], int] | None = None,
+        reloads: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
-        self.pools = list(pools)
+        self.reloads = reloads
+        self.pools = pools  # the proxy's own list: a reload changes it in place
         self.started = time.time() if started is None else started
         self.version = version
         self.listeners = listeners
@@ -143,9 +148,32 @@ class ProxyCollector(Collector):
             "open connections: listeners, clients, servers (nutcracker's curr_connections)",
             value=curr,
         )
+        if self.reloads is not None:
+            yield from self._reload_metrics(self.reloads())
         yield from self._pool_metrics(pools)
         yield from self._server_metrics(pools)
         yield from self._latency_metrics(pools)
+
+    @staticmethod
+    def _reload_metrics(figures: Mapping[str, int]) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "corenet_config_generation",
+            "configuration generation: 1 at start, +1 per applied reload",
+            value=figures["config_generation"],
+        )
+        yield GaugeMetricFamily(
+            "corenet_reload_last_seconds",
+            "when the last reload was applied, unix seconds (0: never)",
+            value=figures["reload_last"],
+        )
+        yield CounterMetricFamily(
+            "corenet_reloads", "configuration reloads applied", value=figures["reloads"]
+        )
+        yield CounterMetricFamily(
+            "corenet_reload_failures",
+            "configuration reloads refused (invalid file, address in use)",
+            value=figures["reload_failures"],
+        )
 
     def _pool_metrics(self, pools: list[Pool]) -> Iterator[Metric]:
         for figure, (kind, desc) in POOL_STATS.items():
@@ -223,10 +251,19 @@ def build_registry(collector: Collector, *, process_metrics: bool = True) -> Col
     return registry
 
 
-def metrics_handler(registry: CollectorRegistry) -> Callable[[HttpRequest], HttpResponse]:
-    """The HTTP handler: ``GET /metrics`` renders ``registry``; else 404/405."""
+def metrics_handler(
+    registry: CollectorRegistry, reload: ReloadEndpoint | None = None
+) -> Callable[[HttpRequest], HttpResponse]:
+    """The HTTP handler: ``GET /metrics`` renders ``registry``; ``POST /-/reload``
+    (Prometheus's own convention) reloads the configuration and answers 200
+    with what changed, or 400 with why nothing did; else 404/405."""
 
     def handle(request: HttpRequest) -> HttpResponse:
+        if reload is not None and request.path == "/-/reload":
+            if request.method != "POST":
+                return HttpResponse(405, b"only POST\n", headers=(("Allow", "POST"),))
+            applied, body = reload()
+            return HttpResponse(200 if applied else 400, body, "application/json")
         if request.method not in ("GET", "HEAD"):
             return HttpResponse(405, b"only GET and HEAD\n", headers=(("Allow", "GET, HEAD"),))
         if request.path == "/metrics":
@@ -239,10 +276,17 @@ def metrics_handler(registry: CollectorRegistry) -> Callable[[HttpRequest], Http
     return handle
 
 
-def serve_metrics(loop: Loop, host: str, port: int, registry: CollectorRegistry) -> HttpServer:
-    """Listen on ``host:port`` and answer scrapes of ``registry`` on ``loop``.
+def serve_metrics(
+    loop: Loop,
+    host: str,
+    port: int,
+    registry: CollectorRegistry,
+    reload: ReloadEndpoint | None = None,
+) -> HttpServer:
+    """Listen on ``host:port`` and answer scrapes of ``registry`` (and reload
+    requests, given ``reload``) on ``loop``.
 
     Raises:
         OSError: the address cannot be bound.
     """
-    return HttpServer.listen(loop, host, port, metrics_handler(registry))
+    return HttpServer.listen(loop, host, port, metrics_handler(registry, reload))

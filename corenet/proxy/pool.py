@@ -21,6 +21,8 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
+import attrs
+
 from corenet.errors import ConfigError, PluginError
 from corenet.event import EV_READ
 from corenet.net import Listener, bind_listener, file_identity
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
     from corenet.proxy.latency import LatencyHistogram
     from corenet.timers import TimerHandle
 
-__all__ = ["bind_pool", "Pool", "PoolStats", "Server", "ServerStats"]
+__all__ = ["bind_pool", "Pool", "PoolStats", "Server", "ServerChanges", "ServerStats"]
 
 logger = logging.getLogger("corenet.pool")
 
@@ -58,6 +60,15 @@ def bind_pool(config: PoolConfig, *, reuseport: bool = False) -> socket.socket:
         raise OSError(
             exc.errno, f"pool {config.name}: cannot listen on {config.listen}: {reason}"
         ) from exc
+
+
+@attrs.define
+class ServerChanges:
+    """What :meth:`Pool.adopt` did to a pool's servers, by name."""
+
+    added: list[str] = attrs.field(factory=list)
+    removed: list[str] = attrs.field(factory=list)
+    kept: list[str] = attrs.field(factory=list)
 
 
 class Server:
@@ -141,6 +152,23 @@ class Server:
         for conn in self.conns:
             conn.close()
 
+    def retire(self) -> None:
+        """Leave the pool: every connection closes once its requests are answered."""
+        for conns in self.conn_sets:
+            for slot, conn in enumerate(conns):
+                if conn is not None:
+                    conns[slot] = None
+                    conn.retire()
+
+    def resize(self, per_variant: int) -> None:
+        """Use ``per_variant`` connections per variant; extra ones retire."""
+        for conns in self.conn_sets:
+            for conn in conns[per_variant:]:
+                if conn is not None:
+                    conn.retire()
+            del conns[per_variant:]
+            conns.extend([None] * (per_variant - len(conns)))
+
 
 class Pool:
     """A listener's worth of clients sharded over a list of servers."""
@@ -178,10 +206,73 @@ class Pool:
         self.total_clients = 0  # also each new client's index
         self.live: list[Server] = []
         self._retry_timer: TimerHandle | None = None
+        self.listener: Listener | None = None
+        """Where clients are accepted, once :meth:`listen` has run."""
         self.rebuild()
 
     def __repr__(self) -> str:
         return f"<Pool {self.name}>"
+
+    # -- reload ------------------------------------------------------------
+
+    def adopt(self, new: Pool) -> ServerChanges:
+        """Take ``new``'s configuration, keeping this pool's clients and every
+        server whose name and address are unchanged (with its connections
+        and ejection state).
+
+        ``new`` is a pool built from the new configuration and never started:
+        building it is what validates the configuration, so this only
+        assigns.  Routing switches at once: requests parsed from now on use
+        the new servers, hash and distribution; requests already sent
+        complete where they went.  Removed servers, connections beyond a
+        smaller ``server_connections``, and every connection when the
+        protocol's set-up requests change (``redis_auth``, ``redis_db``)
+        retire: they take no new requests and close once answered.
+        """
+        old_options = self.options
+        variants = range(getattr(self.protocol, "variants", 1))
+        handshake_changed = any(
+            list(self.protocol.server_handshake(old_options, v))
+            != list(new.protocol.server_handshake(new.options, v))
+            for v in variants
+        )
+        old_servers = {(s.name, s.config.address): s for s in self.servers}
+        changes = ServerChanges()
+        servers: list[Server] = []
+        for fresh in new.servers:
+            server = old_servers.pop((fresh.name, fresh.config.address), None)
+            if server is None:
+                fresh.pool = self
+                servers.append(fresh)
+                changes.added.append(fresh.name)
+                continue
+            server.config = fresh.config
+            server.weight = fresh.weight
+            if handshake_changed:
+                server.retire()
+            server.resize(new.config.server_connections)
+            servers.append(server)
+            changes.kept.append(server.name)
+        for gone in old_servers.values():
+            gone.retire()
+            changes.removed.append(gone.name)
+        self.config = new.config
+        self.protocol = new.protocol
+        self.options = new.options
+        self.timeout = new.timeout
+        self.client_check_interval = new.client_check_interval
+        self.servers = servers
+        self.router = new.router
+        for server in servers:
+            for conn in server.conns:
+                conn.timeout = self.timeout
+        update = getattr(self.protocol, "update_request_parser", None)
+        for client in self.clients:
+            client.reconfigure()
+            if update is not None:
+                update(client.parser, self.options)
+        self.rebuild()
+        return changes
 
     # -- routing ---------------------------------------------------------
 
@@ -320,15 +411,22 @@ class Pool:
         self.clients.add(conn)
         self.stats.client_connections = len(self.clients)
 
-    def listen(self, *, sock: socket.socket | None = None, reuseport: bool = False) -> Listener:
+    def listen(
+        self,
+        *,
+        sock: socket.socket | None = None,
+        reuseport: bool = False,
+        unix_identity: tuple[int, int] | None = None,
+    ) -> Listener:
         """Start accepting clients on this pool's ``listen`` address (or the
-        bound, listening ``sock``, whose socket file stays its owner's).
+        bound, listening ``sock``, whose socket file stays its owner's unless
+        ``unix_identity`` says it is ours).
 
         Raises:
             OSError: the address cannot be bound; the message names pool and address.
         """
         address = self.config.listen
-        identity = None
+        identity = unix_identity
         if sock is None:
             sock = bind_pool(self.config, reuseport=reuseport)
             if address.path is not None:
@@ -343,11 +441,12 @@ class Pool:
             unix_identity=identity,
             path=address.path,
         )
-        listener.on_shed = self._shed
+        listener.on_shed = self.shed
         listener.register(EV_READ)
+        self.listener = listener
         return listener
 
-    def _shed(self, count: int) -> None:
+    def shed(self, count: int) -> None:
         # Clients turned away for lack of descriptors count as client errors.
         self.stats.client_err += count
 

@@ -68,6 +68,8 @@ class ServerConn(Stream):
     """One connection to a backend server."""
 
     kind = "server"
+    retiring = False
+    """No new requests come; closes once those sent are answered (see :meth:`retire`)."""
 
     def __init__(
         self,
@@ -214,6 +216,9 @@ class ServerConn(Stream):
             stats.responses += 1
             stats.response_bytes += len(reply)
             complete(out_q.popleft(), reply)
+        if self.retiring and not out_q and not self.in_q:
+            self.close()
+            return
         if framer.error is not None:
             logger.warning(
                 "pool %s: server %s sent a malformed reply: %s",
@@ -225,6 +230,13 @@ class ServerConn(Stream):
             self.fail(errno.EPROTO)
             return
         self.server.failures = 0
+
+    def retire(self) -> None:
+        """Take no new requests (the caller no longer routes here); close once
+        every request already queued or sent has its reply (or times out)."""
+        self.retiring = True
+        if not self.in_q and not self.out_q:
+            self.close()
 
     def _check_timeout(self) -> None:
         self._timer = None

@@ -152,6 +152,7 @@ def snapshot(
     version: str = NUTCRACKER_VERSION,
     counters: Mapping[str, int],
     now: float | None = None,
+    extra: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Return the stats object nutcracker would print, with live figures.
 
@@ -161,6 +162,9 @@ def snapshot(
         version: the ``version`` header value.
         counters: ``total_connections`` and ``curr_connections``.
         now: the current ``time.time()`` (default: now).
+        extra: corenet's own top-level figures (the reload counters), after
+            nutcracker's header: scalars, so consumers that take every
+            object-valued key for a pool see nothing new.
 
     Returns:
         An ordered dict: the header, then each pool in nutcracker's order.
@@ -176,6 +180,8 @@ def snapshot(
         "total_connections": int(counters.get("total_connections", 0)),
         "curr_connections": int(counters.get("curr_connections", 0)),
     }
+    if extra:
+        out.update(extra)
     for pool in pool_order(pools):
         stats = pool.stats
         entry: dict[str, Any] = {name: int(getattr(stats, name)) for name in _POOL_COUNTERS}
@@ -320,6 +326,7 @@ class StatsServer:
         version: the ``version`` header value.
         listeners: returns how many pool listeners are open (nutcracker
             counts them as connections); default: one per pool.
+        reloads: returns the reload figures shown at the top level.
     """
 
     loop: Loop
@@ -327,6 +334,7 @@ class StatsServer:
     started: float
     version: str = NUTCRACKER_VERSION
     _listeners: Callable[[], int] | None = None
+    _reloads: Callable[[], Mapping[str, int]] | None = None
     listener: Listener | None = attrs.field(default=None, init=False)
 
     @classmethod
@@ -340,13 +348,16 @@ class StatsServer:
         *,
         started: float | None = None,
         listeners: Callable[[], int] | None = None,
+        reloads: Callable[[], Mapping[str, int]] | None = None,
     ) -> StatsServer:
         """Bind ``host:port`` and serve stats on ``loop``.
 
         Raises:
             OSError: the address cannot be bound.
         """
-        server = cls(loop, pools, time.time() if started is None else started, version, listeners)
+        server = cls(
+            loop, pools, time.time() if started is None else started, version, listeners, reloads
+        )
         address = ListenAddress(host=host, port=port)
         try:
             server.listener = Listener.listen(
@@ -366,7 +377,11 @@ class StatsServer:
     def render(self) -> bytes:
         """The stats object as sent to a client."""
         stats = snapshot(
-            self.pools, started=self.started, version=self.version, counters=self.counters()
+            self.pools,
+            started=self.started,
+            version=self.version,
+            counters=self.counters(),
+            extra=self._reloads() if self._reloads is not None else None,
         )
         return encode(stats)
 

@@ -121,6 +121,11 @@ class RequestParser:
         self._scan_multibulk = scans.scan_multibulk or _scan_multibulk_pure
         self._update_keyed()
 
+    def set_denied(self, denied: frozenset[bytes]) -> None:
+        """Refuse ``denied`` (lower-case command names) from the next request on."""
+        self.denied = denied
+        self._update_keyed()
+
     def _update_keyed(self) -> None:
         if self._scan_keyed is not None and self.session.authenticated:
             self._keyed = _keyed_table(self.denied)

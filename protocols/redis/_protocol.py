@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 __all__ = ["RedisProtocol"]
 
 
+def _denied(pool: PoolOptions) -> frozenset[bytes]:
+    return frozenset(c.lower().encode() for c in pool.deny_commands)
+
+
 class RedisProtocol:
     """RESP requests and replies, Redis-worded errors, AUTH and SELECT set-up."""
 
@@ -38,9 +42,21 @@ class RedisProtocol:
             client_id=self._clients,
             proxy_version=__version__.encode(),
         )
-        return RequestParser(
-            session, denied=frozenset(c.lower().encode() for c in pool.deny_commands)
-        )
+        return RequestParser(session, denied=_denied(pool))
+
+    def update_request_parser(self, parser: RequestParser, pool: PoolOptions) -> None:
+        """A reload changed the pool: the client's next requests follow it.
+
+        Like ``CONFIG SET requirepass`` on a Redis server, a new password
+        does not log out a client already authenticated; removing it lets
+        everyone in.
+        """
+        session = parser.session
+        session.password = pool.redis_auth.encode() if pool.redis_auth is not None else None
+        if session.password is None:
+            session.authenticated = True
+        session.db = pool.redis_db
+        parser.set_denied(_denied(pool))
 
     def new_reply_parser(self) -> ReplyParser:
         return ReplyParser()
