@@ -33,12 +33,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from corenet.loop import Loop
-    from corenet.net import Listener
+    from corenet.net import ListenAddress, Listener
     from corenet.plugin import Plugins
     from corenet.proxy.config import PoolConfig
     from corenet.switch import Change
 
-__all__ = ["ReloadReport", "ReloadState", "Retiring", "plan"]
+__all__ = ["ReloadReport", "ReloadState", "Retiring", "leaving_listens", "needs_listener", "plan"]
 
 logger = logging.getLogger("corenet.reload")
 
@@ -211,6 +211,33 @@ class _RetirePool:
         pass
 
 
+def _kept_in_place(old: PoolConfig, new: PoolConfig) -> bool:
+    return old.listen == new.listen and old.protocol == new.protocol
+
+
+def leaving_listens(
+    old: Mapping[str, PoolConfig], new: Mapping[str, PoolConfig]
+) -> dict[ListenAddress, str]:
+    """The listen addresses of the pools that retire, and which pool has each."""
+    return {
+        config.listen: name
+        for name, config in old.items()
+        if name not in new or not _kept_in_place(config, new[name])
+    }
+
+
+def needs_listener(old: Mapping[str, PoolConfig], new: Mapping[str, PoolConfig]) -> list[str]:
+    """The pools of ``new`` that need a newly bound listening socket: new or
+    moved pools, except those taking over a retiring pool's address."""
+    leaving = leaving_listens(old, new)
+    return [
+        name
+        for name, config in new.items()
+        if (name not in old or not _kept_in_place(old[name], config))
+        and config.listen not in leaving
+    ]
+
+
 def plan(
     running: list[Pool],
     configs: Mapping[str, PoolConfig],
@@ -236,19 +263,12 @@ def plan(
 
     socks = listen_socks or {}
     leaving = {
-        old.config.listen: old
-        for name, old in by_name.items()
-        if name not in configs
-        or configs[name].listen != old.config.listen
-        or configs[name].protocol != old.config.protocol
+        listen: by_name[name]
+        for listen, name in leaving_listens({p.name: p.config for p in running}, configs).items()
     }
     for name, config in configs.items():
         old = by_name.pop(name, None)
-        if (
-            old is not None
-            and old.config.listen == config.listen
-            and old.config.protocol == config.protocol
-        ):
+        if old is not None and _kept_in_place(old.config, config):
             changes.append(_KeepPool(old, builder(config), report))
             continue
         takeover = leaving.get(config.listen)
