@@ -35,6 +35,7 @@ __all__ = [
     "ServerConfig",
     "load_config",
     "parse_config",
+    "read_config_text",
 ]
 
 
@@ -114,14 +115,22 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, PoolConfig]:
             the file, line, pool and key.
     """
     path = os.fspath(path)
+    return parse_config(read_config_text(path), source=path)
+
+
+def read_config_text(path: str) -> str:
+    """The text of the configuration file at ``path``.
+
+    Raises:
+        ConfigError: it cannot be read, or is not UTF-8.
+    """
     try:
         with open(path, encoding="utf-8") as f:
-            text = f.read()
+            return f.read()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read configuration file: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: configuration file is not UTF-8 text: {exc}") from exc
-    return parse_config(text, source=path)
 
 
 def parse_config(text: str, *, source: str = "<string>") -> dict[str, PoolConfig]:

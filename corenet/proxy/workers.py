@@ -67,20 +67,23 @@ from corenet.env import env_flag
 from corenet.errors import CorenetError
 from corenet.event import EV_READ, select_backend
 from corenet.loop import Loop
-from corenet.net import ListenAddress, Listener, bind_listener, file_identity, unlink_if_ours
+from corenet.net import ListenAddress, Listener, bind_listener
+from corenet.proxy._slot_sockets import SlotSockets
+from corenet.proxy._worker import WorkerTag, worker_main
 from corenet.proxy.app import (
     _ACTIONS,
     _HANDLED,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    Proxy,
     apply_log_signal,
     log_always,
 )
+from corenet.proxy.config import parse_config, read_config_text
 from corenet.proxy.plugins import load_plugins
-from corenet.proxy.pool import bind_pool
-from corenet.proxy.stats import BACKLOG, connection_counts, encode, merge_snapshots, snapshot
-from corenet.stream import Stream
+from corenet.proxy.reload import ReloadState, needs_listener
+from corenet.proxy.stats import BACKLOG, encode, merge_snapshots
+from corenet.proxy.validate import check_pools
+from corenet.watch import FileWatcher
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -107,6 +110,7 @@ START_TIMEOUT = 15.0  # for every worker to report ready at start-up
 QUERY_TIMEOUT = 1.0  # for the workers' stats, per stats connection
 STOP_GRACE = 5.0  # beyond the drain timeout, before SIGKILL
 _TICK = 0.5  # longest wait of the supervisor's loop between checks
+RELOAD_TIMEOUT = 10.0  # for every worker to answer a reload
 
 _FORWARDED = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 # The supervisor handles what a single proxy handles, and its children's deaths.
@@ -116,89 +120,6 @@ _SUPERVISOR_HANDLED = (signal.SIGCHLD, *_HANDLED)
 def use_reuseport() -> bool:
     """Whether TCP listeners get one ``SO_REUSEPORT`` socket per worker."""
     return hasattr(socket, "SO_REUSEPORT") and not env_flag(ENV_SHARED_SOCKET)
-
-
-# -- the worker side -------------------------------------------------------------
-
-
-class _WorkerTag(logging.Filter):
-    """Appends ``[worker SLOT pid PID]`` to the logger name of a worker's records."""
-
-    def __init__(self, slot: int) -> None:
-        super().__init__()
-        self.suffix = f"[worker {slot} pid {os.getpid()}]"
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not record.name.endswith("]"):
-            record.name = f"{record.name}{self.suffix}"
-        return True
-
-
-class _Control(Stream):
-    """A worker's end of its socketpair: answers stats requests, notices EOF."""
-
-    kind = "control"
-
-    def __init__(self, loop: Loop, sock: socket.socket, proxy: Proxy) -> None:
-        super().__init__(loop, sock)
-        self.proxy = proxy
-        self._buf = bytearray()
-
-    def handle_read(self) -> None:
-        try:
-            data = self.sock.recv(4096)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self.close()
-            if not self.proxy.draining:
-                logger.warning("supervisor gone: worker %d draining", os.getpid())
-                self.proxy.drain()
-            return
-        self._buf += data
-        while (end := self._buf.find(b"\n")) >= 0:
-            tag = bytes(self._buf[:end])
-            del self._buf[: end + 1]
-            if tag.isdigit():
-                body = json.dumps(self.stats(), separators=(",", ":")).encode()
-                self.send_bytes(tag + b" " + body + b"\n")
-
-    def stats(self) -> dict[str, Any]:
-        proxy = self.proxy
-        total, curr = connection_counts(proxy.pools, proxy.listener_count())
-        return snapshot(
-            proxy.pools,
-            started=proxy.started,
-            counters={"total_connections": total, "curr_connections": curr},
-        )
-
-
-def _worker_main(
-    pools: Mapping[str, PoolConfig],
-    options: ProxyOptions,
-    version: str,
-    log: LogControl | None,
-    listen_socks: Mapping[str, socket.socket],
-    channel: socket.socket,
-) -> int:
-    proxy: Proxy | None = None
-    try:
-        proxy = Proxy(pools, options, version=version, log=log, listen_socks=listen_socks)
-        proxy.start()
-    except (CorenetError, OSError) as exc:
-        if proxy is not None:
-            proxy.close()
-        logger.error("worker %d failed to start: %s", os.getpid(), exc)
-        with contextlib.suppress(OSError):
-            channel.sendall(f"fail {exc}\n".encode("utf-8", "replace"))
-        return 1
-    channel.sendall(b"ready\n")
-    channel.setblocking(False)
-    control = _Control(proxy.loop, channel, proxy)
-    control.register(EV_READ)
-    return proxy.run()
 
 
 # -- the supervisor -----------------------------------------------------------------
@@ -249,7 +170,10 @@ class Supervisor:
             raise CorenetError("--metrics-port is not supported with --workers > 1")
         self.pools = pools
         self.options = options
-        self.worker_options = attrs.evolve(options, stats_port=None, metrics_port=None)
+        # Workers reload when told to, never on their own (SIGUSR1, a watch).
+        self.worker_options = attrs.evolve(
+            options, stats_port=None, metrics_port=None, config_file=None, watch_config=False
+        )
         self.count = workers
         self.version = version
         self.log = log
@@ -260,10 +184,8 @@ class Supervisor:
         self.exit_status = EXIT_OK
         self.stopping = False
         self.workers: dict[int, _Worker] = {}  # slot -> running worker
-        self.slot_socks: list[dict[str, socket.socket]] = [{} for _ in range(workers)]
+        self.socks = SlotSockets(workers, reuseport=self.reuseport)
         self.stats_sock: socket.socket | None = None
-        self._all_socks: list[socket.socket] = []
-        self._unix_bound: list[tuple[str, tuple[int, int]]] = []
         self._crashes = [0] * workers
         self._restart_at: dict[int, float] = {}
         self._stop_deadline = 0.0
@@ -271,6 +193,8 @@ class Supervisor:
         self._seq = 0
         self.loop: Loop | None = None
         self._stats_listener: Listener | None = None
+        self.reload_state = ReloadState()
+        self._watcher: FileWatcher | None = None
 
     # -- start ------------------------------------------------------------
 
@@ -297,18 +221,7 @@ class Supervisor:
         )
 
     def _bind(self) -> None:
-        for config in self.pools.values():
-            address = config.listen
-            per_slot = self.reuseport and address.path is None
-            shared: socket.socket | None = None
-            for slot in range(self.count):
-                if per_slot or shared is None:
-                    sock = bind_pool(config, reuseport=per_slot)
-                    self._all_socks.append(sock)
-                    if address.path is not None:
-                        self._unix_bound.append((address.path, file_identity(address.path)))
-                    shared = sock
-                self.slot_socks[slot][config.name] = shared
+        self.socks.bind_all(self.pools.values())
         if self.options.stats_port:
             host, port = self.options.stats_addr, self.options.stats_port
             self.stats_sock = bind_listener(ListenAddress(host=host, port=port), BACKLOG)
@@ -323,12 +236,12 @@ class Supervisor:
             try:
                 parent_end.close()
                 self._become_worker(slot, child_end)
-                status = _worker_main(
+                status = worker_main(
                     self.pools,
                     self.worker_options,
                     self.version,
                     self.log,
-                    self.slot_socks[slot],
+                    self.socks.slots[slot],
                     child_end,
                 )
             except BaseException:
@@ -354,11 +267,11 @@ class Supervisor:
         for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGINT):
             signal.signal(sig, signal.SIG_IGN)
         # Tell the workers' lines apart in a log they share with the supervisor.
-        tag = _WorkerTag(slot)
+        tag = WorkerTag(slot)
         for handler in logging.getLogger("corenet").handlers:
             handler.addFilter(tag)
-        mine = {id(sock) for sock in self.slot_socks[slot].values()}
-        for sock in self._all_socks:
+        mine = {id(sock) for sock in self.socks.slots[slot].values()}
+        for sock in self.socks.all:
             if id(sock) not in mine:
                 sock.close()
         if self.stats_sock is not None:
@@ -423,6 +336,8 @@ class Supervisor:
         if self.stats_sock is not None:
             self._stats_listener = Listener(loop, self.stats_sock, self._serve_stats, name="stats")
             self._stats_listener.register(EV_READ)
+        if self.options.watch_config and self.options.config_file:
+            self._watcher = FileWatcher(loop, self.options.config_file, self.reload)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in _SUPERVISOR_HANDLED}
         try:
             while self.workers or self._restart_at or not self.stopping:
@@ -471,6 +386,9 @@ class Supervisor:
                 pass
             elif signum in (signal.SIGTERM, signal.SIGINT):
                 self._stop(signum)
+                continue
+            elif signum == signal.SIGUSR1:
+                self.reload()
                 continue
             if signum in _FORWARDED:
                 self._signal_workers(signum)
@@ -524,6 +442,95 @@ class Supervisor:
                 delay,
             )
 
+    # -- reload -------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Reload ``config_file`` in every worker; True when all of them switched.
+
+        The supervisor validates the file as ``-t`` does and binds the new
+        pools' listeners (one per slot with reuseport), then sends each worker
+        the file's text and its sockets (SCM_RIGHTS over its socketpair); each
+        worker reloads in place (:meth:`corenet.proxy.app.Proxy.reload`) and
+        answers.  An invalid file or an address that cannot be bound changes
+        nothing anywhere.  A worker that cannot switch is reported, counted
+        and restarted on the new configuration, like a worker that died.
+        """
+        path = self.options.config_file
+        try:
+            if not path:
+                raise CorenetError("no configuration file to reload (-c)")
+            text = read_config_text(path)
+            configs = parse_config(text, source=path)
+            check_pools(configs, load_plugins())
+            fresh: dict[str, list[socket.socket]] = {}
+            try:
+                for name in needs_listener(self.pools, configs):
+                    fresh[name] = self.socks.bind(configs[name])
+            except OSError:
+                self.socks.close([s for socks in fresh.values() for s in socks])
+                raise
+        except (CorenetError, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.reload_state.failed(reason)
+            logger.error("reload failed, configuration unchanged: %s", reason)
+            return False
+        failed = self._reload_workers(text, path, fresh)
+        self.socks.adopt(self.pools, configs, fresh)
+        self.pools = dict(configs)
+        if failed:
+            self.reload_state.failed("; ".join(failed))
+        self.reload_state.applied()
+        if self._watcher is not None:
+            self._watcher.accept_current()
+        log_always(
+            "configuration reloaded in %d of %d workers: generation %d",
+            len(self.workers) - len(failed),
+            len(self.workers),
+            self.reload_state.generation,
+        )
+        return not failed
+
+    def _reload_workers(
+        self, text: str, source: str, fresh: Mapping[str, list[socket.socket]]
+    ) -> list[str]:
+        """Send the reload to every worker; return why each one that failed did."""
+        self._seq += 1
+        tag = b"reload %d" % self._seq
+        body = json.dumps({"sockets": list(fresh), "text": text, "source": source})
+        line = tag + b" " + body.encode() + b"\n"
+        asked: list[_Worker] = []
+        failed: list[str] = []
+        for worker in self.workers.values():
+            fds = [socks[worker.slot].fileno() for socks in fresh.values()]
+            try:
+                worker.channel.settimeout(RELOAD_TIMEOUT)
+                # The descriptors ride on the first bytes; the rest follows.
+                sent = socket.send_fds(worker.channel, [line], fds)
+                worker.channel.sendall(line[sent:])
+            except OSError as exc:
+                failed.append(f"worker {worker.slot}: {exc}")
+                continue
+            asked.append(worker)
+        deadline = time.monotonic() + RELOAD_TIMEOUT
+        for worker in asked:
+            answer = None
+            while (got := self._read_line(worker, deadline)) is not None:
+                if got.startswith(tag + b" "):
+                    answer = got[len(tag) + 1 :].decode("utf-8", "replace")
+                    break
+            if answer is None or not answer.startswith("ok "):
+                why = answer[5:] if answer else "no answer"
+                failed.append(f"worker {worker.slot}: {why}")
+                logger.error(
+                    "worker %d (pid %d) failed to reload (%s): restarting it",
+                    worker.slot,
+                    worker.pid,
+                    why,
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGTERM)
+        return failed
+
     # -- stats --------------------------------------------------------------------
 
     def _serve_stats(self, conn: socket.socket) -> None:
@@ -557,26 +564,27 @@ class Supervisor:
                         worker.last = json.loads(body)
                     break
         answers = [w.last for w in self.workers.values() if w.last is not None]
-        return merge_snapshots(answers, started=self.started)
+        merged = merge_snapshots(answers, started=self.started)
+        # The reload figures are the supervisor's, after nutcracker's header.
+        header = {k: merged.pop(k) for k in list(merged) if not isinstance(merged[k], dict)}
+        return {**header, **self.reload_state.figures(), **merged}
 
     # -- stop ---------------------------------------------------------------------
 
     def _close_listeners(self) -> None:
-        for sock in self._all_socks:
-            sock.close()
-        self._all_socks = []
+        self.socks.close()
         if self._stats_listener is not None:
             self._stats_listener.close()  # closes stats_sock too
             self._stats_listener = None
         elif self.stats_sock is not None:
             self.stats_sock.close()
         self.stats_sock = None
-        for path, bound in self._unix_bound:
-            unlink_if_ours(path, bound)
-        self._unix_bound = []
 
     def close(self) -> None:
         """Close the listeners; SIGKILL and reap any worker still running."""
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
         self._close_listeners()
         self._kill_workers()
         self._restart_at.clear()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
 import urllib.error
@@ -24,7 +25,7 @@ import redis as redis_py
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.servers import dump_config, free_port, pool_config
+from tests.servers import dump_config, encode_command, free_port, pool_config, read_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -297,6 +298,10 @@ def test_reload_sequence_keeps_every_client(
     stats = proxy.stats()
     assert stats["config_generation"] == 1 + len(steps) + 50
     assert stats["reloads"] == len(steps) + 50
+    with urllib.request.urlopen(f"http://{LOOPBACK}:{metrics_port}/metrics", timeout=10) as page:
+        metrics = page.read().decode()
+    assert f"corenet_config_generation {1 + len(steps) + 50}.0" in metrics
+    assert "corenet_reload_failures_total 1.0" in metrics
     clients.stop()
     assert not clients.errors, clients.errors[:3]
     assert clients.requests > 2000
@@ -372,3 +377,176 @@ def test_memcache_pool_reload(
             assert reader.get(f"k{i}") == f"v{i}".encode(), i
     finally:
         reader.close()
+
+
+def test_reload_with_workers(
+    redis_servers: Callable[..., list[RedisServer]],
+    corenet_proxy_factory: Callable[..., CorenetProxy],
+    traffic: Callable[[str], Traffic],
+) -> None:
+    r = redis_servers(3)
+    alpha = pool_config("alpha", None, [r[0].address, r[1].address])
+    proxy = corenet_proxy_factory(alpha, ["--workers", "2"])
+    clients = traffic(proxy.address("alpha"))
+    _until(lambda: clients.requests > 500, "traffic before the reload")
+    before = {s.port: _connections_received(s) for s in (r[0], r[1])}
+
+    beta_address = f"{LOOPBACK}:{free_port()}"
+    grown = {
+        "alpha": {**alpha["alpha"], "servers": [*alpha["alpha"]["servers"], f"{r[2].address}:1"]},
+        **pool_config("beta", beta_address, [r[2].address]),
+    }
+    _write(proxy, grown)
+    stats = _signal_reload(proxy)
+    assert stats["config_generation"] == 2 and stats["reload_failures"] == 0
+    assert r[2].address in stats["alpha"] and "beta" in stats
+    # Every worker serves the new pool: enough connections reach both.
+    for i in range(20):
+        client = _client(beta_address)
+        try:
+            assert client.set(b"b%d" % i, b"x") is True
+        finally:
+            client.close()
+    seen = clients.requests
+    _until(lambda: clients.requests > seen + 200, "traffic after the reload")
+    after = {s.port: _connections_received(s) for s in (r[0], r[1])}
+    assert {p: n - 1 for p, n in after.items()} == before
+
+    # An address in use: nothing changes in any worker, the failure is counted.
+    taken = socket.create_server((LOOPBACK, 0))
+    try:
+        port = taken.getsockname()[1]
+        _write(proxy, {**grown, **pool_config("gamma", port, [r[2].address])})
+        stats = _signal_reload(proxy)
+        assert stats["reload_failures"] == 1 and stats["config_generation"] == 2
+        assert "gamma" not in stats
+    finally:
+        taken.close()
+
+    _write(proxy, alpha)
+    stats = _signal_reload(proxy)
+    assert stats["config_generation"] == 3 and "beta" not in stats
+    _assert_refused(beta_address)
+    clients.stop()
+    assert not clients.errors, clients.errors[:3]
+
+
+def parse(address: str) -> tuple[str, int]:
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
+def _assert_refused(address: str) -> None:
+    """Nothing listens on ``address`` any more."""
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(parse(address), timeout=2).close()
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc")
+def test_two_hundred_identical_reloads_grow_memory_by_at_most_8_mib(
+    redis_servers: Callable[..., list[RedisServer]],
+    corenet_proxy_factory: Callable[..., CorenetProxy],
+) -> None:
+    r = redis_servers(2)
+    metrics_port = free_port()
+    config = {
+        **pool_config("alpha", None, [r[0].address, r[1].address], server_connections=2),
+        **pool_config("beta", None, [r[1].address], hash="murmur", distribution="modula"),
+    }
+    proxy = corenet_proxy_factory(config, ["--metrics-port", str(metrics_port)])
+    client = proxy.client("alpha")
+    client.mset({b"k%d" % i: b"v" for i in range(200)})
+    for _ in range(20):  # warm up: whatever is allocated once is allocated
+        assert _http_reload(metrics_port)[0] == 200
+    assert proxy.pid is not None
+    start = _rss_kib(proxy.pid)
+    for _ in range(200):
+        assert _http_reload(metrics_port)[0] == 200
+        client.get(b"k1")
+    grown = _rss_kib(proxy.pid) - start
+    client.close()
+    assert proxy.stats()["config_generation"] == 221
+    assert grown <= 8 * 1024, f"RSS grew by {grown} KiB over 200 reloads"
+    print(f"RSS growth over 200 identical reloads: {grown} KiB")
+
+
+def test_option_changes_apply_to_connected_clients(
+    redis_servers: Callable[..., list[RedisServer]],
+    corenet_proxy_factory: Callable[..., CorenetProxy],
+) -> None:
+    (r,) = redis_servers(1, extra_args=["--requirepass", "s3cret"])
+    config = pool_config("alpha", None, [r.address])
+    proxy = corenet_proxy_factory(config)
+    # A raw connection: redis-py would reconnect after an authentication error.
+    conn = socket.create_connection(parse(proxy.address()), timeout=10)
+
+    def ask(*args: bytes) -> bytes:
+        conn.sendall(encode_command(*args))
+        return read_until(conn, lambda data: data.endswith(b"\r\n"))
+
+    try:
+        # The backend wants a password the pool does not give yet.
+        assert ask(b"GET", b"k").startswith(b"-NOAUTH")
+        config["alpha"]["redis_auth"] = "s3cret"
+        config["alpha"]["deny_commands"] = ["flushall"]
+        _write(proxy, config)
+        assert _signal_reload(proxy)["config_generation"] == 2
+        # The backend connection was replaced (AUTH first); the client, already
+        # in, stays in, as with CONFIG SET requirepass on a Redis server.
+        assert ask(b"SET", b"k", b"v") == b"+OK\r\n"
+        assert ask(b"GET", b"k") == b"$1\r\nv\r\n"
+        assert b"not allowed" in ask(b"FLUSHALL")
+    finally:
+        conn.close()
+    # A new client must now authenticate.
+    fresh = _client(proxy.address())
+    try:
+        with pytest.raises(redis_py.AuthenticationError):
+            fresh.get(b"k")
+    finally:
+        fresh.close()
+
+
+def test_twemproxy_reload_scenarios_new_listen_port_and_pools_swapped(
+    redis_servers: Callable[..., list[RedisServer]],
+    corenet_proxy_factory: Callable[..., CorenetProxy],
+) -> None:
+    # twemproxy's tests/test_system/test_reload.py, which nutcracker skips:
+    # SIGUSR1 after the listen port changed, and pools added and removed.
+    r = redis_servers(2)
+    old_port, new_port = free_port(), free_port()
+    config = {
+        **pool_config("alpha", old_port, [r[0].address]),
+        **pool_config("beta", None, [r[1].address]),
+    }
+    proxy = corenet_proxy_factory(config)
+    old_client = _client(f"{LOOPBACK}:{old_port}")
+    assert old_client.set(b"k", b"old") is True
+    swapped = {
+        **pool_config("alpha", new_port, [r[0].address]),
+        **pool_config("gamma", None, [r[1].address]),
+    }
+    _write(proxy, swapped)
+    stats = _signal_reload(proxy)
+    assert {k for k, v in stats.items() if isinstance(v, dict)} == {"alpha", "gamma"}
+    new_client = _client(f"{LOOPBACK}:{new_port}")
+    try:
+        assert new_client.get(b"k") == b"old"
+    finally:
+        new_client.close()
+    _assert_refused(f"{LOOPBACK}:{old_port}")
+    _assert_refused(config["beta"]["listen"])
+    gamma = _client(swapped["gamma"]["listen"])
+    try:
+        assert gamma.ping() is True
+    finally:
+        gamma.close()
+    old_client.close()
