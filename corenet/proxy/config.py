@@ -268,9 +268,10 @@ def _as_names(value: Any, at: _KeyWhere) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _as_str(value: Any, at: _KeyWhere) -> str:
+def _as_secret(value: Any, at: _KeyWhere) -> str:
+    # Never echo the value: a mistyped password must not reach -t output or logs.
     if isinstance(value, bool) or value is None or isinstance(value, list | dict):
-        raise at.error(f"expected a string, got {value!r}")
+        raise at.error(f"expected a string, got a {type(value).__name__} (value not shown)")
     return str(value)
 
 
@@ -360,7 +361,7 @@ _FIELDS: Mapping[str, Callable[[Any, _KeyWhere], Any]] = {
     "backlog": _as_int(1),
     "client_connections": _as_int(0),
     "redis": _as_bool,
-    "redis_auth": _as_str,
+    "redis_auth": _as_secret,
     "redis_db": _as_int(0),
     "tcpkeepalive": _as_bool,
     "preconnect": _as_bool,
