@@ -165,6 +165,9 @@ class Protocol(TypingProtocol):
         """
         ...
 
+    # Optional: health_check: bytes, one request any healthy server answers
+    # (Redis: PING, memcache: version), sent by active health checks.
+    #
     # Optional: def update_request_parser(self, parser, pool: PoolOptions) -> None
     # (not declared here, so that protocols without it still match).  After a
     # configuration reload it is called with each connected client's parser

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Memcached",
+    "RedisSentinel",
     "RedisServer",
     "ServerPool",
     "count_resp_replies",
@@ -323,6 +324,60 @@ class RedisServer(_PortServer):
             last, pos = reply[pos:end], end
         if self._config_snapshot is not None and last != self._config_snapshot:
             raise RuntimeError(f"{self.describe()}: configuration was changed by a test")
+
+
+class RedisSentinel(RedisServer):
+    """``redis-server --sentinel`` on 127.0.0.1 watching ``masters``.
+
+    ``masters`` maps each master name to its address; the sentinel's file
+    (Sentinel rewrites it) is written in the process's own directory with
+    quick timings: down after ``down_after_ms``, failover timeout
+    ``failover_timeout_ms``, a quorum of ``quorum``.
+    """
+
+    kind = "redis-sentinel"
+
+    def __init__(
+        self,
+        masters: dict[str, str],
+        *,
+        quorum: int = 2,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 5000,
+        port: int | None = None,
+        extra_args: Iterable[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        self.masters = dict(masters)
+        self.quorum = quorum
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        super().__init__(port, extra_args, **kwargs)
+
+    def _command(self) -> list[str]:
+        lines = [f"port {self.port}", f"bind {LOOPBACK}", f"dir {self.tmpdir}"]
+        for name, address in self.masters.items():
+            host, port = address.rsplit(":", 1)
+            lines += [
+                f"sentinel monitor {name} {host} {port} {self.quorum}",
+                f"sentinel down-after-milliseconds {name} {self.down_after_ms}",
+                f"sentinel failover-timeout {name} {self.failover_timeout_ms}",
+                f"sentinel parallel-syncs {name} 1",
+            ]
+        conf = os.path.join(self.tmpdir, "sentinel.conf")
+        with open(conf, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        return [self.binary, conf, "--sentinel", "--protected-mode", "no", *self.extra_args]
+
+    def _start(self) -> None:
+        # A sentinel has no CONFIG to snapshot: only the process start.
+        _PortServer._start(self)
+
+    def master_address(self, name: str) -> str | None:
+        """Where this sentinel says master ``name`` is now (``host:port``), or None."""
+        reply = self.raw_command("SENTINEL", "get-master-addr-by-name", name)
+        parts = [p for p in reply.split(b"\r\n") if p and not p.startswith((b"*", b"$"))]
+        return f"{parts[0].decode()}:{parts[1].decode()}" if len(parts) == 2 else None
 
 
 class Memcached(_PortServer):

@@ -40,9 +40,11 @@ from corenet.errors import CorenetError
 from corenet.event import select_backend
 from corenet.loop import Loop
 from corenet.proxy.config import load_config
+from corenet.proxy.health import start_checks
 from corenet.proxy.plugins import load_plugins
 from corenet.proxy.pool import Pool
 from corenet.proxy.reload import ReloadReport, ReloadState, Retiring, plan
+from corenet.proxy.sentinel import resolve_at_start, watches
 from corenet.proxy.stats import NUTCRACKER_VERSION, StatsServer
 from corenet.proxy.validate import check_pools
 from corenet.switch import apply_all
@@ -114,6 +116,10 @@ class ProxyOptions:
     drain_timeout: float = 5.0
     config_file: str | None = None
     watch_config: bool = False
+
+
+class Closeable(Protocol):
+    def close(self) -> None: ...
 
 
 class LogControl(Protocol):
@@ -202,6 +208,8 @@ class Proxy:
         self.reload_state = ReloadState()
         self.retiring: list[Retiring] = []
         self._watcher: FileWatcher | None = None
+        self.watchers: list[Closeable] = []
+        """What follows the backends: Sentinel watches, health checks."""
         for pool in self.pools:
             self._measure(pool)
 
@@ -221,6 +229,8 @@ class Proxy:
         Raises:
             OSError: an address cannot be bound; nothing stays bound.
         """
+        # Where Sentinel says the masters are, before the first client.
+        resolve_at_start(self.pools)
         try:
             for pool in self.pools:
                 listener = pool.listen(sock=self.listen_socks.get(pool.name))
@@ -254,6 +264,7 @@ class Proxy:
                 pool.preconnect()
         if self.options.watch_config and self.options.config_file:
             self._watcher = FileWatcher(self.loop, self.options.config_file, self._reload_logged)
+        self._watch_backends()
 
     def _serve_metrics(self) -> HttpServer:
         from corenet.proxy.metrics import ProxyCollector, build_registry, serve_metrics
@@ -390,12 +401,24 @@ class Proxy:
                 self._measure(pool)
             if pool.config.preconnect:
                 pool.preconnect()
+        # Sentinel and health settings may have changed with the pools.
+        self._stop_watchers()
+        resolve_at_start(started.values())
+        self._watch_backends()
         self.reload_state.applied()
         report.generation = self.reload_state.generation
         if self._watcher is not None:
             self._watcher.accept_current()
         log_always("configuration reloaded: %s", report.summary())
         return report
+
+    def _watch_backends(self) -> None:
+        self.watchers = [*watches(self.loop, self.pools), *start_checks(self.loop, self.pools)]
+
+    def _stop_watchers(self) -> None:
+        for watcher in self.watchers:
+            watcher.close()
+        self.watchers = []
 
     def _reload_logged(self) -> ReloadReport | None:
         # SIGUSR1 and --watch-config: the outcome is in the log and the stats.
@@ -504,6 +527,7 @@ class Proxy:
         if self._watcher is not None:
             self._watcher.close()
             self._watcher = None
+        self._stop_watchers()
         self._close_listeners()
         for pool in self.pools:
             pool.close()

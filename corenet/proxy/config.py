@@ -86,6 +86,16 @@ class PoolConfig:
     """ms without requests after which an idle client is closed (off by default)."""
     client_request_timeout: int | None = None
     """ms a client may take to send one complete request (off by default)."""
+    sentinels: tuple[ListenAddress, ...] = ()
+    """Redis Sentinels whose failovers the pool follows (docs/high-availability.md)."""
+    sentinel_auth: str | None = attrs.field(default=None, repr=False)
+    """The sentinels' password (``requirepass`` of the sentinels)."""
+    sentinel_masters: Mapping[str, str] = attrs.field(factory=dict, hash=False)
+    """Server name -> the master name Sentinel knows it by (default: the server name)."""
+    health_check_interval: int | None = None
+    """ms between active checks of each server (off by default, as in nutcracker)."""
+    health_check_timeout: int = 1000
+    """ms a check may take before it counts as a failure."""
     protocol_name: str | None = attrs.field(default=None, alias="protocol")
     """The ``protocol:`` key: a registered protocol by name (wins over ``redis``)."""
     extra: Mapping[str, tuple[Any, int]] = attrs.field(factory=dict, repr=False, hash=False)
@@ -219,7 +229,14 @@ def _build_pool(name: str, node: yaml.Node, where: _Where) -> PoolConfig:
     }
     for key, value in values.items():
         kwargs[key] = _FIELDS[key](value, _KeyWhere(where, key, lines[key]))
-    return PoolConfig(**kwargs)
+    pool = PoolConfig(**kwargs)
+    if pool.sentinels and pool.protocol != "redis":
+        raise where.error("sentinels", "Sentinel serves Redis pools only", lines["sentinels"])
+    names = {server.name for server in pool.servers}
+    for named in pool.sentinel_masters:
+        if named not in names:
+            raise where.error("sentinel_masters", f'"{named}" is not a server name of this pool')
+    return pool
 
 
 @attrs.frozen
@@ -273,6 +290,32 @@ def _as_secret(value: Any, at: _KeyWhere) -> str:
     if isinstance(value, bool) or value is None or isinstance(value, list | dict):
         raise at.error(f"expected a string, got a {type(value).__name__} (value not shown)")
     return str(value)
+
+
+def _as_sentinels(value: Any, at: _KeyWhere) -> tuple[ListenAddress, ...]:
+    if not isinstance(value, list) or not value:
+        raise at.error("expected a list of at least one sentinel")
+    found: list[ListenAddress] = []
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            raise at.error(f'expected "host:port[:weight]", got {item!r}')
+        text = item.strip()
+        # "host:port:weight" as twemproxy's sentinel fork writes them; the
+        # weight means nothing for a sentinel and is ignored.
+        parts = text.rsplit(":", 2)
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit() and "]" not in parts[0]:
+            text = f"{parts[0]}:{parts[1]}"
+        host, port = _split_host_port(text, at)
+        found.append(ListenAddress(host=host, port=port))
+    return tuple(found)
+
+
+def _as_name_map(value: Any, at: _KeyWhere) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and k and v for k, v in value.items()
+    ):
+        raise at.error(f"expected a mapping of server names to master names, got {value!r}")
+    return dict(value)
 
 
 def _as_hash_tag(value: Any, at: _KeyWhere) -> bytes:
@@ -376,6 +419,11 @@ _FIELDS: Mapping[str, Callable[[Any, _KeyWhere], Any]] = {
     "client_output_limit": _as_int(1024),
     "client_idle_timeout": _as_int(1),
     "client_request_timeout": _as_int(1),
+    "sentinels": _as_sentinels,
+    "sentinel_auth": _as_secret,
+    "sentinel_masters": _as_name_map,
+    "health_check_interval": _as_int(10),
+    "health_check_timeout": _as_int(1),
     "protocol": _as_name,
 }
 

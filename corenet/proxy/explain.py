@@ -53,4 +53,10 @@ def explain_key(pool: PoolConfig, plugins: Plugins, key: bytes) -> str:
     lines.append(
         f"server:        #{step.index} {server.name} ({server.address}, weight {server.weight})"
     )
+    if pool.sentinels:
+        from corenet.proxy.sentinel import ask_masters
+
+        now = ask_masters(pool)
+        where = "no sentinel answered" if now is None else str(now.get(server.name, "unknown"))
+        lines.append(f"master now:    {where} (asked the pool's sentinels)")
     return "\n".join(lines)

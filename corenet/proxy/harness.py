@@ -23,6 +23,7 @@ import yaml
 
 from corenet.proxy._harness_backends import (
     Memcached,
+    RedisSentinel,
     RedisServer,
     ServerPool,
     count_resp_replies,
@@ -54,6 +55,7 @@ __all__ = [
     "CorenetProxy",
     "Memcached",
     "Nutcracker",
+    "RedisSentinel",
     "RedisServer",
     "ServerPool",
     "count_resp_replies",

@@ -36,6 +36,7 @@ from corenet.routing import Router
 if TYPE_CHECKING:
     from corenet.loop import Loop
     from corenet.msg import Msg
+    from corenet.net import ListenAddress
     from corenet.plugin import Plugins
     from corenet.protocol import Protocol
     from corenet.proxy.config import PoolConfig, ServerConfig
@@ -96,6 +97,8 @@ class Server:
         self.backoff = 0.0
         self.connect_after = 0.0
         self.connect_error = 0
+        self.switches = 0
+        """Times Sentinel moved this server to another address."""
 
     def __repr__(self) -> str:
         return f"<Server {self.name} of {self.pool.name}>"
@@ -236,17 +239,24 @@ class Pool:
             != list(new.protocol.server_handshake(new.options, v))
             for v in variants
         )
-        old_servers = {(s.name, s.config.address): s for s in self.servers}
+        # With Sentinel a server is its name: its address is Sentinel's to say.
+        followed = bool(new.config.sentinels) and bool(self.config.sentinels)
+
+        def identity(s: Server) -> object:
+            return s.name if followed else (s.name, s.config.address)
+
+        old_servers = {identity(s): s for s in self.servers}
         changes = ServerChanges()
         servers: list[Server] = []
         for fresh in new.servers:
-            server = old_servers.pop((fresh.name, fresh.config.address), None)
+            server = old_servers.pop(identity(fresh), None)
             if server is None:
                 fresh.pool = self
                 servers.append(fresh)
                 changes.added.append(fresh.name)
                 continue
-            server.config = fresh.config
+            address = server.config.address if followed else fresh.config.address
+            server.config = attrs.evolve(fresh.config, address=address)
             server.weight = fresh.weight
             if handshake_changed:
                 server.retire()
@@ -273,6 +283,33 @@ class Pool:
                 update(client.parser, self.options)
         self.rebuild()
         return changes
+
+    def move_server(self, name: str, address: ListenAddress, *, switch: bool = True) -> bool:
+        """Serve server ``name`` from ``address`` from now on (a Sentinel failover).
+
+        The server keeps its name, so its place on the ring and every key's
+        placement stay as they are; its connections to the old address
+        retire (requests already sent there get that server's reply or the
+        usual connection error, never another request's), new requests
+        connect to the new address.  Its failure and ejection state start
+        afresh.  Returns whether anything changed.
+        """
+        server = next((s for s in self.servers if s.name == name), None)
+        if server is None or server.config.address == address:
+            return False
+        old = server.config.address
+        server.retire()
+        server.config = attrs.evolve(server.config, address=address)
+        server.failures = 0
+        server.ejected = False
+        server.backoff = server.connect_after = 0.0
+        if switch:
+            server.switches += 1
+            logger.warning(
+                "pool %s: server %s moved from %s to %s (sentinel)", self.name, name, old, address
+            )
+        self.rebuild()
+        return True
 
     # -- routing ---------------------------------------------------------
 

@@ -118,13 +118,18 @@ def pool_order(pools: Iterable[Pool]) -> list[Pool]:
     return sorted(pools, key=lambda pool: sort_key(pool.name))
 
 
-def server_figures(server: Server) -> dict[str, int]:
-    """The 13 nutcracker figures of one server, in nutcracker's order."""
+def server_figures(server: Server) -> dict[str, int | str]:
+    """The 13 nutcracker figures of one server, in nutcracker's order; a
+    server that Sentinel places also says where it is and how often it moved."""
     stats = server.stats
     figures = {name: int(getattr(stats, name)) for name in _SERVER_COUNTERS}
     iq, iqb, oq, oqb = server.queues()
     figures.update(in_queue=iq, in_queue_bytes=iqb, out_queue=oq, out_queue_bytes=oqb)
-    return {name: figures[name] for name in SERVER_STATS}
+    out: dict[str, int | str] = {name: figures[name] for name in SERVER_STATS}
+    if server.pool.config.sentinels:
+        out["address"] = str(server.config.address)
+        out["sentinel_switches"] = server.switches
+    return out
 
 
 def connection_counts(pools: Iterable[Pool], listeners: int) -> tuple[int, int]:
@@ -193,7 +198,8 @@ def snapshot(
 
 _HEADER_TEXT = ("service", "source", "version")
 # Server figures combined by taking the largest value instead of the sum.
-_MAX_FIGURES = frozenset({"server_ejected_at"})
+# (Each worker follows Sentinel itself: its switches are the same switches.)
+_MAX_FIGURES = frozenset({"server_ejected_at", "sentinel_switches"})
 
 
 def _merge_into(out: dict[str, Any], part: Mapping[str, Any]) -> None:

@@ -25,6 +25,8 @@ class MemcacheProtocol:
 
     name = "memcache"
     variants = 1
+    health_check = b"version\r\n"
+    """What an active health check sends (``health_check_interval``)."""
 
     def __init__(self, *, max_value: int = VALUE_MAX) -> None:
         self.max_value = max_value

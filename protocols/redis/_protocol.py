@@ -28,6 +28,8 @@ class RedisProtocol:
 
     name = "redis"
     variants = 2  # backend connections for RESP2 clients, and for RESP3 clients
+    health_check = b"*1\r\n$4\r\nPING\r\n"
+    """What an active health check sends (``health_check_interval``)."""
 
     def __init__(self) -> None:
         self._clients = 0

@@ -121,7 +121,10 @@ def test_errors_name_file_line_pool_and_key(text, expected):
 
 @pytest.mark.parametrize("value", ["[hunter2]", "{pw: hunter2}"])
 def test_a_malformed_redis_auth_is_refused_without_showing_it(value: str) -> None:
-    text = f"alpha:\n  listen: 127.0.0.1:22121\n  redis_auth: {value}\n  servers:\n   - 127.0.0.1:6379:1\n"
+    text = (
+        "alpha:\n  listen: 127.0.0.1:22121\n"
+        f"  redis_auth: {value}\n  servers:\n   - 127.0.0.1:6379:1\n"
+    )
     with pytest.raises(ConfigError) as info:
         parse_config(text)
     assert "redis_auth" in str(info.value) and "value not shown" in str(info.value)

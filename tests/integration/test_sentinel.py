@@ -1,0 +1,266 @@
+"""Following Redis Sentinel failovers, against real redis-servers and sentinels.
+
+Two masters with a replica each and three sentinels on loopback; a ketama
+pool over the two master names.  A redis-py client writes and reads
+distinct keys through the proxy while one master is failed over by
+``SENTINEL FAILOVER`` and the other is killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
+import redis as redis_py
+
+from tests.conftest import need_binary
+from tests.servers import RedisSentinel, RedisServer, free_port, pool_config
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from tests.servers import CorenetProxy, Nutcracker
+
+LOOPBACK = "127.0.0.1"
+T = TypeVar("T")
+
+
+def _until(check: Callable[[], T], what: str, timeout: float) -> tuple[T, float]:
+    """``check()``'s first true value and the seconds it took; fail after ``timeout``."""
+    start = time.monotonic()
+    while True:
+        value = check()
+        if value:
+            return value, time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Shard:
+    """A master and its replica."""
+
+    def __init__(self) -> None:
+        self.master = RedisServer()
+        self.replica = RedisServer(extra_args=["--replicaof", LOOPBACK, str(self.master.port)])
+
+    def stop(self) -> None:
+        for server in (self.replica, self.master):
+            server.stop()
+
+
+@pytest.fixture
+def sentinel_setup(
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[list[Shard], list[RedisSentinel]]]:
+    need_binary(request.config, "redis-server")
+    shards: list[Shard] = []
+    sentinels: list[RedisSentinel] = []
+    try:
+        shards = [Shard(), Shard()]
+        masters = {"m1": shards[0].master.address, "m2": shards[1].master.address}
+        sentinels = [RedisSentinel(masters) for _ in range(3)]
+        # Every sentinel has seen both replicas and its peers before a failover.
+        for sentinel in sentinels:
+            _until(
+                lambda s=sentinel: all(_sentinel_knows(s, name) for name in ("m1", "m2")),
+                "sentinels to discover replicas and each other",
+                timeout=20,
+            )
+        yield shards, sentinels
+    finally:
+        for process in [*sentinels, *shards]:
+            process.stop()
+
+
+def _sentinel_knows(sentinel: RedisSentinel, name: str) -> bool:
+    client = redis_py.Redis(host=LOOPBACK, port=sentinel.port, decode_responses=True)
+    try:
+        master = client.sentinel_master(name)
+        return int(master["num-slaves"]) >= 1 and int(master["num-other-sentinels"]) >= 2
+    finally:
+        client.close()
+
+
+def _sentinel_pool(
+    shards: list[Shard], sentinels: list[RedisSentinel], **keys: Any
+) -> dict[str, Any]:
+    return pool_config(
+        "ha",
+        None,
+        [f"{shards[0].master.address}:1 m1", f"{shards[1].master.address}:1 m2"],
+        sentinels=[f"{s.address}:1" for s in sentinels],
+        timeout=1000,
+        **keys,
+    )
+
+
+class Writer:
+    """Writes k<i> = v<i> then reads it back, recording each failure's time."""
+
+    def __init__(self, address: str) -> None:
+        host, port = address.rsplit(":", 1)
+        self.client = redis_py.Redis(host=host, port=int(port), socket_timeout=5, driver_info=None)
+        self.errors: list[tuple[float, str]] = []
+        self.wrong: list[str] = []
+        self.done = 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 120
+        i = 0
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            key, value = b"k%d" % i, b"v%d" % i
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                pipe.set(key, value)
+                pipe.get(key)
+                ok, got = pipe.execute()
+                if ok is not True or got not in (value, None):
+                    self.wrong.append(f"{key!r}: {ok!r} {got!r}")
+                self.done += 1
+            except redis_py.RedisError as exc:
+                self.errors.append((time.monotonic(), str(exc)))
+                time.sleep(0.01)
+            i += 1
+            time.sleep(0.002)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(30)
+        self.client.close()
+
+
+def _server_stats(proxy: CorenetProxy, name: str) -> dict[str, Any]:
+    return proxy.stats()["ha"][name]
+
+
+def test_failovers_are_followed_with_placement_by_name_unchanged(
+    sentinel_setup: tuple[list[Shard], list[RedisSentinel]],
+    corenet_proxy_factory: Callable[..., CorenetProxy],
+    nutcracker_factory: Callable[..., Nutcracker],
+) -> None:
+    shards, sentinels = sentinel_setup
+    config = _sentinel_pool(shards, sentinels)
+    proxy = corenet_proxy_factory(config)
+    assert _server_stats(proxy, "m1")["address"] == shards[0].master.address
+    writer = Writer(proxy.address())
+    try:
+        _until(lambda: writer.done > 50, "traffic before the failovers", timeout=20)
+
+        # A manual failover: m1's replica becomes its master.
+        client = redis_py.Redis(host=LOOPBACK, port=sentinels[0].port)
+        try:
+            client.execute_command("SENTINEL", "FAILOVER", "m1")
+        finally:
+            client.close()
+        started = time.monotonic()
+        _, took = _until(
+            lambda: _server_stats(proxy, "m1")["address"] == shards[0].replica.address,
+            "the proxy to follow SENTINEL FAILOVER",
+            timeout=5 + 2,
+        )
+        assert _server_stats(proxy, "m1")["sentinel_switches"] == 1
+        print(f"manual failover followed {took * 1000:.0f} ms after SENTINEL FAILOVER")
+        seen = writer.done
+        _until(lambda: writer.done > seen + 50, "traffic after the manual failover", timeout=20)
+        manual_errors = [e for e in writer.errors if e[0] >= started]
+
+        # A crash: m2's master is killed; the sentinels elect its replica.
+        killed = time.monotonic()
+        assert shards[1].master.pid is not None
+        os.kill(shards[1].master.pid, signal.SIGKILL)
+        _, took = _until(
+            lambda: _server_stats(proxy, "m2")["address"] == shards[1].replica.address,
+            "the proxy to follow the failover of a killed master",
+            timeout=1 + 5 + 2,
+        )
+        print(f"kill -9 failover followed {took * 1000:.0f} ms after the kill")
+        seen = writer.done
+        _until(lambda: writer.done > seen + 50, "traffic after the crash failover", timeout=20)
+        crash_errors = [e for e in writer.errors if e[0] >= killed]
+    finally:
+        writer.stop()
+    assert not writer.wrong, writer.wrong[:3]
+    # Errors only while a master was unreachable, and protocol-correct.
+    window = (crash_errors[-1][0] - crash_errors[0][0]) * 1000 if crash_errors else 0.0
+    print(
+        f"client errors: manual failover {len(manual_errors)}, "
+        f"kill -9 {len(crash_errors)} over {window:.0f} ms"
+    )
+    assert len(manual_errors) <= 50 and window <= 8000
+    assert all(
+        "Connection" in text or "timed out" in text or "READONLY" in text
+        for _, text in writer.errors
+    ), writer.errors[:3]
+
+    # Placement is by name: nutcracker on the same names at the new
+    # addresses finds every key written after the failovers.
+    moved = pool_config(
+        "ha",
+        free_port(),
+        [f"{shards[0].replica.address}:1 m1", f"{shards[1].replica.address}:1 m2"],
+    )
+    nutcracker = nutcracker_factory(moved)
+    ours = redis_py.Redis(
+        host=LOOPBACK, port=int(proxy.address().rsplit(":", 1)[1]), driver_info=None
+    )
+    theirs = nutcracker.client()
+    try:
+        keys = [b"after:%d" % i for i in range(200)]
+        for key in keys:
+            ours.set(key, key)
+        assert theirs.mget(keys) == keys
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_no_sentinel_at_start_serves_the_configured_addresses(
+    redis_servers: Callable[..., list[RedisServer]],
+    corenet_proxy_factory: Callable[..., CorenetProxy],
+) -> None:
+    (server,) = redis_servers(1)
+    config = pool_config(
+        "ha", None, [f"{server.address}:1 m1"], sentinels=[f"{LOOPBACK}:{free_port()}"]
+    )
+    proxy = corenet_proxy_factory(config)
+    client = proxy.client()
+    try:
+        assert client.set(b"k", b"v") is True
+    finally:
+        client.close()
+    assert "no sentinel answered" in proxy.log_text()
+
+
+def test_test_conf_accepts_the_twemproxy_sentinels_example(tmp_path: Any) -> None:
+    conf = tmp_path / "nutcracker.yml"
+    conf.write_text(
+        "sigma:\n"
+        "  listen: 127.0.0.1:22125\n"
+        "  hash: fnv1a_64\n"
+        "  distribution: ketama\n"
+        "  redis: true\n"
+        "  sentinels:\n"
+        "   - 127.0.0.1:26379:1\n"
+        "   - 127.0.0.1:26380:1\n"
+        "  servers:\n"
+        "   - 127.0.0.1:6379:1 server1\n"
+        "   - 127.0.0.1:6380:1 server2\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "corenet", "-t", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "syntax is ok" in done.stderr
