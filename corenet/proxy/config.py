@@ -39,6 +39,10 @@ __all__ = [
 ]
 
 
+READ_FROM = ("master", "replica", "prefer-replica")
+"""The values of ``read_from``."""
+
+
 @attrs.frozen
 class ServerConfig:
     """One backend as written in ``servers``."""
@@ -92,6 +96,8 @@ class PoolConfig:
     """The sentinels' password (``requirepass`` of the sentinels)."""
     sentinel_masters: Mapping[str, str] = attrs.field(factory=dict, hash=False)
     """Server name -> the master name Sentinel knows it by (default: the server name)."""
+    read_from: str = "master"
+    """``master``, ``replica`` or ``prefer-replica``: where read-only commands go (Sentinel)."""
     health_check_interval: int | None = None
     """ms between active checks of each server (off by default, as in nutcracker)."""
     health_check_timeout: int = 1000
@@ -232,6 +238,10 @@ def _build_pool(name: str, node: yaml.Node, where: _Where) -> PoolConfig:
     pool = PoolConfig(**kwargs)
     if pool.sentinels and pool.protocol != "redis":
         raise where.error("sentinels", "Sentinel serves Redis pools only", lines["sentinels"])
+    if pool.read_from != "master" and not pool.sentinels:
+        raise where.error(
+            "read_from", "replicas are found through sentinels: add sentinels", lines["read_from"]
+        )
     names = {server.name for server in pool.servers}
     for named in pool.sentinel_masters:
         if named not in names:
@@ -308,6 +318,12 @@ def _as_sentinels(value: Any, at: _KeyWhere) -> tuple[ListenAddress, ...]:
         host, port = _split_host_port(text, at)
         found.append(ListenAddress(host=host, port=port))
     return tuple(found)
+
+
+def _as_read_from(value: Any, at: _KeyWhere) -> str:
+    if value not in READ_FROM:
+        raise at.error(f"expected one of {', '.join(READ_FROM)}, got {value!r}")
+    return str(value)
 
 
 def _as_name_map(value: Any, at: _KeyWhere) -> dict[str, str]:
@@ -422,6 +438,7 @@ _FIELDS: Mapping[str, Callable[[Any, _KeyWhere], Any]] = {
     "sentinels": _as_sentinels,
     "sentinel_auth": _as_secret,
     "sentinel_masters": _as_name_map,
+    "read_from": _as_read_from,
     "health_check_interval": _as_int(10),
     "health_check_timeout": _as_int(1),
     "protocol": _as_name,

@@ -99,6 +99,8 @@ class Server:
         self.connect_error = 0
         self.switches = 0
         """Times Sentinel moved this server to another address."""
+        self.replicas: list[Server] = []
+        """Its replicas, as Sentinel lists them (``read_from``); not on the ring."""
 
     def __repr__(self) -> str:
         return f"<Server {self.name} of {self.pool.name}>"
@@ -154,9 +156,21 @@ class Server:
     def close(self) -> None:
         for conn in self.conns:
             conn.close()
+        for replica in self.replicas:
+            replica.close()
+
+    def replica_for(self, client_index: int, *, usable_only: bool) -> Server | None:
+        """The replica a client's reads go to (spread by client), or None."""
+        replicas = self.replicas
+        if usable_only:
+            now = self.pool.loop.now
+            replicas = [r for r in replicas if not r.ejected and r.connect_after <= now]
+        return replicas[client_index % len(replicas)] if replicas else None
 
     def retire(self) -> None:
         """Leave the pool: every connection closes once its requests are answered."""
+        for replica in self.replicas:
+            replica.retire()
         for conns in self.conn_sets:
             for slot, conn in enumerate(conns):
                 if conn is not None:
@@ -211,6 +225,10 @@ class Pool:
         self._retry_timer: TimerHandle | None = None
         self.listener: Listener | None = None
         """Where clients are accepted, once :meth:`listen` has run."""
+        self.read_only = getattr(self.protocol, "is_read_only", None)
+        if config.read_from != "master" and self.read_only is not None:
+            # Only pools that read from replicas pay for the check.
+            self.forward = self._forward_read  # type: ignore[method-assign]
         self.rebuild()
 
     def __repr__(self) -> str:
@@ -273,6 +291,11 @@ class Pool:
         self.client_check_interval = new.client_check_interval
         self.servers = servers
         self.router = new.router
+        self.read_only = new.read_only
+        if "forward" in vars(self):
+            del self.forward  # back to the plain method, unless replicas are read
+        if new.config.read_from != "master" and self.read_only is not None:
+            self.forward = self._forward_read  # type: ignore[method-assign]
         for server in servers:
             for conn in server.conns:
                 conn.timeout = self.timeout
@@ -299,6 +322,7 @@ class Pool:
             return False
         old = server.config.address
         server.retire()
+        server.replicas = []  # the new master was one; the next ask says who is left
         server.config = attrs.evolve(server.config, address=address)
         server.failures = 0
         server.ejected = False
@@ -355,6 +379,54 @@ class Pool:
                 self._backing_off(msg, server)
                 return
         conn.enqueue(msg)
+
+    def _forward_read(self, msg: Msg, key: bytes, client: ClientConn) -> None:
+        """``forward`` for ``read_from: replica``: read-only commands go to a replica."""
+        assert self.read_only is not None
+        live = self.live
+        if live and self.read_only(msg):
+            try:
+                master = live[self.index_of(key)]
+            except Exception as exc:  # a hash or distribution plugin's bug
+                self._plugin_failed(msg, exc)
+                return
+            prefer = self.config.read_from == "prefer-replica"
+            replica = master.replica_for(client.index, usable_only=prefer)
+            if replica is not None:
+                conn = replica.conn_for(client.index, client.parser.variant)
+                if conn is not None:
+                    conn.enqueue(msg)
+                    return
+                if not prefer:
+                    self._backing_off(msg, replica)
+                    return
+        Pool.forward(self, msg, key, client)
+
+    def set_replicas(self, name: str, addresses: list[ListenAddress]) -> None:
+        """Server ``name``'s replicas are at ``addresses`` now (from Sentinel)."""
+        server = next((s for s in self.servers if s.name == name), None)
+        if server is None:
+            return
+        current = {r.config.address: r for r in server.replicas}
+        if list(current) == addresses:
+            return
+        replicas = []
+        for address in addresses:
+            replica = current.pop(address, None)
+            if replica is None:
+                replica = Server(
+                    self, attrs.evolve(server.config, address=address, name=f"{name}@{address}")
+                )
+            replicas.append(replica)
+        for gone in current.values():
+            gone.retire()
+        server.replicas = replicas
+        logger.info(
+            "pool %s: server %s replicas: %s",
+            self.name,
+            name,
+            ", ".join(map(str, addresses)) or "-",
+        )
 
     def fanout(self, msg: Msg, client: ClientConn) -> None:
         """Split ``client``'s multi-key request across servers (or forward it whole)."""

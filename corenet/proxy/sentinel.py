@@ -109,6 +109,27 @@ def ask_masters(config: PoolConfig, timeout: float = 1.0) -> dict[str, ListenAdd
     return None
 
 
+def _replica_addresses(reply: Any) -> list[ListenAddress]:
+    """The usable replicas in a ``SENTINEL replicas`` reply, in Sentinel's order."""
+    found: list[ListenAddress] = []
+    if not isinstance(reply, list):
+        return found
+    for entry in reply:
+        if not isinstance(entry, list):
+            continue
+        fields = dict(zip(entry[::2], entry[1::2], strict=False))
+        flags = set(fields.get(b"flags", b"").split(b","))
+        if flags & {b"s_down", b"o_down", b"disconnected"}:
+            continue
+        if fields.get(b"master-link-status", b"ok") != b"ok":
+            continue
+        try:
+            found.append(ListenAddress(host=fields[b"ip"].decode(), port=int(fields[b"port"])))
+        except (KeyError, ValueError, UnicodeDecodeError):
+            continue
+    return found
+
+
 def _read_replies(sock: socket.socket, count: int) -> list[Any]:
     reader = hiredis.Reader()
     replies: list[Any] = []
@@ -200,7 +221,9 @@ class SentinelWatch:
 
     def start(self) -> None:
         self._subscribe()
-        self._ask_timer = self.loop.timers.call_later(ASK_EVERY, self._ask_round)
+        # At once when replicas are read: the start-up answer named masters only.
+        first = 0.0 if self.pool.config.read_from != "master" else ASK_EVERY
+        self._ask_timer = self.loop.timers.call_later(first, self._ask_round)
 
     def _sentinel(self) -> ListenAddress:
         address = self.sentinels[self._next % len(self.sentinels)]
@@ -271,6 +294,9 @@ class SentinelWatch:
         config = self.pool.config
         masters = sorted(self.server_of)
         requests = _queries(config, masters)
+        reads = config.read_from != "master"
+        if reads:
+            requests.extend(_command(b"SENTINEL", b"replicas", m.encode()) for m in masters)
         replies: list[Any] = []
 
         def on_reply(reply: Any) -> None:
@@ -278,10 +304,13 @@ class SentinelWatch:
             if len(replies) < len(requests):
                 return
             answers = replies[1:] if config.sentinel_auth is not None else replies
-            for master, answer in zip(masters, answers, strict=True):
+            for master, answer in zip(masters, answers, strict=False):
                 address = _address(answer)
                 if address is not None:
                     self._moved(self.server_of[master], address)
+            if reads:
+                for master, answer in zip(masters, answers[len(masters) :], strict=True):
+                    self.pool.set_replicas(self.server_of[master], _replica_addresses(answer))
             if self._ask is not None:
                 self._ask.close()
 

@@ -129,6 +129,7 @@ def server_figures(server: Server) -> dict[str, int | str]:
     if server.pool.config.sentinels:
         out["address"] = str(server.config.address)
         out["sentinel_switches"] = server.switches
+        out["replicas"] = ",".join(str(r.config.address) for r in server.replicas)
     return out
 
 

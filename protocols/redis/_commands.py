@@ -30,7 +30,7 @@ import enum
 
 import attrs
 
-__all__ = ["COMMANDS", "FANOUT_ROUTES", "Command", "Route"]
+__all__ = ["COMMANDS", "FANOUT_ROUTES", "READ_ONLY", "Command", "Route"]
 
 
 class Route(enum.IntEnum):
@@ -249,3 +249,21 @@ COMMANDS: dict[bytes, Command] = {
     name.encode(): Command(name.encode(), arity, first_key, route)
     for name, arity, first_key, route in _TABLE
 }
+
+
+READ_ONLY: frozenset[bytes] = frozenset(
+    (
+        "get mget strlen getrange substr getbit bitcount bitpos bitfield_ro lcs exists type "
+        "ttl pttl expiretime pexpiretime dump hget hmget hgetall hkeys hvals hlen hexists "
+        "hstrlen hrandfield hscan lrange lindex llen lpos scard smembers sismember smismember "
+        "srandmember sinter sunion sdiff sintercard sscan zcard zcount zlexcount zrange "
+        "zrangebyscore zrangebylex zrevrange zrevrangebyscore zrevrangebylex zrank zrevrank "
+        "zscore zmscore zrandmember zscan zinter zunion zdiff zintercard pfcount geodist "
+        "geohash geopos georadius_ro georadiusbymember_ro geosearch xrange xrevrange xlen "
+        "sort_ro eval_ro evalsha_ro fcall_ro"
+    )
+    .encode()
+    .split()
+)
+"""Commands Redis 7 flags ``readonly`` that the table routes by key: what
+``read_from: replica`` may send to a replica (lower-case names)."""

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from corenet import __version__
 from corenet.protocols.redis import _fanout
+from corenet.protocols.redis._commands import READ_ONLY
 from corenet.protocols.redis._local import Session
 from corenet.protocols.redis._parser import ReplyParser, RequestParser
 from corenet.protocols.redis._resp import encode_command, encode_error
@@ -17,6 +18,19 @@ if TYPE_CHECKING:
     from corenet.protocol import PoolOptions
 
 __all__ = ["RedisProtocol"]
+
+
+def _command_name(data: bytes) -> bytes:
+    """The command name of a well-formed request: multibulk or inline."""
+    if data[:1] == b"*":
+        start = data.find(b"\r\n$")
+        if start < 0:
+            return b""
+        start = data.find(b"\r\n", start + 3) + 2
+        end = data.find(b"\r\n", start)
+        return data[start:end] if start >= 2 and end > start else b""
+    words = data.split(None, 1)
+    return words[0] if words else b""
 
 
 def _denied(pool: PoolOptions) -> frozenset[bytes]:
@@ -77,6 +91,10 @@ class RedisProtocol:
         if variant == 1:
             requests.append(encode_command([b"HELLO", b"3"]))
         return requests
+
+    def is_read_only(self, msg: Msg) -> bool:
+        """Whether ``msg`` only reads (a replica may answer it)."""
+        return _command_name(msg.data).lower() in READ_ONLY
 
     def fragment(self, msg: Msg, server_of: Callable[[bytes], int]) -> Sequence[tuple[int, Msg]]:
         return _fanout.fragment(msg, server_of)

@@ -202,6 +202,17 @@ def test_failovers_are_followed_with_placement_by_name_unchanged(
         for _, text in writer.errors
     ), writer.errors[:3]
 
+    # --explain asks the sentinels where the key's master is now.
+    explained = subprocess.run(
+        [sys.executable, "-m", "corenet", "-c", proxy.config_path, "--explain", "ha", "k1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert explained.returncode == 0, explained.stderr
+    now_line = next(line for line in explained.stdout.splitlines() if line.startswith("master now"))
+    assert any(shard.replica.address in now_line for shard in shards), explained.stdout
+
     # Placement is by name: nutcracker on the same names at the new
     # addresses finds every key written after the failovers.
     moved = pool_config(
@@ -264,3 +275,57 @@ def test_test_conf_accepts_the_twemproxy_sentinels_example(tmp_path: Any) -> Non
     )
     assert done.returncode == 0, done.stderr
     assert "syntax is ok" in done.stderr
+
+
+def _dbsize(server: RedisServer) -> int:
+    with server.client() as client:
+        return int(client.dbsize())
+
+
+def _calls(server: RedisServer, command: str) -> int:
+    client = redis_py.Redis(host=LOOPBACK, port=server.port, driver_info=None)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_read_from_replica_sends_reads_to_replicas_and_keeps_order(
+    sentinel_setup: tuple[list[Shard], list[RedisSentinel]],
+    corenet_proxy_factory: Callable[..., CorenetProxy],
+) -> None:
+    shards, sentinels = sentinel_setup
+    proxy = corenet_proxy_factory(_sentinel_pool(shards, sentinels, read_from="replica"))
+    _until(
+        lambda: all(_server_stats(proxy, n)["replicas"] for n in ("m1", "m2")),
+        "the proxy to learn the replicas",
+        timeout=10,
+    )
+    assert _server_stats(proxy, "m1")["replicas"] == shards[0].replica.address
+    before = [(_calls(s.master, "get"), _calls(s.replica, "get")) for s in shards]
+    client = proxy.client()
+    try:
+        keys = [f"user:{i * 7919}".encode() for i in range(100)]
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.set(key, key)
+        pipe.execute()
+        # Replication is asynchronous: wait until the replicas have the keys.
+        for shard in shards:
+            _until(lambda s=shard: _dbsize(s.replica) == _dbsize(s.master), "replication", 10)
+        # One pipeline mixing writes and replica reads: replies in order.
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(key)
+            pipe.incr(b"counter:" + key)
+            pipe.strlen(key)
+        replies = pipe.execute()
+    finally:
+        client.close()
+    for i, key in enumerate(keys):
+        assert replies[3 * i : 3 * i + 3] == [key, 1, len(key)]
+    for shard, (master_gets, replica_gets) in zip(shards, before, strict=True):
+        assert _calls(shard.master, "get") == master_gets  # no read reached a master
+        assert _calls(shard.replica, "get") > replica_gets
+        assert _calls(shard.master, "set") > 0  # writes did
