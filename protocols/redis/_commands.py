@@ -253,16 +253,16 @@ COMMANDS: dict[bytes, Command] = {
 
 READ_ONLY: frozenset[bytes] = frozenset(
     (
-        "get mget strlen getrange substr getbit bitcount bitpos bitfield_ro lcs exists type "
-        "ttl pttl expiretime pexpiretime dump hget hmget hgetall hkeys hvals hlen hexists "
-        "hstrlen hrandfield hscan lrange lindex llen lpos scard smembers sismember smismember "
-        "srandmember sinter sunion sdiff sintercard sscan zcard zcount zlexcount zrange "
-        "zrangebyscore zrangebylex zrevrange zrevrangebyscore zrevrangebylex zrank zrevrank "
-        "zscore zmscore zrandmember zscan zinter zunion zdiff zintercard pfcount geodist "
-        "geohash geopos georadius_ro georadiusbymember_ro geosearch xrange xrevrange xlen "
-        "sort_ro eval_ro evalsha_ro fcall_ro"
+        b"get mget strlen getrange substr getbit bitcount bitpos bitfield_ro lcs exists type "
+        b"ttl pttl expiretime pexpiretime dump hget hmget hgetall hkeys hvals hlen hexists "
+        b"hstrlen hrandfield hscan lrange lindex llen lpos scard smembers sismember smismember "
+        b"srandmember sinter sunion sdiff sintercard sscan zcard zcount zlexcount zrange "
+        b"zrangebyscore zrangebylex zrevrange zrevrangebyscore zrevrangebylex zrank zrevrank "
+        b"zscore zmscore zrandmember zscan zinter zunion zdiff zintercard pfcount geodist "
+        b"geohash geopos georadius_ro georadiusbymember_ro geosearch xrange xrevrange xlen "
+        b"sort_ro eval_ro evalsha_ro fcall_ro"
     )
-    .encode()
+
     .split()
 )
 """Commands Redis 7 flags ``readonly`` that the table routes by key: what
