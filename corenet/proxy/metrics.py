@@ -228,6 +228,28 @@ class ProxyCollector(Collector):
         for label_values, server, _ in rows:
             ejected.add_metric(label_values, 1 if server.ejected else 0)
         yield ejected
+        followed = [row for row in rows if row[1].pool.config.sentinels]
+        if followed:
+            where = GaugeMetricFamily(
+                "corenet_server_master_info",
+                "1, labelled with where Sentinel says the server's master is now",
+                labels=[*labels, "address"],
+            )
+            switches = CounterMetricFamily(
+                "corenet_server_sentinel_switches",
+                "times Sentinel moved the server to another address",
+                labels=labels,
+            )
+            replicas = GaugeMetricFamily(
+                "corenet_server_replicas", "replicas known for the server", labels=labels
+            )
+            for label_values, server, _ in followed:
+                where.add_metric([*label_values, str(server.config.address)], 1)
+                switches.add_metric(label_values, server.switches)
+                replicas.add_metric(label_values, len(server.replicas))
+            yield where
+            yield switches
+            yield replicas
 
     def _latency_metrics(self, pools: list[Pool]) -> Iterator[Metric]:
         family = HistogramMetricFamily(

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
@@ -150,7 +151,8 @@ def test_failovers_are_followed_with_placement_by_name_unchanged(
 ) -> None:
     shards, sentinels = sentinel_setup
     config = _sentinel_pool(shards, sentinels)
-    proxy = corenet_proxy_factory(config)
+    metrics_port = free_port()
+    proxy = corenet_proxy_factory(config, ["--metrics-port", str(metrics_port)])
     assert _server_stats(proxy, "m1")["address"] == shards[0].master.address
     writer = Writer(proxy.address())
     try:
@@ -201,6 +203,11 @@ def test_failovers_are_followed_with_placement_by_name_unchanged(
         "Connection" in text or "timed out" in text or "READONLY" in text
         for _, text in writer.errors
     ), writer.errors[:3]
+
+    with urllib.request.urlopen(f"http://{LOOPBACK}:{metrics_port}/metrics", timeout=10) as page:
+        metrics = page.read().decode()
+    assert 'corenet_server_sentinel_switches_total{pool="ha",server="m1"} 1.0' in metrics
+    assert f'address="{shards[1].replica.address}"' in metrics
 
     # --explain asks the sentinels where the key's master is now.
     explained = subprocess.run(
