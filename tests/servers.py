@@ -13,8 +13,12 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
 
 from corenet.proxy.harness import (
     CorenetProxy,
@@ -53,11 +57,14 @@ from corenet.testing.process import (
 
 if TYPE_CHECKING:
     import socket
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
 
 __all__ = [
     "ADDR_IN_USE_MARKERS",
+    "assert_nutcracker_finds",
+    "metrics_page",
+    "poll_until",
     "LOOPBACK",
     "CorenetProxy",
     "DaemonFiles",
@@ -93,6 +100,54 @@ __all__ = [
     "stop_all",
     "wait_for",
 ]
+
+
+T = TypeVar("T")
+
+
+def poll_until(
+    check: Callable[[], T], what: str, timeout: float = 20.0, interval: float = 0.05
+) -> tuple[T, float]:
+    """``check()``'s first true value and the seconds it took; fail the test
+    (naming ``what``) after ``timeout`` seconds."""
+    start = time.monotonic()
+    while True:
+        value = check()
+        if value:
+            return value, time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def metrics_page(port: int) -> str:
+    """The text of ``/metrics`` on 127.0.0.1:``port``."""
+    with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=10) as page:
+        return str(page.read().decode())
+
+
+def assert_nutcracker_finds(
+    proxy_address: str,
+    nutcracker_config: Mapping[str, Any],
+    nutcracker_factory: Callable[..., Nutcracker],
+    keys: Sequence[bytes],
+) -> None:
+    """Keys written through ``proxy_address`` are all found by nutcracker
+    started on ``nutcracker_config`` (one pool, over the same backends):
+    both place them alike."""
+    writer = redis_client(proxy_address)
+    try:
+        for key in keys:
+            writer.set(key, key)
+    finally:
+        writer.close()
+    nutcracker = nutcracker_factory(nutcracker_config)
+    reader = nutcracker.client()
+    try:
+        assert reader.mget(list(keys)) == list(keys)
+    finally:
+        reader.close()
+        nutcracker.stop()
 
 
 def spread_keys(n: int, prefix: str = "key", digits: int = 10) -> list[str]:

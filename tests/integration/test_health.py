@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.servers import Memcached, RedisServer, pool_config
+from tests.servers import Memcached, RedisServer, poll_until, pool_config
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tests.servers import CorenetProxy
-
-T = TypeVar("T")
-
-
-def _until(check: Callable[[], T], what: str, timeout: float) -> tuple[T, float]:
-    start = time.monotonic()
-    while True:
-        value = check()
-        if value:
-            return value, time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.mark.parametrize("kind", ["redis", "memcache"])
@@ -49,7 +35,7 @@ def test_a_dead_idle_server_is_ejected_before_any_request_fails_and_returns(
         proxy = corenet_proxy_factory(config)
         port = victim.port
         victim.stop()
-        stats, took = _until(
+        stats, took = poll_until(
             lambda: (s := proxy.stats())["hc"]["server_ejects"] == 1 and s,
             "the health checks to eject the stopped server",
             timeout=5,
@@ -79,7 +65,7 @@ def test_a_dead_idle_server_is_ejected_before_any_request_fails_and_returns(
                     assert client.set(key, "v", noreply=False) is True
             return proxy.stats()["hc"][victim.address]["requests"] > 0
 
-        _, took = _until(reached, "the restarted server to take requests again", timeout=5)
+        _, took = poll_until(reached, "the restarted server to take requests again", timeout=5)
         print(f"{kind}: back in the distribution {took * 1000:.0f} ms after the restart")
         assert proxy.stats()["hc"]["forward_error"] == 0
         client.close()

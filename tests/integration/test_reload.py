@@ -18,14 +18,23 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis as redis_py
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.servers import dump_config, encode_command, free_port, pool_config, read_until
+from tests.servers import (
+    assert_nutcracker_finds,
+    dump_config,
+    encode_command,
+    free_port,
+    metrics_page,
+    poll_until,
+    pool_config,
+    read_until,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -33,20 +42,6 @@ if TYPE_CHECKING:
     from tests.servers import CorenetProxy, Memcached, Nutcracker, RedisServer
 
 LOOPBACK = "127.0.0.1"
-
-T = TypeVar("T")
-
-
-def _until(check: Callable[[], T], what: str, timeout: float = 20.0) -> T:
-    """``check()``'s first true value, polled every 50 ms; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _client(address: str) -> redis_py.Redis:
@@ -173,7 +168,7 @@ def _signal_reload(proxy: CorenetProxy) -> dict[str, Any]:
         )
         return now if done else None
 
-    return _until(moved, "a reload after SIGUSR1", timeout=10)
+    return poll_until(moved, "a reload after SIGUSR1", timeout=10)[0]
 
 
 def _connections_received(server: RedisServer) -> int:
@@ -191,23 +186,9 @@ def _placement_matches_nutcracker(
     nutcracker_factory: Callable[..., Nutcracker],
     tag: str,
 ) -> None:
-    """Keys written through corenet are all found through nutcracker on the same file."""
-    writer = _client(proxy_address)
+    body = {**config[pool], "listen": f"{LOOPBACK}:{free_port()}"}
     keys = [f"place:{tag}:{i}".encode() for i in range(200)]
-    try:
-        for key in keys:
-            writer.set(key, key)
-    finally:
-        writer.close()
-    body = dict(config[pool])
-    body["listen"] = f"{LOOPBACK}:{free_port()}"
-    nutcracker = nutcracker_factory({pool: body})
-    reader = nutcracker.client()
-    try:
-        assert reader.mget(keys) == keys
-    finally:
-        reader.close()
-        nutcracker.stop()
+    assert_nutcracker_finds(proxy_address, {pool: body}, nutcracker_factory, keys)
 
 
 def test_reload_sequence_keeps_every_client(
@@ -227,7 +208,7 @@ def test_reload_sequence_keeps_every_client(
     config = alpha([addr[0], addr[1]])
     proxy = corenet_proxy_factory(config, ["--metrics-port", str(metrics_port)])
     clients = traffic(proxy.address("alpha"))
-    _until(lambda: clients.requests > 500, "traffic before the reloads")
+    poll_until(lambda: clients.requests > 500, "traffic before the reloads")
 
     steps: list[tuple[str, dict[str, Any], list[RedisServer]]] = []
     steps.append(("add a server", alpha([addr[0], addr[1], addr[2]]), [r[0], r[1]]))
@@ -260,7 +241,7 @@ def test_reload_sequence_keeps_every_client(
         assert stats["config_generation"] == generation, what
         assert stats["reload_failures"] == 0, what
         seen = clients.requests
-        _until(lambda seen=seen: clients.requests > seen + 200, f"traffic after: {what}")
+        poll_until(lambda seen=seen: clients.requests > seen + 200, f"traffic after: {what}")
         after = {s.port: _connections_received(s) for s in unchanged}
         # Our INFO connections count too: one each time we ask.
         assert {p: n - 1 for p, n in after.items()} == before, what
@@ -298,8 +279,7 @@ def test_reload_sequence_keeps_every_client(
     stats = proxy.stats()
     assert stats["config_generation"] == 1 + len(steps) + 50
     assert stats["reloads"] == len(steps) + 50
-    with urllib.request.urlopen(f"http://{LOOPBACK}:{metrics_port}/metrics", timeout=10) as page:
-        metrics = page.read().decode()
+    metrics = metrics_page(metrics_port)
     assert f"corenet_config_generation {1 + len(steps) + 50}.0" in metrics
     assert "corenet_reload_failures_total 1.0" in metrics
     clients.stop()
@@ -341,7 +321,7 @@ def test_watch_config_reloads_on_content_change_only(
     assert proxy.stats()["config_generation"] == 1
     config["alpha"]["servers"].append(f"{r[1].address}:1")
     _write(proxy, config)
-    stats = _until(
+    stats, _ = poll_until(
         lambda: (s := proxy.stats())["config_generation"] == 2 and s,
         "a reload after the file changed",
     )
@@ -388,7 +368,7 @@ def test_reload_with_workers(
     alpha = pool_config("alpha", None, [r[0].address, r[1].address])
     proxy = corenet_proxy_factory(alpha, ["--workers", "2"])
     clients = traffic(proxy.address("alpha"))
-    _until(lambda: clients.requests > 500, "traffic before the reload")
+    poll_until(lambda: clients.requests > 500, "traffic before the reload")
     before = {s.port: _connections_received(s) for s in (r[0], r[1])}
 
     beta_address = f"{LOOPBACK}:{free_port()}"
@@ -408,7 +388,7 @@ def test_reload_with_workers(
         finally:
             client.close()
     seen = clients.requests
-    _until(lambda: clients.requests > seen + 200, "traffic after the reload")
+    poll_until(lambda: clients.requests > seen + 200, "traffic after the reload")
     after = {s.port: _connections_received(s) for s in (r[0], r[1])}
     assert {p: n - 1 for p, n in after.items()} == before
 

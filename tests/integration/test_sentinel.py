@@ -14,14 +14,21 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis as redis_py
 
 from tests.conftest import need_binary
-from tests.servers import RedisSentinel, RedisServer, free_port, pool_config
+from tests.servers import (
+    RedisSentinel,
+    RedisServer,
+    assert_nutcracker_finds,
+    free_port,
+    metrics_page,
+    poll_until,
+    pool_config,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -29,19 +36,6 @@ if TYPE_CHECKING:
     from tests.servers import CorenetProxy, Nutcracker
 
 LOOPBACK = "127.0.0.1"
-T = TypeVar("T")
-
-
-def _until(check: Callable[[], T], what: str, timeout: float) -> tuple[T, float]:
-    """``check()``'s first true value and the seconds it took; fail after ``timeout``."""
-    start = time.monotonic()
-    while True:
-        value = check()
-        if value:
-            return value, time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Shard:
@@ -69,7 +63,7 @@ def sentinel_setup(
         sentinels = [RedisSentinel(masters) for _ in range(3)]
         # Every sentinel has seen both replicas and its peers before a failover.
         for sentinel in sentinels:
-            _until(
+            poll_until(
                 lambda s=sentinel: all(_sentinel_knows(s, name) for name in ("m1", "m2")),
                 "sentinels to discover replicas and each other",
                 timeout=20,
@@ -156,7 +150,7 @@ def test_failovers_are_followed_with_placement_by_name_unchanged(
     assert _server_stats(proxy, "m1")["address"] == shards[0].master.address
     writer = Writer(proxy.address())
     try:
-        _until(lambda: writer.done > 50, "traffic before the failovers", timeout=20)
+        poll_until(lambda: writer.done > 50, "traffic before the failovers", timeout=20)
 
         # A manual failover: m1's replica becomes its master.
         client = redis_py.Redis(host=LOOPBACK, port=sentinels[0].port)
@@ -165,7 +159,7 @@ def test_failovers_are_followed_with_placement_by_name_unchanged(
         finally:
             client.close()
         started = time.monotonic()
-        _, took = _until(
+        _, took = poll_until(
             lambda: _server_stats(proxy, "m1")["address"] == shards[0].replica.address,
             "the proxy to follow SENTINEL FAILOVER",
             timeout=5 + 2,
@@ -173,7 +167,7 @@ def test_failovers_are_followed_with_placement_by_name_unchanged(
         assert _server_stats(proxy, "m1")["sentinel_switches"] == 1
         print(f"manual failover followed {took * 1000:.0f} ms after SENTINEL FAILOVER")
         seen = writer.done
-        _until(lambda: writer.done > seen + 50, "traffic after the manual failover", timeout=20)
+        poll_until(lambda: writer.done > seen + 50, "traffic after the manual failover", timeout=20)
         manual_errors = [e for e in writer.errors if e[0] >= started]
 
         # The sentinel the proxy follows goes away: it moves on to the next.
@@ -182,14 +176,14 @@ def test_failovers_are_followed_with_placement_by_name_unchanged(
         killed = time.monotonic()
         assert shards[1].master.pid is not None
         os.kill(shards[1].master.pid, signal.SIGKILL)
-        _, took = _until(
+        _, took = poll_until(
             lambda: _server_stats(proxy, "m2")["address"] == shards[1].replica.address,
             "the proxy to follow the failover of a killed master",
             timeout=1 + 5 + 2,
         )
         print(f"kill -9 failover followed {took * 1000:.0f} ms after the kill")
         seen = writer.done
-        _until(lambda: writer.done > seen + 50, "traffic after the crash failover", timeout=20)
+        poll_until(lambda: writer.done > seen + 50, "traffic after the crash failover", timeout=20)
         crash_errors = [e for e in writer.errors if e[0] >= killed]
     finally:
         writer.stop()
@@ -206,8 +200,7 @@ def test_failovers_are_followed_with_placement_by_name_unchanged(
         for _, text in writer.errors
     ), writer.errors[:3]
 
-    with urllib.request.urlopen(f"http://{LOOPBACK}:{metrics_port}/metrics", timeout=10) as page:
-        metrics = page.read().decode()
+    metrics = metrics_page(metrics_port)
     assert 'corenet_server_sentinel_switches_total{pool="ha",server="m1"} 1.0' in metrics
     assert f'address="{shards[1].replica.address}"' in metrics
 
@@ -229,19 +222,8 @@ def test_failovers_are_followed_with_placement_by_name_unchanged(
         free_port(),
         [f"{shards[0].replica.address}:1 m1", f"{shards[1].replica.address}:1 m2"],
     )
-    nutcracker = nutcracker_factory(moved)
-    ours = redis_py.Redis(
-        host=LOOPBACK, port=int(proxy.address().rsplit(":", 1)[1]), driver_info=None
-    )
-    theirs = nutcracker.client()
-    try:
-        keys = [b"after:%d" % i for i in range(200)]
-        for key in keys:
-            ours.set(key, key)
-        assert theirs.mget(keys) == keys
-    finally:
-        ours.close()
-        theirs.close()
+    keys = [b"after:%d" % i for i in range(200)]
+    assert_nutcracker_finds(proxy.address(), moved, nutcracker_factory, keys)
 
 
 def test_no_sentinel_at_start_serves_the_configured_addresses(
@@ -306,7 +288,7 @@ def test_read_from_replica_sends_reads_to_replicas_and_keeps_order(
 ) -> None:
     shards, sentinels = sentinel_setup
     proxy = corenet_proxy_factory(_sentinel_pool(shards, sentinels, read_from="replica"))
-    _until(
+    poll_until(
         lambda: all(_server_stats(proxy, n)["replicas"] for n in ("m1", "m2")),
         "the proxy to learn the replicas",
         timeout=10,
@@ -322,7 +304,7 @@ def test_read_from_replica_sends_reads_to_replicas_and_keeps_order(
         pipe.execute()
         # Replication is asynchronous: wait until the replicas have the keys.
         for shard in shards:
-            _until(lambda s=shard: _dbsize(s.replica) == _dbsize(s.master), "replication", 10)
+            poll_until(lambda s=shard: _dbsize(s.replica) == _dbsize(s.master), "replication", 10)
         # One pipeline mixing writes and replica reads: replies in order.
         pipe = client.pipeline(transaction=False)
         for key in keys:
