@@ -21,13 +21,22 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["ACTION_CLOSE", "ACTION_FANOUT", "ACTION_FORWARD", "ACTION_LOCAL", "Msg", "fanout_msg"]
+__all__ = [
+    "ACTION_CLOSE",
+    "ACTION_EVERY",
+    "ACTION_FANOUT",
+    "ACTION_FORWARD",
+    "ACTION_LOCAL",
+    "Msg",
+    "fanout_msg",
+]
 
 # What the client connection does with a parsed request.
 ACTION_FORWARD = 0  # route ``key`` and forward ``data`` to one server
 ACTION_LOCAL = 1  # ``reply`` is already set: answer without a server
 ACTION_CLOSE = 2  # ``reply`` is already set: answer, then close the client
 ACTION_FANOUT = 3  # split across servers by the protocol's ``fragment``
+ACTION_EVERY = 4  # keyless, for every live server: the protocol's ``fragment_every``
 
 
 class Msg:

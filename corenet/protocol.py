@@ -165,6 +165,12 @@ class Protocol(TypingProtocol):
         """
         ...
 
+    # Optional: def fragment_every(msg, servers: int) -> Sequence[tuple[int, Msg]]
+    # for ACTION_EVERY requests (keyless commands about the whole keyspace:
+    # DBSIZE, SCAN): ``servers`` is the number of live servers, indexes
+    # 0..servers-1; return fragments (parent set, ``msg.merge`` set) for
+    # the servers to ask, all of them or one (a SCAN cursor names one).
+    #
     # Optional: health_check: bytes, one request any healthy server answers
     # (Redis: PING, memcache: version), sent by active health checks.
     #

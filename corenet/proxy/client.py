@@ -132,7 +132,7 @@ class ClientConn(Stream):
                 pool.forward(msg, msg.key or b"", self)
                 if msg.done:  # noreply: nothing to wait for
                     self.loop.schedule_flush(self)
-            elif action == ACTION_FANOUT:
+            elif action >= ACTION_FANOUT:  # ACTION_FANOUT or ACTION_EVERY
                 pool.fanout(msg, self)
             else:
                 self.loop.schedule_flush(self)

@@ -25,6 +25,7 @@ import attrs
 
 from corenet.errors import ConfigError, PluginError
 from corenet.event import EV_READ
+from corenet.msg import ACTION_EVERY
 from corenet.net import Listener, bind_listener, file_identity
 from corenet.proxy.client import ClientConn, complete
 from corenet.proxy.config import check_extra_keys, pool_options
@@ -435,7 +436,10 @@ class Pool:
             self._unroutable(msg)
             return
         try:
-            frags = self.protocol.fragment(msg, self.index_of)
+            if msg.action == ACTION_EVERY:
+                frags = self.protocol.fragment_every(msg, len(live))  # type: ignore[attr-defined]
+            else:
+                frags = self.protocol.fragment(msg, self.index_of)
         except Exception as exc:  # a plugin's bug: answer this request, keep the client
             self._plugin_failed(msg, exc)
             return

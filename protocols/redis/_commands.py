@@ -17,8 +17,12 @@ first key, and how the proxy routes it:
     answered by the proxy itself;
 ``any``
     keyless and side-effect free: sent to the first live server;
+``every``
+    about the whole keyspace (``DBSIZE``, ``KEYS``, ``SCAN``, ``RANDOMKEY``,
+    ``SCRIPT LOAD/EXISTS/FLUSH``): sent to every live server (``SCAN``: to
+    the one its cursor names) and merged (see ``_every``);
 ``refused``
-    known to Redis but meaningless through a sharding proxy (KEYS, MULTI,
+    known to Redis but meaningless through a sharding proxy (MULTI,
     SUBSCRIBE...): answered with an error, never forwarded.
 
 Commands missing from the table get Redis's own "unknown command" error.
@@ -30,7 +34,15 @@ import enum
 
 import attrs
 
-__all__ = ["COMMANDS", "FANOUT_ROUTES", "READ_ONLY", "Command", "Route"]
+__all__ = [
+    "COMMANDS",
+    "FANOUT_ROUTES",
+    "READ_ONLY",
+    "SCRIPT_SUBCOMMANDS",
+    "Command",
+    "Route",
+    "every_refusal",
+]
 
 
 class Route(enum.IntEnum):
@@ -42,6 +54,7 @@ class Route(enum.IntEnum):
     LOCAL = 5
     ANY = 6
     REFUSED = 7
+    EVERY = 8
 
 
 @attrs.frozen
@@ -55,7 +68,7 @@ class Command:
 _K, _MGET, _SUM, _MSET, _EVAL = Route.KEY, Route.MGET, Route.SUM, Route.MSET, Route.EVAL
 FANOUT_ROUTES = frozenset([_MGET, _SUM, _MSET])
 """The routes whose commands are split by key across servers (see _fanout)."""
-_LOCAL, _ANY, _REFUSED = Route.LOCAL, Route.ANY, Route.REFUSED
+_LOCAL, _ANY, _REFUSED, _EVERY = Route.LOCAL, Route.ANY, Route.REFUSED, Route.EVERY
 
 # name, arity, first key index, route
 _TABLE: tuple[tuple[str, int, int, Route], ...] = (
@@ -227,17 +240,23 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("command", -1, 0, _ANY),
     ("lolwut", -1, 0, _ANY),
     ("time", 1, 0, _ANY),
+    # the whole keyspace, over every server
+    ("dbsize", 1, 0, _EVERY),
+    ("keys", 2, 0, _EVERY),
+    ("scan", -2, 0, _EVERY),
+    ("randomkey", 1, 0, _EVERY),
+    ("script", -2, 0, _EVERY),
     # known to Redis, not served through a sharding proxy
     *(
         (name, -1, 0, _REFUSED)
         for name in (
             "acl bgrewriteaof bgsave blmove blmpop blpop brpop brpoplpush bzmpop "
-            "bzpopmax bzpopmin cluster config copy dbsize debug discard exec "
-            "failover flushall flushdb function info keys lastsave latency lcs "
+            "bzpopmax bzpopmin cluster config copy debug discard exec "
+            "failover flushall flushdb function info lastsave latency lcs "
             "lmpop memory migrate module monitor move msetnx multi object "
-            "psubscribe psync publish pubsub punsubscribe randomkey readonly "
-            "readwrite rename renamenx replconf replicaof reset role save scan "
-            "script shutdown sintercard slaveof slowlog spublish "
+            "psubscribe psync publish pubsub punsubscribe readonly "
+            "readwrite rename renamenx replconf replicaof reset role save "
+            "shutdown sintercard slaveof slowlog spublish "
             "ssubscribe subscribe sunsubscribe swapdb sync unsubscribe unwatch wait "
             "waitaof watch xgroup xinfo xread xreadgroup zdiff zdiffstore zinter "
             "zintercard zmpop zunion"
@@ -261,9 +280,30 @@ READ_ONLY: frozenset[bytes] = frozenset(
         b"zscore zmscore zrandmember zscan zinter zunion zdiff zintercard pfcount geodist "
         b"geohash geopos georadius_ro georadiusbymember_ro geosearch xrange xrevrange xlen "
         b"sort_ro eval_ro evalsha_ro fcall_ro"
-    )
-
-    .split()
+    ).split()
 )
 """Commands Redis 7 flags ``readonly`` that the table routes by key: what
 ``read_from: replica`` may send to a replica (lower-case names)."""
+
+
+SCRIPT_SUBCOMMANDS = frozenset([b"load", b"exists", b"flush"])
+"""What ``SCRIPT`` may do through the proxy: the same on every server."""
+
+
+def every_refusal(cmd: Command, args: list[bytes]) -> bytes | None:
+    """The error for an ``every``-routed request the proxy cannot serve, or None.
+
+    ``SCAN`` needs a cursor the proxy made (decimal digits, as Redis parses
+    it); ``SCRIPT`` only its subcommands that mean the same on every server.
+    """
+    if cmd.name == b"scan" and not (args[1].isdigit() and args[1].isascii()):
+        return b"-ERR invalid cursor\r\n"
+    if cmd.name == b"script":
+        sub = args[1].lower()
+        if sub not in SCRIPT_SUBCOMMANDS:
+            return b"-ERR SCRIPT %s is not supported by the proxy\r\n" % sub.upper()
+        if sub == b"load" and len(args) != 3:
+            return b"-ERR wrong number of arguments for 'script|load' command\r\n"
+        if sub == b"exists" and len(args) < 3:
+            return b"-ERR wrong number of arguments for 'script|exists' command\r\n"
+    return None

@@ -43,9 +43,15 @@ import functools
 from typing import TYPE_CHECKING
 
 from corenet.errors import RemoteProtocolError
-from corenet.msg import ACTION_CLOSE, ACTION_LOCAL, Msg, fanout_msg
+from corenet.msg import ACTION_CLOSE, ACTION_EVERY, ACTION_LOCAL, Msg, fanout_msg
 from corenet.protocols.redis import _accel
-from corenet.protocols.redis._commands import COMMANDS, FANOUT_ROUTES, Command, Route
+from corenet.protocols.redis._commands import (
+    COMMANDS,
+    FANOUT_ROUTES,
+    Command,
+    Route,
+    every_refusal,
+)
 from corenet.protocols.redis._local import HANDLERS, Session
 from corenet.protocols.redis._resp import encode_command, encode_error, string2ll
 
@@ -61,7 +67,7 @@ __all__ = [
 ]
 
 # Module constants: an Enum attribute costs a class lookup per request.
-_KEY, _LOCAL, _EVAL, _ANY = Route.KEY, Route.LOCAL, Route.EVAL, Route.ANY
+_KEY, _LOCAL, _EVAL, _ANY, _EVERY = Route.KEY, Route.LOCAL, Route.EVAL, Route.ANY, Route.EVERY
 _MGET, _SUM, _MSET = Route.MGET, Route.SUM, Route.MSET
 
 KeyedTable = dict[bytes, tuple[int, int, Command | None]]
@@ -326,6 +332,14 @@ class RequestParser:
             return Msg(data, end, buf[start + spans[6] : start + spans[7]])
         if route is _ANY:
             return Msg(data, end, b"")
+        if route is _EVERY:
+            args = [buf[start + spans[i] : start + spans[i + 1]] for i in range(0, len(spans), 2)]
+            refusal = every_refusal(cmd, args)
+            if refusal is not None:
+                return self._local(data, end, refusal)
+            msg = Msg(data, end, None, ACTION_EVERY)
+            msg.info = (cmd, args)
+            return msg
         return self._local(
             data, end, encode_error(b"ERR command '%s' is not supported by the proxy" % cmd.name)
         )

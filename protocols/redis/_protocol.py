@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from corenet import __version__
-from corenet.protocols.redis import _fanout
+from corenet.protocols.redis import _every, _fanout
 from corenet.protocols.redis._commands import READ_ONLY
 from corenet.protocols.redis._local import Session
 from corenet.protocols.redis._parser import ReplyParser, RequestParser
@@ -98,3 +98,6 @@ class RedisProtocol:
 
     def fragment(self, msg: Msg, server_of: Callable[[bytes], int]) -> Sequence[tuple[int, Msg]]:
         return _fanout.fragment(msg, server_of)
+
+    def fragment_every(self, msg: Msg, servers: int) -> Sequence[tuple[int, Msg]]:
+        return _every.fragment_every(msg, servers)

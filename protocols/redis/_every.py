@@ -1,0 +1,152 @@
+"""Keyless commands about the whole keyspace, over every server of a pool.
+
+* ``DBSIZE``: the sum over the servers.
+* ``KEYS pattern``: every server's keys, one array (servers in pool order).
+* ``RANDOMKEY``: the first server's key that is not nil, else nil.
+* ``SCRIPT LOAD``: loaded on every server (so ``EVALSHA`` works for keys on
+  any of them); the SHA1, which every server computes alike.
+  ``SCRIPT EXISTS``: 1 for a script only if every server has it.
+  ``SCRIPT FLUSH``: on every server.
+* ``SCAN cursor [MATCH p] [COUNT n] [TYPE t]``: one server at a time.  The
+  proxy's cursor is ``server_cursor * servers + index``: it names the server
+  (``index``, 0 first) and that server's own cursor.  When a server's scan
+  ends (its cursor 0) the next cursor starts the next server; after the last
+  server it is 0, so iterating to 0 visits every live server once, and
+  Redis's guarantees hold per server (every key present for the whole scan
+  is returned at least once).  While servers are ejected or a reload changes
+  them, the cursor may name another server: a scan then can skip or repeat
+  keys, like a Redis scan across a resize cannot.
+
+A server that fails (an error reply, refused connection, timeout) fails the
+whole command with its error, in server order, never a partial answer.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from corenet.msg import Msg
+from corenet.protocols.redis._fanout import _failed, _merge_ok, _merge_sum, _split_array
+from corenet.protocols.redis._resp import encode_command
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from corenet.protocols.redis._commands import Command
+
+__all__ = ["fragment_every", "next_cursor", "split_cursor"]
+
+
+def split_cursor(cursor: int, servers: int) -> tuple[int, int]:
+    """``(server index, that server's cursor)`` of a proxy cursor."""
+    return cursor % servers, cursor // servers
+
+
+def next_cursor(index: int, server_cursor: int, servers: int) -> int:
+    """The proxy cursor after server ``index`` answered ``server_cursor``."""
+    if server_cursor:
+        return server_cursor * servers + index
+    return index + 1 if index + 1 < servers else 0
+
+
+def fragment_every(msg: Msg, servers: int) -> Sequence[tuple[int, Msg]]:
+    cmd, args = msg.info
+    if cmd.name == b"scan":
+        index, server_cursor = split_cursor(int(args[1]), servers)
+        frag = Msg(encode_command([args[0], b"%d" % server_cursor, *args[2:]]), 0)
+        frag.parent = msg
+        frag.info = (index, servers)
+        msg.frags = [frag]
+        msg.pending = 1
+        msg.merge = _merge_scan
+        return [(index, frag)]
+    merge = _merge_for(cmd, args)
+    frags = []
+    for index in range(servers):
+        frag = Msg(msg.data, 0)
+        frag.parent = msg
+        frags.append((index, frag))
+    msg.frags = [frag for _, frag in frags]
+    msg.pending = servers
+    msg.merge = merge
+    return frags
+
+
+def _merge_for(cmd: Command, args: list[bytes]) -> Callable[[Msg], bytes]:
+    if cmd.name == b"dbsize":
+        return _merge_sum
+    if cmd.name == b"keys":
+        return _merge_concat
+    if cmd.name == b"randomkey":
+        return _merge_first_key
+    sub = args[1].lower()
+    if sub == b"load":
+        return _merge_same
+    if sub == b"exists":
+        return _merge_all_have
+    return _merge_ok  # flush
+
+
+def _replies(msg: Msg) -> list[bytes]:
+    assert msg.frags is not None
+    return [frag.reply or b"" for frag in msg.frags]
+
+
+def _merge_concat(msg: Msg) -> bytes:
+    elements: list[bytes] = []
+    for reply in _replies(msg):
+        part = _split_array(reply)
+        if part is None:
+            return _failed(reply)
+        elements += part
+    return b"*%d\r\n" % len(elements) + b"".join(elements)
+
+
+def _merge_first_key(msg: Msg) -> bytes:
+    replies = _replies(msg)
+    for reply in replies:
+        if reply[:1] in (b"-", b"!"):
+            return reply
+    for reply in replies:
+        if reply[:1] == b"$" and reply != b"$-1\r\n":
+            return reply
+    return replies[0]  # nil, as this client's protocol says it ($-1 or _)
+
+
+def _merge_same(msg: Msg) -> bytes:
+    replies = _replies(msg)
+    for reply in replies:
+        if reply[:1] in (b"-", b"!"):
+            return reply
+    return replies[0] if all(r == replies[0] for r in replies) else _failed(b"")
+
+
+def _merge_all_have(msg: Msg) -> bytes:
+    answers: list[list[bytes]] = []
+    for reply in _replies(msg):
+        part = _split_array(reply)
+        if part is None:
+            return _failed(reply)
+        answers.append(part)
+    if len({len(a) for a in answers}) != 1:
+        return _failed(b"")
+    have = [
+        b":1\r\n" if all(a[i] == b":1\r\n" for a in answers) else b":0\r\n"
+        for i in range(len(answers[0]))
+    ]
+    return b"*%d\r\n" % len(have) + b"".join(have)
+
+
+def _merge_scan(msg: Msg) -> bytes:
+    assert msg.frags is not None
+    (frag,) = msg.frags
+    reply = frag.reply or b""
+    index, servers = frag.info
+    parts = _split_array(reply)
+    if parts is None or len(parts) != 2 or parts[0][:1] != b"$":
+        return _failed(reply)
+    cursor_text = parts[0].split(b"\r\n")[1]
+    if not cursor_text.isdigit():
+        return _failed(reply)
+    cursor = b"%d" % next_cursor(index, int(cursor_text), servers)
+    return b"*2\r\n$%d\r\n%s\r\n" % (len(cursor), cursor) + parts[1]
