@@ -23,7 +23,9 @@ the loop stays in charge of every ``recv`` and ``send``:
   kernel takes more: so :attr:`unsent_bytes`, write interest, backpressure
   and :meth:`output_drained` mean for a TLS stream what they mean for a
   plain one, and a subclass's batching code works unchanged.
-* **Closing.**  A peer's ``close_notify``, or its TCP EOF without one (most
+* **Closing.**  A peer that connects and closes without sending a byte (a
+  port probe) is an end of stream, :meth:`read_eof`, not a failed
+  handshake.  A peer's ``close_notify``, or its TCP EOF without one (most
   Redis and memcache clients simply close), is the end of its data:
   :meth:`read_eof`, and the stream stays writable (half-closed), so what is
   owed to the peer still goes out.  Closing our side sends our own
@@ -120,6 +122,7 @@ class TLSStream(Stream):
         self._outgoing = ssl.MemoryBIO()
         self._tls: ssl.SSLObject | None = None
         self._tls_timer: TimerHandle | None = None
+        self._tls_heard = False  # any byte from the peer yet
 
     def start_tls(
         self,
@@ -252,6 +255,7 @@ class TLSStream(Stream):
                 return
             feed(data)
             if self.tls_state is _HANDSHAKING:
+                self._tls_heard = True
                 if not self._handshake_step():
                     if self.closed or len(data) < size:
                         return
@@ -296,6 +300,12 @@ class TLSStream(Stream):
 
     def _tcp_eof(self) -> None:
         if self.tls_state is _HANDSHAKING:
+            if self._tls is not None and self._tls.server_side and not self._tls_heard:
+                # Connected and left without a word (a port probe, a health
+                # check): an end of stream like any other, no failed handshake.
+                self._cancel_timer()
+                self.read_eof()
+                return
             self._handshake_error("the peer closed the connection during the handshake")
         elif self.tls_state is _OPEN:
             self._peer_done(TLSEvent.PEER_EOF)
@@ -460,6 +470,7 @@ def server_context(
     ca: str | None = None,
     versions: Sequence[str] = (),
     ciphers: str | None = None,
+    session_tickets: bool = False,
 ) -> ssl.SSLContext:
     """A context for accepting TLS connections.
 
@@ -471,12 +482,19 @@ def server_context(
         versions: the ``TLS_VERSIONS`` allowed (default: TLS 1.2 and later).
         ciphers: an OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are
             OpenSSL's defaults).
+        session_tickets: send TLS 1.3 session tickets.  Off by default: the
+            server sends them after the handshake, when the client already
+            thinks it is connected, and clients that check a fresh pooled
+            connection by polling its socket (redis-py does) then find
+            "unread data" and drop the connection.
 
     Raises:
         TLSSetupError: a file is missing or does not load, or a setting is unknown.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _limit(context, versions, ciphers)
+    if not session_tickets:
+        context.num_tickets = 0
     _load_chain(context, cert, key)
     if ca is not None:
         _load_ca(context, ca)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from corenet._tls_state import TRANSITIONS, TLSEvent, TLSState, next_state
 from corenet.errors import LocalProtocolError
 from corenet.event import EV_READ, EV_WRITE
-from corenet.testing.tls import TLSFiles, make_test_pki, openssl_binary
+from corenet.testing.tls import TLSFiles, openssl_binary
 from corenet.tls import TLSSetupError, TLSStream, client_context, server_context
 from tests.loops import make_loop, run_until
 
@@ -23,13 +23,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from corenet.loop import Loop
-
-pytestmark = pytest.mark.skipif(openssl_binary() is None, reason="openssl CLI not installed")
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
-    return make_test_pki(str(tmp_path_factory.mktemp("pki")))
 
 
 @pytest.fixture
@@ -256,6 +249,17 @@ def test_handshake_timeout_closes(loop: Loop, pki: TLSFiles) -> None:
     run_until(loop, lambda: server.closed, seconds=2.0)
     assert server.failed == "handshake timed out"
     b.close()
+
+
+def test_a_peer_that_says_nothing_and_leaves_is_an_eof_not_a_failure(
+    loop: Loop, pki: TLSFiles
+) -> None:
+    a, b = socket.socketpair()
+    server = make_peer(loop, a)
+    server.start_tls(server_context(pki.server_cert, pki.server_key), server_side=True)
+    b.close()
+    run_until(loop, lambda: server.closed)
+    assert server.eof and server.failed is None
 
 
 def test_peer_closing_mid_handshake_fails_it(loop: Loop, pki: TLSFiles) -> None:
