@@ -11,6 +11,7 @@ ones ``docs/tls.md`` shows, so the documentation's example is tested too.
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ from corenet.testing._system import find_binary
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["TLSFiles", "make_test_pki", "openssl_binary"]
+__all__ = ["ServerTLS", "TLSFiles", "make_test_pki", "openssl_binary"]
 
 _KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 _SERVER_EXT = (
@@ -69,6 +70,35 @@ class TLSFiles:
     other_ca: str
     other_server_cert: str
     other_server_key: str
+
+
+@attrs.frozen
+class ServerTLS:
+    """How a server the process harness starts speaks TLS.
+
+    ``cert``/``key``: what it presents; ``ca``: the CA it verifies clients
+    with; ``verify_clients``: ``"no"``, ``"optional"`` or ``"yes"`` (a client
+    certificate is then required).  ``client_cert``/``client_key``: what the
+    harness's own readiness probes and resets present (needed with ``"yes"``).
+    """
+
+    cert: str
+    key: str
+    ca: str | None = None
+    verify_clients: str = "no"
+    client_cert: str | None = None
+    client_key: str | None = None
+
+    def probe_context(self) -> ssl.SSLContext:
+        """A context for the harness's own exchanges: it does not verify the
+        server (a readiness probe is no security test) and shows the client
+        certificate if there is one."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        if self.client_cert is not None:
+            context.load_cert_chain(self.client_cert, self.client_key)
+        return context
 
 
 def openssl_binary() -> str | None:
