@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING
 from corenet.errors import ConfigError, PluginError
 from corenet.event import EV_READ
 from corenet.net import Listener, bind_listener, file_identity
-from corenet.proxy.client import ClientConn, complete
+from corenet.proxy.client import ClientConn, TLSClientConn, complete
 from corenet.proxy.config import check_extra_keys, pool_options
 from corenet.proxy.counters import PoolStats, ServerStats
 from corenet.proxy.naming import sort_key
-from corenet.proxy.server import ServerConn
+from corenet.proxy.server import ServerConn, TLSServerConn
+from corenet.proxy.tls import build_contexts, check_protocol
 from corenet.routing import Router
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ class Server:
         self.backoff = 0.0
         self.connect_after = 0.0
         self.connect_error = 0
+        self.connect_reason = ""
 
     def __repr__(self) -> str:
         return f"<Server {self.name} of {self.pool.name}>"
@@ -100,9 +102,9 @@ class Server:
             pool = self.pool
             if self.connect_after and pool.loop.now < self.connect_after:
                 return None
-            conn = ServerConn.connect(
-                pool.loop, pool, self, pool.protocol.new_reply_parser(), variant
-            )
+            # Looked up per connect, so a reload that swaps pool.tls takes effect.
+            kind = ServerConn if pool.tls.connect is None else TLSServerConn
+            conn = kind.connect(pool.loop, pool, self, pool.protocol.new_reply_parser(), variant)
             conns[slot] = conn
             self.total_connections += 1
         return conn
@@ -112,10 +114,11 @@ class Server:
         """Every open connection to this server."""
         return [c for conns in self.conn_sets for c in conns if c is not None]
 
-    def connect_failed(self, err: int) -> None:
+    def connect_failed(self, err: int, reason: str | None = None) -> None:
         self.backoff = min(max(self.backoff * 2, 0.05), 0.5)
         self.connect_after = self.pool.loop.now + self.backoff
         self.connect_error = err
+        self.connect_reason = reason or os.strerror(err)
 
     def connect_succeeded(self) -> None:
         self.backoff = 0.0
@@ -159,6 +162,9 @@ class Pool:
         except PluginError as exc:
             raise ConfigError(f"pool '{config.name}' (line {config.line}): {exc}") from exc
         check_extra_keys(config, getattr(self.protocol, "pool_keys", ()))
+        check_protocol(config, self.protocol)
+        self.tls = build_contexts(config)
+        """The TLS contexts (see :mod:`corenet.proxy.tls`); a reload may replace them."""
         self.options = pool_options(config)
         """What the protocol's parsers see of this pool (read-only)."""
         self.timeout = config.timeout / 1000.0 if config.timeout is not None else None
@@ -252,7 +258,7 @@ class Pool:
                 conn.enqueue(frag)
 
     def _backing_off(self, msg: Msg, server: Server) -> None:
-        self._forward_failed(msg, os.strerror(server.connect_error))
+        self._forward_failed(msg, server.connect_reason)
         # Each request refused this way is a failure too, so auto_eject_hosts
         # takes the server out instead of failing requests until the back-off ends.
         self.server_failed(server, server.connect_error)
@@ -308,13 +314,15 @@ class Pool:
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.total_clients += 1
-        conn = ClientConn(
-            self.loop,
-            self,
-            sock,
-            self.protocol.new_request_parser(self.options),
-            self.total_clients,
-        )
+        parser = self.protocol.new_request_parser(self.options)
+        tls = self.tls.accept
+        conn: ClientConn
+        if tls is None:
+            conn = ClientConn(self.loop, self, sock, parser, self.total_clients)
+        else:
+            tls_conn = TLSClientConn(self.loop, self, sock, parser, self.total_clients)
+            tls_conn.start_tls(tls, server_side=True, timeout=self.tls.handshake_timeout)
+            conn = tls_conn
         conn.read_size = self.read_size
         conn.register(EV_READ)
         self.clients.add(conn)
