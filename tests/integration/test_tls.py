@@ -447,3 +447,87 @@ def _keys_of(server: RedisServer) -> list[bytes]:
     end = resp_reply_end(reply)
     assert end == len(reply)
     return [line for line in reply.split(b"\r\n")[2::2] if line]
+
+
+def _half_closed_exchange(address: str, context: ssl.SSLContext, payload: bytes) -> bytes:
+    """Send ``payload`` over TLS, then close_notify and a TCP FIN (our side
+    only), and return everything decrypted until the proxy closes.  Driven by
+    hand over memory BIOs: ssl.SSLSocket cannot shut down only its writing side."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    engine = context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    received = bytearray()
+    with socket.create_connection(parse_address(address), timeout=5) as sock:  # type: ignore[arg-type]
+        for _ in range(50):  # the handshake: a few round trips
+            try:
+                engine.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                sock.sendall(outgoing.read())
+                incoming.write(sock.recv(65536))
+        engine.write(payload)
+        with pytest.raises(ssl.SSLWantReadError):
+            engine.unwrap()  # close_notify out; the proxy's is awaited
+        sock.sendall(outgoing.read())
+        sock.shutdown(socket.SHUT_WR)
+        for _ in range(10_000):
+            data = sock.recv(65536)
+            if not data:
+                break
+            incoming.write(data)
+            try:
+                while True:
+                    received += engine.read(65536)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                pass
+    return bytes(received)
+
+
+def test_a_half_closed_tls_client_gets_every_reply(
+    redis_server: RedisServer, corenet_proxy_factory: Callable[..., CorenetProxy], pki: TLSFiles
+) -> None:
+    config = pool_config("alpha", None, [redis_server.address], **accepting_tls(pki))
+    proxy = corenet_proxy_factory(config)
+    payload = b"".join(encode_command("SET", f"h{i}", "x" * 1000) for i in range(16))
+    payload += b"".join(encode_command("GET", f"h{i}") for i in range(16))
+    replies = _half_closed_exchange(proxy.address(), client_ctx(pki), payload)
+    assert replies == b"+OK\r\n" * 16 + (b"$1000\r\n" + b"x" * 1000 + b"\r\n") * 16
+
+
+def test_renegotiation_is_refused(
+    redis_server: RedisServer, corenet_proxy_factory: Callable[..., CorenetProxy], pki: TLSFiles
+) -> None:
+    openssl = shutil.which("openssl")
+    assert openssl is not None  # the pki fixture needs it too
+    config = pool_config(
+        "alpha", None, [redis_server.address], tls_protocols="TLSv1.2", **accepting_tls(pki)
+    )
+    proxy = corenet_proxy_factory(config)
+    # s_client's "R" command asks for a renegotiation (TLS 1.2 only has it).
+    script = "PING\r\n"
+    client = subprocess.Popen(
+        [openssl, "s_client", "-connect", proxy.address(), "-CAfile", pki.ca, "-tls1_2"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert client.stdin is not None and client.stdout is not None
+        client.stdin.write(script)
+        client.stdin.flush()
+        lines = []
+        for _ in range(200):  # up to the PONG: the session works
+            line = client.stdout.readline()
+            lines.append(line)
+            if not line or line.startswith("+PONG"):
+                break
+        client.stdin.write("R\n")
+        client.stdin.flush()
+        output, _ = client.communicate(timeout=10)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.communicate()
+    assert any(line.startswith("+PONG") for line in lines), "".join(lines)
+    assert "RENEGOTIATING" in output
+    assert "no renegotiation" in output
