@@ -296,12 +296,12 @@ class TLSServerConn(ServerConn, TLSStream):
     """A server connection over TLS (``server_tls``): the stream layer does the TLS.
 
     The handshake starts once the TCP connect completes (its timeout runs
-    from then on; the connect itself is bounded by ``timeout`` as for a plain
-    server); the connection is
-    ``ready`` (requests go out, ``server_connections`` counts it, the
-    reconnect back-off resets) only when it is done.  A failed handshake is
-    a failed connect: requests queued on it get ``-ERR TLS handshake
-    failed: <reason>``, and reconnects back off as for a refused connect.
+    from then on; the connect itself is bounded by ``timeout`` as for a
+    plain server).  The connection is ``ready`` (requests go out,
+    ``server_connections`` counts it, the reconnect back-off resets) only
+    when the handshake is done.  A failed handshake is a failed connect:
+    requests queued on it get ``-ERR TLS handshake failed: <reason>``, and
+    reconnects back off as for a refused connect.
     """
 
     kind = "server-tls"
