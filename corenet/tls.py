@@ -232,6 +232,9 @@ class TLSStream(Stream):
     # -- reading -----------------------------------------------------------
 
     def handle_read(self) -> None:
+        # Stream.handle_read's loop, with the engine between recv and
+        # data_received: a hook in the shared loop would cost the plain path
+        # a call per read, which is what this class exists to avoid.
         recv = self.sock.recv
         size = self.read_size
         feed = self._incoming.write
