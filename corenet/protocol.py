@@ -57,6 +57,11 @@ requests sent first on every new server connection (AUTH, SELECT, HELLO);
 their replies are read with the reply parser and discarded.
 :attr:`Protocol.variants` says how many flavours of server connection a
 pool keeps (a request parser's ``variant`` picks one).
+
+TLS: the stream layer does it, so a protocol knows nothing of it.  A
+protocol whose peers cannot speak TLS may say so with ``supports_tls =
+False`` (read with ``getattr``, default True); the application then refuses
+TLS settings for its pools.
 """
 
 from __future__ import annotations

@@ -120,6 +120,17 @@ class Stream:
             if len(data) < size or self.closed:
                 return
 
+    def connection_made(self) -> None:
+        """The socket's connect completed (streams that connect out call it).
+
+        A plain stream can carry data at once: :meth:`connection_ready`.  A
+        TLS stream starts its handshake here instead.
+        """
+        self.connection_ready()
+
+    def connection_ready(self) -> None:
+        """Application data flows from now on (TLS: the handshake is done)."""
+
     def data_received(self, data: bytes) -> None:
         """Handle one chunk read from the socket."""
 
@@ -176,13 +187,17 @@ class Stream:
             if sent < len(self._unsent):
                 self._unsent = self._unsent[sent:]
                 return
-            if self._backlog:
-                self._unsent = memoryview(b"".join(self._backlog))
-                self._backlog = []
-            else:
-                self._unsent = None
-        self.set_interest(self._mask & ~EV_WRITE)
-        self.output_drained()
+            self._unsent = self._take_backlog() if self._backlog else None
+        if not self.closed:
+            self.set_interest(self._mask & ~EV_WRITE)
+            self.output_drained()
+
+    def _take_backlog(self) -> memoryview | None:
+        """The next bytes to write, from the backlog (only called when it is not
+        empty: once per drain, never per write); None leaves it for later."""
+        data = memoryview(b"".join(self._backlog))
+        self._backlog = []
+        return data
 
     def output_drained(self) -> None:
         """Called when everything queued has been written."""

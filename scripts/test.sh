@@ -7,7 +7,7 @@ source "$(dirname "$0")/bootstrap.sh"
 need_debian_packages \
     redis-server:redis-server redis-benchmark:redis-tools \
     memcached:memcached memcslap:libmemcached-tools nutcracker:nutcracker \
-    gcc:gcc
+    gcc:gcc openssl:openssl
 need_python_headers
 ensure_venv test
 

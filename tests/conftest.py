@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import settings
 
 # Imported, not listed in pytest_plugins: this conftest imports need_binary
@@ -20,6 +21,7 @@ from hypothesis import settings
 # warn that it cannot be assertion-rewritten.
 from corenet.proxy.fixtures import *  # noqa: F403  (fixtures and hooks)
 from corenet.proxy.fixtures import need_binary, require_servers
+from corenet.testing.tls import TLSFiles, make_test_pki, openssl_binary
 from tests._speedups import speedups  # noqa: F401  (a fixture for every test module)
 
 __all__ = ["need_binary", "require_servers"]
@@ -32,3 +34,11 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    """A test CA and its certificates (``corenet.testing.tls``), made once a session."""
+    if openssl_binary() is None:
+        pytest.skip("the openssl CLI is not installed (scripts/test.sh installs it)")
+    return make_test_pki(str(tmp_path_factory.mktemp("pki")))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 
-from corenet.errors import LocalProtocolError
+from corenet._table import next_in
 
 __all__ = ["TRANSITIONS", "ClientEvent", "ClientState", "next_state"]
 
@@ -71,9 +71,4 @@ def next_state(state: ClientState, event: ClientEvent) -> ClientState:
     Raises:
         LocalProtocolError: the table has no such transition.
     """
-    try:
-        return TRANSITIONS[state, event]
-    except KeyError:
-        raise LocalProtocolError(
-            f"client connection: no transition from {state.name} on {event.name}"
-        ) from None
+    return next_in(TRANSITIONS, state, event, "client connection")

@@ -16,10 +16,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from corenet.testing.process import LOOPBACK, Process, find_binary, parse_address, raw_exchange
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable, Iterable
 
     import pymemcache  # type: ignore[import-untyped]  # no stubs; a test dependency
     import redis
+
+    from corenet.testing.tls import ServerTLS
 
 __all__ = [
     "Memcached",
@@ -124,12 +127,14 @@ def redis_raw(
     *,
     expect_replies: int | None = None,
     timeout: float = 5.0,
+    tls: ssl.SSLContext | None = None,
 ) -> bytes:
     """Send raw bytes to a Redis-speaking ``address`` and return the raw reply bytes.
 
     ``expect_replies=N`` stops once N complete RESP2 replies arrived (or at
     EOF, returning what came: assert on it); ``None`` reads until the peer
-    closes the connection (e.g. after ``QUIT`` or a protocol error).
+    closes the connection (e.g. after ``QUIT`` or a protocol error).  With
+    ``tls``, over TLS in that context.
     """
     done = None
     if expect_replies is not None:
@@ -138,7 +143,7 @@ def redis_raw(
         def done(buf: bytes) -> bool:
             return count_resp_replies(buf) >= wanted
 
-    return raw_exchange(address, payload, done=done, timeout=timeout)
+    return raw_exchange(address, payload, done=done, timeout=timeout, tls=tls)
 
 
 def memcache_raw(
@@ -148,11 +153,13 @@ def memcache_raw(
     expect_lines: int | None = None,
     until: bytes | None = None,
     timeout: float = 5.0,
+    tls: ssl.SSLContext | None = None,
 ) -> bytes:
     """Send raw bytes to a memcache-speaking ``address`` and return the raw reply bytes.
 
     Stops when ``until`` has been received (e.g. ``b"END\\r\\n"``), when
-    ``expect_lines`` CRLF-terminated lines arrived, or else at EOF.
+    ``expect_lines`` CRLF-terminated lines arrived, or else at EOF.  With
+    ``tls``, over TLS in that context.
     """
 
     def done(buf: bytes) -> bool:
@@ -161,8 +168,8 @@ def memcache_raw(
         return expect_lines is not None and buf.count(b"\r\n") >= expect_lines
 
     if until is None and expect_lines is None:
-        return raw_exchange(address, payload, timeout=timeout)
-    return raw_exchange(address, payload, done=done, timeout=timeout)
+        return raw_exchange(address, payload, timeout=timeout, tls=tls)
+    return raw_exchange(address, payload, done=done, timeout=timeout, tls=tls)
 
 
 def redis_client(address: str, **kwargs: Any) -> redis.Redis:
@@ -209,8 +216,18 @@ class _PortServer(Process):
 
     picks_port = True
 
-    def __init__(self, port: int | None, extra_args: Iterable[str], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        port: int | None,
+        extra_args: Iterable[str],
+        *,
+        tls: ServerTLS | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.extra_args = list(extra_args)
+        self.tls = tls
+        """With TLS, the port speaks TLS only (and the harness's own exchanges do)."""
+        self._probe_tls = tls.probe_context() if tls is not None else None
         super().__init__(port=port, **kwargs)
 
     @property
@@ -236,7 +253,11 @@ class _PortServer(Process):
 
 
 class RedisServer(_PortServer):
-    """``redis-server`` on 127.0.0.1, no persistence, ready once PING answers +PONG."""
+    """``redis-server`` on 127.0.0.1, no persistence, ready once PING answers +PONG.
+
+    With ``tls=ServerTLS(...)``, ``--tls-port`` is the port (``--port 0``: no
+    plain-text port) and ``--tls-auth-clients`` is its ``verify_clients``.
+    """
 
     kind = "redis-server"
 
@@ -250,8 +271,7 @@ class RedisServer(_PortServer):
     def _command(self) -> list[str]:
         return [
             self.binary,
-            "--port",
-            str(self.port),
+            *self._port_args(),
             "--bind",
             LOOPBACK,
             "--save",
@@ -269,18 +289,39 @@ class RedisServer(_PortServer):
             *self.extra_args,
         ]
 
+    def _port_args(self) -> list[str]:
+        tls = self.tls
+        if tls is None:
+            return ["--port", str(self.port)]
+        args = ["--port", "0", "--tls-port", str(self.port)]
+        args += ["--tls-cert-file", tls.cert, "--tls-key-file", tls.key]
+        if tls.ca is not None:
+            args += ["--tls-ca-cert-file", tls.ca]
+        return [*args, "--tls-auth-clients", tls.verify_clients]
+
     def _answers(self) -> bool:
-        reply = redis_raw(self.address, b"PING\r\n", expect_replies=1, timeout=1.0)
+        reply = redis_raw(
+            self.address, b"PING\r\n", expect_replies=1, timeout=1.0, tls=self._probe_tls
+        )
         # A server started with --requirepass answers -NOAUTH: it is up too.
         return reply == b"+PONG\r\n" or reply.startswith(b"-NOAUTH")
 
     def client(self, **kwargs: Any) -> redis.Redis:
-        """A redis-py client, see ``redis_client``; close it (``with server.client() as r:``)."""
+        """A redis-py client, see ``redis_client``; close it (``with server.client() as r:``).
+
+        For a TLS server, pass redis-py's ``ssl=True, ssl_ca_certs=...`` yourself.
+        """
         return redis_client(self.address, **kwargs)
 
     def raw_command(self, *args: bytes | str | int | float, timeout: float = 5.0) -> bytes:
         """Send one command on a fresh connection; return its raw RESP2 reply bytes."""
-        return redis_raw(self.address, encode_command(*args), expect_replies=1, timeout=timeout)
+        return redis_raw(
+            self.address,
+            encode_command(*args),
+            expect_replies=1,
+            timeout=timeout,
+            tls=self._probe_tls,
+        )
 
     def keys_count(self) -> int:
         """DBSIZE of db 0."""
@@ -313,7 +354,9 @@ class RedisServer(_PortServer):
             ("CONFIG", "GET", "*"),
         ]
         payload = b"".join(encode_command(*cmd) for cmd in commands)
-        reply = redis_raw(self.address, payload, expect_replies=len(commands), timeout=5.0)
+        reply = redis_raw(
+            self.address, payload, expect_replies=len(commands), timeout=5.0, tls=self._probe_tls
+        )
         pos = 0
         for cmd in commands:
             end = resp_reply_end(reply, pos)
@@ -384,7 +427,10 @@ class Memcached(_PortServer):
     """``memcached`` on 127.0.0.1, TCP only, ready once ``version`` answers.
 
     64 MB and one worker thread by default: many of them run side by side
-    in a test session; the benchmark asks for more of both.
+    in a test session; the benchmark asks for more of both.  With
+    ``tls=ServerTLS(...)``, ``-Z`` with ``ssl_chain_cert``/``ssl_key`` (and
+    ``ssl_ca_cert``, ``ssl_verify_mode`` 1 or 2 for ``verify_clients``
+    ``"optional"`` or ``"yes"``).
     """
 
     kind = "memcached"
@@ -408,10 +454,21 @@ class Memcached(_PortServer):
         argv += ["-m", str(self.memory_mb), "-t", str(self.threads)]
         if os.geteuid() == 0:  # memcached refuses to run as root without -u
             argv += ["-u", pwd.getpwuid(0).pw_name]
+        tls = self.tls
+        if tls is not None:
+            options = [f"ssl_chain_cert={tls.cert}", f"ssl_key={tls.key}"]
+            if tls.ca is not None:
+                options.append(f"ssl_ca_cert={tls.ca}")
+            # memcached's modes: 0 none, 1 request, 2 require (3: once per connection)
+            mode = {"no": 0, "optional": 1, "yes": 2}[tls.verify_clients]
+            options.append(f"ssl_verify_mode={mode}")
+            argv += ["-Z", "-o", ",".join(options)]
         return [*argv, *self.extra_args]
 
     def _answers(self) -> bool:
-        reply = memcache_raw(self.address, b"version\r\n", expect_lines=1, timeout=1.0)
+        reply = memcache_raw(
+            self.address, b"version\r\n", expect_lines=1, timeout=1.0, tls=self._probe_tls
+        )
         return reply.startswith(b"VERSION ")
 
     def raw_command(
@@ -428,11 +485,14 @@ class Memcached(_PortServer):
             until=until,
             expect_lines=None if until is not None else expect_lines,
             timeout=timeout,
+            tls=self._probe_tls,
         )
 
     def reset(self) -> None:
         """flush_all and reset stats, or raise (then do not reuse it)."""
-        reply = memcache_raw(self.address, b"flush_all\r\nstats reset\r\n", expect_lines=2)
+        reply = memcache_raw(
+            self.address, b"flush_all\r\nstats reset\r\n", expect_lines=2, tls=self._probe_tls
+        )
         if reply != b"OK\r\nRESET\r\n":
             raise RuntimeError(f"{self.describe()}: reset answered {reply!r}")
 

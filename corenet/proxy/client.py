@@ -17,6 +17,7 @@ from corenet.framing import Framer
 from corenet.msg import ACTION_CLOSE, ACTION_FANOUT, ACTION_FORWARD, ACTION_LOCAL, Msg
 from corenet.proxy._client_state import ClientEvent, ClientState, next_state
 from corenet.stream import Stream
+from corenet.tls import TLSStream
 
 if TYPE_CHECKING:
     import socket
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from corenet.proxy.latency import LatencyHistogram
     from corenet.timers import TimerHandle
 
-__all__ = ["ClientConn", "ClientOwner", "complete"]
+__all__ = ["ClientConn", "ClientOwner", "TLSClientConn", "complete"]
 
 logger = logging.getLogger("corenet.conn")
 
@@ -299,6 +300,35 @@ class ClientConn(Stream):
         self.out_q.clear()
         self.framer.clear()
         self.pool.client_closed(self)
+
+
+class TLSClientConn(ClientConn, TLSStream):
+    """A client of a pool with ``tls_cert``: the stream layer does the TLS.
+
+    Until the handshake is done nothing is parsed (there is no plaintext);
+    a client that fails it, or takes longer than the handshake timeout, is
+    closed, counted in ``tls_handshake_failures`` and logged at INFO (a
+    scanner or a plain-text client is the client's problem, not the
+    operator's).
+    """
+
+    kind = "client-tls"
+
+    def connection_ready(self) -> None:
+        self.pool.stats.tls_connections += 1
+
+    def handshake_failed(self, reason: str) -> None:
+        self.pool.stats.tls_handshake_failures += 1
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "pool %s: client fd %d: TLS handshake failed: %s", self.pool.name, self.fd, reason
+            )
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed and self.tls_established:
+            self.pool.stats.tls_connections -= 1
+        super().close()
 
 
 def complete(msg: Msg, reply: bytes) -> None:

@@ -23,6 +23,7 @@ from corenet.errors import ConfigError
 from corenet.net import ListenAddress
 from corenet.protocol import PoolOptions
 from corenet.proxy.naming import server_name
+from corenet.tls import TLS_VERSIONS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping
@@ -33,6 +34,7 @@ __all__ = [
     "pool_options",
     "PoolConfig",
     "ServerConfig",
+    "key_error",
     "load_config",
     "parse_config",
     "read_config_text",
@@ -102,6 +104,34 @@ class PoolConfig:
     """ms between active checks of each server (off by default, as in nutcracker)."""
     health_check_timeout: int = 1000
     """ms a check may take before it counts as a failure."""
+    tls_cert: str | None = None
+    """PEM certificate (chain) clients are shown: the listener accepts TLS only."""
+    tls_key: str | None = None
+    """PEM private key of ``tls_cert`` (default: read from ``tls_cert``)."""
+    tls_ca: str | None = None
+    """PEM CA certificates: clients must present a certificate they signed."""
+    tls_protocols: tuple[str, ...] = ()
+    """TLS versions clients may use (default: TLSv1.2 and TLSv1.3)."""
+    tls_ciphers: str | None = None
+    """OpenSSL cipher list for TLS 1.2 clients (default: OpenSSL's)."""
+    tls_handshake_timeout: int | None = None
+    """ms a TLS handshake may take, either side (default: ``timeout``, else 10 s)."""
+    server_tls: bool = False
+    """Connect to the servers over TLS."""
+    server_tls_ca: str | None = None
+    """PEM CA certificates the servers' certificates are verified with (default: the system's)."""
+    server_tls_cert: str | None = None
+    """PEM client certificate for servers that require one."""
+    server_tls_key: str | None = None
+    """PEM private key of ``server_tls_cert`` (default: read from ``server_tls_cert``)."""
+    server_tls_sni: str | None = None
+    """Host name sent (SNI) and verified (default: each server's host)."""
+    server_tls_verify: bool = True
+    """Verify the servers' certificates and host names (off: testing only)."""
+    server_tls_protocols: tuple[str, ...] = ()
+    """TLS versions used with the servers (default: TLSv1.2 and TLSv1.3)."""
+    server_tls_ciphers: str | None = None
+    """OpenSSL cipher list for TLS 1.2 servers (default: OpenSSL's)."""
     protocol_name: str | None = attrs.field(default=None, alias="protocol")
     """The ``protocol:`` key: a registered protocol by name (wins over ``redis``)."""
     extra: Mapping[str, tuple[Any, int]] = attrs.field(factory=dict, repr=False, hash=False)
@@ -235,6 +265,7 @@ def _build_pool(name: str, node: yaml.Node, where: _Where) -> PoolConfig:
     }
     for key, value in values.items():
         kwargs[key] = _FIELDS[key](value, _KeyWhere(where, key, lines[key]))
+    _check_tls_keys(kwargs, lines, where)
     pool = PoolConfig(**kwargs)
     if pool.sentinels and pool.protocol != "redis":
         raise where.error("sentinels", "Sentinel serves Redis pools only", lines["sentinels"])
@@ -247,6 +278,48 @@ def _build_pool(name: str, node: yaml.Node, where: _Where) -> PoolConfig:
         if named not in names:
             raise where.error("sentinel_masters", f'"{named}" is not a server name of this pool')
     return pool
+
+
+# key -> the key it needs (with the value that key must have, for messages)
+_TLS_NEEDS = {
+    "tls_key": "tls_cert",
+    "tls_ca": "tls_cert",
+    "tls_protocols": "tls_cert",
+    "tls_ciphers": "tls_cert",
+    "server_tls_key": "server_tls_cert",
+}
+
+
+def _check_tls_keys(values: dict[str, Any], lines: Mapping[str, int], where: _Where) -> None:
+    """Refuse TLS keys that cannot take effect: a key without the key it
+    qualifies, server-side keys without ``server_tls: true``, and a server
+    whose host name cannot be verified."""
+    for key in sorted(lines, key=lines.__getitem__):
+        needed = _TLS_NEEDS.get(key)
+        if needed is not None and values.get(needed) is None:
+            raise where.error(key, f'directive "{key}" needs "{needed}"', lines[key])
+        if key.startswith("server_tls_") and not values.get("server_tls"):
+            raise where.error(key, f'directive "{key}" needs "server_tls: true"', lines[key])
+        if (
+            key == "tls_handshake_timeout"
+            and values.get("tls_cert") is None
+            and not values.get("server_tls")
+        ):
+            message = 'directive "tls_handshake_timeout" needs "tls_cert" or "server_tls"'
+            raise where.error(key, message, lines[key])
+    verify_names = (
+        values.get("server_tls")
+        and values.get("server_tls_verify", True)
+        and values.get("server_tls_sni") is None
+    )
+    for server in values["servers"] if verify_names else ():
+        if server.address.is_unix:
+            raise where.error(
+                "servers",
+                f'server "{server.spec}": no host name to verify its TLS certificate '
+                'against; set "server_tls_sni" (or "server_tls_verify: false")',
+                lines["servers"],
+            )
 
 
 @attrs.frozen
@@ -295,6 +368,12 @@ def _as_names(value: Any, at: _KeyWhere) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _as_str(value: Any, at: _KeyWhere) -> str:
+    if isinstance(value, bool) or value is None or isinstance(value, list | dict):
+        raise at.error(f"expected a string, got {value!r}")
+    return str(value)
+
+
 def _as_secret(value: Any, at: _KeyWhere) -> str:
     # Never echo the value: a mistyped password must not reach -t output or logs.
     if isinstance(value, bool) or value is None or isinstance(value, list | dict):
@@ -332,6 +411,29 @@ def _as_name_map(value: Any, at: _KeyWhere) -> dict[str, str]:
     ):
         raise at.error(f"expected a mapping of server names to master names, got {value!r}")
     return dict(value)
+
+
+def _as_path(value: Any, at: _KeyWhere) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise at.error(f"expected a file path, got {value!r}")
+    path = os.path.expanduser(value.strip())
+    source = at.where.source
+    if not os.path.isabs(path) and os.path.isfile(source):
+        # Relative to the configuration file, wherever the proxy runs from
+        # (a daemon's working directory is /).
+        path = os.path.join(os.path.dirname(os.path.abspath(source)), path)
+    return path
+
+
+def _as_tls_versions(value: Any, at: _KeyWhere) -> tuple[str, ...]:
+    items = value.split() if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(v, str) for v in items):
+        raise at.error(f'expected TLS versions such as "TLSv1.2 TLSv1.3", got {value!r}')
+    for item in items:
+        if item not in TLS_VERSIONS:
+            known = ", ".join(TLS_VERSIONS)
+            raise at.error(f"unknown TLS version {item!r} (known: {known})")
+    return tuple(items)
 
 
 def _as_hash_tag(value: Any, at: _KeyWhere) -> bytes:
@@ -441,6 +543,20 @@ _FIELDS: Mapping[str, Callable[[Any, _KeyWhere], Any]] = {
     "read_from": _as_read_from,
     "health_check_interval": _as_int(10),
     "health_check_timeout": _as_int(1),
+    "tls_cert": _as_path,
+    "tls_key": _as_path,
+    "tls_ca": _as_path,
+    "tls_protocols": _as_tls_versions,
+    "tls_ciphers": _as_str,
+    "tls_handshake_timeout": _as_int(1),
+    "server_tls": _as_bool,
+    "server_tls_ca": _as_path,
+    "server_tls_cert": _as_path,
+    "server_tls_key": _as_path,
+    "server_tls_sni": _as_name,
+    "server_tls_verify": _as_bool,
+    "server_tls_protocols": _as_tls_versions,
+    "server_tls_ciphers": _as_str,
     "protocol": _as_name,
 }
 
@@ -453,6 +569,13 @@ def pool_options(pool: PoolConfig) -> PoolOptions:
     values["protocol"] = pool.protocol
     values.update({key: value for key, (value, _) in pool.extra.items()})
     return PoolOptions(values)
+
+
+def key_error(pool: PoolConfig, key: str, message: str) -> ConfigError:
+    """A ConfigError about ``pool``'s ``key``, naming file, line, pool and key."""
+    return _Where(pool.source, pool.name, pool.line).error(
+        key, message, pool.key_lines.get(key, pool.line)
+    )
 
 
 def check_extra_keys(pool: PoolConfig, declared: Collection[str]) -> None:

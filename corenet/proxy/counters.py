@@ -17,6 +17,9 @@ class PoolStats:
     server_ejects: int = 0
     forward_error: int = 0
     fragments: int = 0
+    # corenet only, reported for pools with tls_cert:
+    tls_handshake_failures: int = 0
+    tls_connections: int = 0
 
 
 @attrs.define(slots=True)
@@ -32,3 +35,6 @@ class ServerStats:
     request_bytes: int = 0
     responses: int = 0
     response_bytes: int = 0
+    # corenet only, reported for pools with server_tls:
+    tls_handshake_failures: int = 0
+    tls_connections: int = 0

@@ -7,14 +7,15 @@ that imports pytest; nothing else imports it.
 
 Fixtures (the classes are in ``corenet.proxy.harness``):
 
-- ``redis_servers(n=1, *, extra_args=()) -> list[RedisServer]`` (function scope):
+- ``redis_servers(n=1, *, extra_args=(), tls=None) -> list[RedisServer]`` (function scope):
   servers from a session-wide pool (``redis_server_pool``), reset
   (FLUSHALL, SCRIPT/FUNCTION FLUSH, CONFIG RESETSTAT, other clients killed)
   when the test ends; a server that died, or whose CONFIG was changed, is
-  stopped instead of reused.  With ``extra_args`` the servers are new and
-  stopped at the end of the test.
+  stopped instead of reused.  With ``extra_args``, or ``tls`` (a
+  ``corenet.testing.tls.ServerTLS``: the port speaks TLS only), the servers
+  are new and stopped at the end of the test.
 - ``redis_server -> RedisServer``: one server from ``redis_servers``.
-- ``memcached_servers(n=1, *, extra_args=()) -> list[Memcached]`` and
+- ``memcached_servers(n=1, *, extra_args=(), tls=None) -> list[Memcached]`` and
   ``memcached_server -> Memcached``: likewise (flush_all between tests).
 - ``nutcracker_factory(config, extra_args=(), **kw) -> Nutcracker`` and
   ``corenet_proxy_factory(config, extra_args=(), **kw) -> CorenetProxy``
@@ -45,6 +46,8 @@ from corenet.testing.process import Process, find_binary, stop_all
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+
+    from corenet.testing.tls import ServerTLS
 
 __all__ = [
     "corenet_proxy_factory",
@@ -177,15 +180,17 @@ _X = TypeVar("_X", Nutcracker, CorenetProxy)
 def _servers_factory(
     request: pytest.FixtureRequest, pool: ServerPool[_S], kind: type[_S], binary: str
 ) -> Iterator[Callable[..., list[_S]]]:
-    """``make(n=1, *, extra_args=())``: pooled servers, or fresh ones when
-    ``extra_args`` change their configuration (stopped at teardown)."""
+    """``make(n=1, *, extra_args=(), tls=None)``: pooled servers, or fresh ones
+    when ``extra_args`` or ``tls`` change their configuration (stopped at teardown)."""
     need_binary(request.config, binary)
     pooled: list[_S] = []
     owned: list[_S] = []
 
-    def make(n: int = 1, *, extra_args: Sequence[str] = ()) -> list[_S]:
-        if extra_args:
-            servers = [kind(extra_args=extra_args) for _ in range(n)]
+    def make(
+        n: int = 1, *, extra_args: Sequence[str] = (), tls: ServerTLS | None = None
+    ) -> list[_S]:
+        if extra_args or tls is not None:
+            servers = [kind(extra_args=extra_args, tls=tls) for _ in range(n)]
             owned.extend(servers)
         else:
             servers = pool.acquire(n)
@@ -205,7 +210,7 @@ def _servers_factory(
 def redis_servers(
     request: pytest.FixtureRequest, redis_server_pool: ServerPool[RedisServer]
 ) -> Iterator[Callable[..., list[RedisServer]]]:
-    """``redis_servers(n=1, *, extra_args=()) -> list[RedisServer]``, all started."""
+    """``redis_servers(n=1, *, extra_args=(), tls=None) -> list[RedisServer]``, all started."""
     with _servers_factory(request, redis_server_pool, RedisServer, "redis-server") as make:
         yield make
 
@@ -220,7 +225,7 @@ def redis_server(redis_servers: Callable[..., list[RedisServer]]) -> RedisServer
 def memcached_servers(
     request: pytest.FixtureRequest, memcached_server_pool: ServerPool[Memcached]
 ) -> Iterator[Callable[..., list[Memcached]]]:
-    """``memcached_servers(n=1, *, extra_args=()) -> list[Memcached]``, all started."""
+    """``memcached_servers(n=1, *, extra_args=(), tls=None) -> list[Memcached]``, all started."""
     with _servers_factory(request, memcached_server_pool, Memcached, "memcached") as make:
         yield make
 

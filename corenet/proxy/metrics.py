@@ -31,7 +31,11 @@ server gauges (``in_queue``...)           ``corenet_server_in_queue{pool,server}
 ``curr_connections``                      ``corenet_connections``
 ========================================  =====================================
 
-plus ``corenet_server_ejected{pool,server}`` (1 while ejected),
+plus, for pools with TLS, ``corenet_pool_tls_handshake_failures_total{pool}``
+and ``corenet_pool_tls_connections{pool}`` (clients, ``tls_cert``),
+``corenet_server_tls_handshake_failures_total{pool,server}`` and
+``corenet_server_tls_connections{pool,server}`` (servers, ``server_tls``);
+``corenet_server_ejected{pool,server}`` (1 while ejected),
 ``corenet_build_info{version,nutcracker_version}``,
 ``corenet_start_time_seconds``, the ``process_*`` metrics, and
 ``corenet_pool_request_duration_seconds{pool}``: the time from the loop turn
@@ -58,7 +62,9 @@ from corenet.proxy.latency import LATENCY_BUCKETS, LatencyHistogram
 from corenet.proxy.stats import (
     NUTCRACKER_VERSION,
     POOL_STATS,
+    POOL_TLS_STATS,
     SERVER_STATS,
+    SERVER_TLS_STATS,
     connection_counts,
     pool_order,
 )
@@ -72,7 +78,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from corenet.loop import Loop
-    from corenet.proxy.pool import Pool
+    from corenet.proxy.pool import Pool, Server
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -93,6 +99,16 @@ def _prom_name(figure: str, *, server: bool) -> str:
     if server:
         return "corenet_server_" + figure.removeprefix("server_")
     return "corenet_pool_" + figure
+
+
+def _family(
+    figure: str, kind: str, desc: str, labels: list[str]
+) -> CounterMetricFamily | GaugeMetricFamily:
+    """The metric family of a counter or gauge figure (``pool`` or ``pool, server`` labels)."""
+    name = _prom_name(figure, server=len(labels) > 1)
+    if kind == "counter":
+        return CounterMetricFamily(name, _help(desc), labels=labels)
+    return GaugeMetricFamily(name, _help(desc), labels=labels)
 
 
 class ProxyCollector(Collector):
@@ -176,16 +192,13 @@ class ProxyCollector(Collector):
         )
 
     def _pool_metrics(self, pools: list[Pool]) -> Iterator[Metric]:
-        for figure, (kind, desc) in POOL_STATS.items():
-            family: CounterMetricFamily | GaugeMetricFamily
-            name = _prom_name(figure, server=False)
-            if kind == "counter":
-                family = CounterMetricFamily(name, _help(desc), labels=["pool"])
-            else:
-                family = GaugeMetricFamily(name, _help(desc), labels=["pool"])
-            for pool in pools:
-                family.add_metric([pool.name], getattr(pool.stats, figure))
-            yield family
+        tls_pools = [pool for pool in pools if pool.tls.accept is not None]
+        for figures, members in ((POOL_STATS, pools), (POOL_TLS_STATS, tls_pools)):
+            for figure, (kind, desc) in figures.items():
+                family = _family(figure, kind, desc, ["pool"])
+                for pool in members:
+                    family.add_metric([pool.name], getattr(pool.stats, figure))
+                yield family
 
     def _server_metrics(self, pools: list[Pool]) -> Iterator[Metric]:
         rows = []
@@ -202,17 +215,14 @@ class ProxyCollector(Collector):
         labels = ["pool", "server"]
         for figure, (kind, desc) in SERVER_STATS.items():
             family: CounterMetricFamily | GaugeMetricFamily
-            name = _prom_name(figure, server=True)
-            if kind == "counter":
-                family = CounterMetricFamily(name, _help(desc), labels=labels)
-            elif kind == "timestamp":
+            if kind == "timestamp":
                 family = GaugeMetricFamily(
-                    name + "_seconds",
+                    _prom_name(figure, server=True) + "_seconds",
                     "when the server was last ejected, seconds since epoch (0: never)",
                     labels=labels,
                 )
             else:
-                family = GaugeMetricFamily(name, _help(desc), labels=labels)
+                family = _family(figure, kind, desc, labels)
             for label_values, server, queues in rows:
                 if figure in queues:
                     value: float = queues[figure]
@@ -222,6 +232,7 @@ class ProxyCollector(Collector):
                     value = getattr(server.stats, figure)
                 family.add_metric(label_values, value)
             yield family
+        yield from self._server_tls_metrics([(values, server) for values, server, _ in rows])
         ejected = GaugeMetricFamily(
             "corenet_server_ejected", "1 while the server is ejected from its pool", labels=labels
         )
@@ -250,6 +261,15 @@ class ProxyCollector(Collector):
             yield where
             yield switches
             yield replicas
+
+    def _server_tls_metrics(self, rows: list[tuple[list[str], Server]]) -> Iterator[Metric]:
+        labels = ["pool", "server"]
+        tls_rows = [(values, server) for values, server in rows if server.pool.tls.connect]
+        for figure, (kind, desc) in SERVER_TLS_STATS.items():
+            family = _family(figure, kind, desc, labels)
+            for label_values, server in tls_rows:
+                family.add_metric(label_values, getattr(server.stats, figure))
+            yield family
 
     def _latency_metrics(self, pools: list[Pool]) -> Iterator[Metric]:
         family = HistogramMetricFamily(

@@ -27,11 +27,12 @@ from corenet.errors import ConfigError, PluginError
 from corenet.event import EV_READ
 from corenet.msg import ACTION_EVERY
 from corenet.net import Listener, bind_listener, file_identity
-from corenet.proxy.client import ClientConn, complete
+from corenet.proxy.backends import SERVER_TLS_KEYS, Server, ServerChanges
+from corenet.proxy.client import ClientConn, TLSClientConn, complete
 from corenet.proxy.config import check_extra_keys, pool_options
 from corenet.proxy.counters import PoolStats, ServerStats
 from corenet.proxy.naming import sort_key
-from corenet.proxy.server import ServerConn
+from corenet.proxy.tls import build_contexts, check_protocol
 from corenet.routing import Router
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from corenet.net import ListenAddress
     from corenet.plugin import Plugins
     from corenet.protocol import Protocol
-    from corenet.proxy.config import PoolConfig, ServerConfig
+    from corenet.proxy.config import PoolConfig
     from corenet.proxy.latency import LatencyHistogram
     from corenet.timers import TimerHandle
 
@@ -64,130 +65,6 @@ def bind_pool(config: PoolConfig, *, reuseport: bool = False) -> socket.socket:
         ) from exc
 
 
-@attrs.define
-class ServerChanges:
-    """What :meth:`Pool.adopt` did to a pool's servers, by name."""
-
-    added: list[str] = attrs.field(factory=list)
-    removed: list[str] = attrs.field(factory=list)
-    kept: list[str] = attrs.field(factory=list)
-
-
-class Server:
-    """One backend of a pool and its connections (``server_connections`` of them)."""
-
-    def __init__(self, pool: Pool, config: ServerConfig) -> None:
-        self.pool = pool
-        self.config = config
-        self.name = config.name
-        self.weight = config.weight
-        # One set of connections per protocol variant (Redis: RESP2, RESP3),
-        # each of ``server_connections`` connections.
-        variants = getattr(pool.protocol, "variants", 1)
-        self.conn_sets: list[list[ServerConn | None]] = [
-            [None] * pool.config.server_connections for _ in range(variants)
-        ]
-        self.failures = 0
-        self.next_retry = 0.0
-        self.ejected = False
-        self.stats = ServerStats()
-        self.total_connections = 0
-        # Reconnect back-off: after a failed connect, new connects wait
-        # (50 ms doubling to 500 ms), and requests meanwhile fail at once
-        # with the connect error, so a dead server costs no connect storm.
-        self.backoff = 0.0
-        self.connect_after = 0.0
-        self.connect_error = 0
-        self.switches = 0
-        """Times Sentinel moved this server to another address."""
-        self.replicas: list[Server] = []
-        """Its replicas, as Sentinel lists them (``read_from``); not on the ring."""
-
-    def __repr__(self) -> str:
-        return f"<Server {self.name} of {self.pool.name}>"
-
-    def conn_for(self, client_index: int, variant: int = 0) -> ServerConn | None:
-        """The connection a client's requests use: one per client, so a
-        client's requests to this server stay in order.  None while a
-        reconnect is backing off (``connect_error`` says why)."""
-        conns = self.conn_sets[variant]
-        slot = client_index % len(conns)
-        conn = conns[slot]
-        if conn is None:
-            pool = self.pool
-            if self.connect_after and pool.loop.now < self.connect_after:
-                return None
-            conn = ServerConn.connect(
-                pool.loop, pool, self, pool.protocol.new_reply_parser(), variant
-            )
-            conns[slot] = conn
-            self.total_connections += 1
-        return conn
-
-    @property
-    def conns(self) -> list[ServerConn]:
-        """Every open connection to this server."""
-        return [c for conns in self.conn_sets for c in conns if c is not None]
-
-    def connect_failed(self, err: int) -> None:
-        self.backoff = min(max(self.backoff * 2, 0.05), 0.5)
-        self.connect_after = self.pool.loop.now + self.backoff
-        self.connect_error = err
-
-    def connect_succeeded(self) -> None:
-        self.backoff = 0.0
-        self.connect_after = 0.0
-
-    def conn_closed(self, conn: ServerConn) -> None:
-        conns = self.conn_sets[conn.variant]
-        for i, c in enumerate(conns):
-            if c is conn:
-                conns[i] = None
-
-    def queues(self) -> tuple[int, int, int, int]:
-        """``in_queue, in_queue_bytes, out_queue, out_queue_bytes`` over all connections."""
-        iq = iqb = oq = oqb = 0
-        for conn in self.conns:
-            iq += len(conn.in_q)
-            iqb += sum(len(m.data) for m in conn.in_q)
-            oq += len(conn.out_q)
-            oqb += sum(len(m.data) for m in conn.out_q)
-        return iq, iqb, oq, oqb
-
-    def close(self) -> None:
-        for conn in self.conns:
-            conn.close()
-        for replica in self.replicas:
-            replica.close()
-
-    def replica_for(self, client_index: int, *, usable_only: bool) -> Server | None:
-        """The replica a client's reads go to (spread by client), or None."""
-        replicas = self.replicas
-        if usable_only:
-            now = self.pool.loop.now
-            replicas = [r for r in replicas if not r.ejected and r.connect_after <= now]
-        return replicas[client_index % len(replicas)] if replicas else None
-
-    def retire(self) -> None:
-        """Leave the pool: every connection closes once its requests are answered."""
-        for replica in self.replicas:
-            replica.retire()
-        for conns in self.conn_sets:
-            for slot, conn in enumerate(conns):
-                if conn is not None:
-                    conns[slot] = None
-                    conn.retire()
-
-    def resize(self, per_variant: int) -> None:
-        """Use ``per_variant`` connections per variant; extra ones retire."""
-        for conns in self.conn_sets:
-            for conn in conns[per_variant:]:
-                if conn is not None:
-                    conn.retire()
-            del conns[per_variant:]
-            conns.extend([None] * (per_variant - len(conns)))
-
-
 class Pool:
     """A listener's worth of clients sharded over a list of servers."""
 
@@ -205,6 +82,9 @@ class Pool:
         except PluginError as exc:
             raise ConfigError(f"pool '{config.name}' (line {config.line}): {exc}") from exc
         check_extra_keys(config, getattr(self.protocol, "pool_keys", ()))
+        check_protocol(config, self.protocol)
+        self.tls = build_contexts(config)
+        """The TLS contexts (see :mod:`corenet.proxy.tls`); a reload may replace them."""
         self.options = pool_options(config)
         """What the protocol's parsers see of this pool (read-only)."""
         self.timeout = config.timeout / 1000.0 if config.timeout is not None else None
@@ -248,8 +128,10 @@ class Pool:
         the new servers, hash and distribution; requests already sent
         complete where they went.  Removed servers, connections beyond a
         smaller ``server_connections``, and every connection when the
-        protocol's set-up requests change (``redis_auth``, ``redis_db``)
-        retire: they take no new requests and close once answered.
+        protocol's set-up requests change (``redis_auth``, ``redis_db``) or
+        the ``server_tls`` settings do, retire: they take no new requests
+        and close once answered.  TLS certificates are read again (the new
+        pool built them): new connections use them.
         """
         old_options = self.options
         variants = range(getattr(self.protocol, "variants", 1))
@@ -257,6 +139,11 @@ class Pool:
             list(self.protocol.server_handshake(old_options, v))
             != list(new.protocol.server_handshake(new.options, v))
             for v in variants
+        ) or any(
+            # TLS to the servers turned on or off, or its settings changed:
+            # connections made the old way are replaced too.
+            getattr(self.config, key) != getattr(new.config, key)
+            for key in SERVER_TLS_KEYS
         )
         # With Sentinel a server is its name: its address is Sentinel's to say.
         followed = bool(new.config.sentinels) and bool(self.config.sentinels)
@@ -292,6 +179,7 @@ class Pool:
         self.client_check_interval = new.client_check_interval
         self.servers = servers
         self.router = new.router
+        self.tls = new.tls  # certificates read again: new connections use them
         self.read_only = new.read_only
         if "forward" in vars(self):
             del self.forward  # back to the plain method, unless replicas are read
@@ -456,7 +344,7 @@ class Pool:
                 conn.enqueue(frag)
 
     def _backing_off(self, msg: Msg, server: Server) -> None:
-        self._forward_failed(msg, os.strerror(server.connect_error))
+        self._forward_failed(msg, server.connect_reason)
         # Each request refused this way is a failure too, so auto_eject_hosts
         # takes the server out instead of failing requests until the back-off ends.
         self.server_failed(server, server.connect_error)
@@ -512,13 +400,15 @@ class Pool:
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.total_clients += 1
-        conn = ClientConn(
-            self.loop,
-            self,
-            sock,
-            self.protocol.new_request_parser(self.options),
-            self.total_clients,
-        )
+        parser = self.protocol.new_request_parser(self.options)
+        tls = self.tls.accept
+        conn: ClientConn
+        if tls is None:
+            conn = ClientConn(self.loop, self, sock, parser, self.total_clients)
+        else:
+            tls_conn = TLSClientConn(self.loop, self, sock, parser, self.total_clients)
+            tls_conn.start_tls(tls, server_side=True, timeout=self.tls.handshake_timeout)
+            conn = tls_conn
         conn.read_size = self.read_size
         conn.register(EV_READ)
         self.clients.add(conn)

@@ -21,6 +21,7 @@ from corenet.msg import Msg
 from corenet.net import make_socket, sockaddr
 from corenet.proxy.client import complete
 from corenet.stream import Stream
+from corenet.tls import TLSStream
 
 if TYPE_CHECKING:
     from corenet.loop import Loop
@@ -28,9 +29,10 @@ if TYPE_CHECKING:
     from corenet.protocol import Protocol as WireProtocol
     from corenet.proxy.config import PoolConfig, ServerConfig
     from corenet.proxy.counters import PoolStats, ServerStats
+    from corenet.proxy.tls import PoolTLS
     from corenet.timers import TimerHandle
 
-__all__ = ["Backend", "BackendOwner", "ServerConn"]
+__all__ = ["Backend", "BackendOwner", "ServerConn", "TLSServerConn"]
 
 logger = logging.getLogger("corenet.conn")
 
@@ -45,7 +47,7 @@ class Backend(Protocol):
 
     def connect_succeeded(self) -> None: ...
 
-    def connect_failed(self, err: int) -> None: ...
+    def connect_failed(self, err: int, reason: str | None = None) -> None: ...
 
     def conn_closed(self, conn: ServerConn) -> None: ...
 
@@ -59,6 +61,7 @@ class BackendOwner(Protocol):
     protocol: WireProtocol
     timeout: float | None
     stats: PoolStats
+    tls: PoolTLS
 
     # Any: the pool's own Server, which the pool gave this connection.
     def server_failed(self, server: Any, err: int) -> None: ...
@@ -87,6 +90,9 @@ class ServerConn(Stream):
         self.in_q: deque[Msg] = deque()
         self.out_q: deque[Msg] = deque()
         self.connected = False
+        """The TCP connect completed."""
+        self.ready = False
+        """Requests can go out (plain: once connected; TLS: after the handshake)."""
         self._timer: TimerHandle | None = None
         self.read_size = 65536
         self.connect_error = 0
@@ -127,9 +133,13 @@ class ServerConn(Stream):
 
     def _connected(self) -> None:
         self.connected = True
+        self.set_interest(EV_READ)
+        self.connection_made()
+
+    def connection_ready(self) -> None:
+        self.ready = True
         self.server.connect_succeeded()
         self.server.stats.server_connections += 1
-        self.set_interest(EV_READ)
         self.loop.schedule_flush(self)
 
     def enqueue(self, msg: Msg) -> None:
@@ -150,7 +160,7 @@ class ServerConn(Stream):
                 self._timer = self.loop.timers.call_at(msg.deadline, self._check_timeout)
 
     def flush(self) -> None:
-        if not self.connected:
+        if not self.ready:
             if self.connect_error:
                 self.server.stats.server_err += 1
                 self.fail(self.connect_error)
@@ -251,14 +261,17 @@ class ServerConn(Stream):
         else:
             self._timer = self.loop.timers.call_at(head.deadline, self._check_timeout)
 
-    def fail(self, err: int) -> None:
-        """Close this connection and give every request on it an error, in order."""
+    def fail(self, err: int, reason: str | None = None) -> None:
+        """Close this connection and give every request on it an error, in order.
+
+        The error reply says ``reason``, else the strerror of ``err``.
+        """
         if self.closed:
             return
-        if not self.connected:  # never established: count it against the server
-            self.server.connect_failed(err)
+        if not self.ready:  # never established: count it against the server
+            self.server.connect_failed(err, reason)
         self.close()
-        reply = self.pool.protocol.error_reply(os.strerror(err))
+        reply = self.pool.protocol.error_reply(reason or os.strerror(err))
         pending = list(self.out_q)
         pending.extend(self.in_q)
         self.out_q.clear()
@@ -279,8 +292,9 @@ class ServerConn(Stream):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.connected:
-            self.connected = False
+        self.connected = False
+        if self.ready:
+            self.ready = False
             self.server.stats.server_connections -= 1
         super().close()
         self.server.conn_closed(self)
@@ -288,3 +302,53 @@ class ServerConn(Stream):
     def abort(self, exc: BaseException) -> None:
         err = exc.errno if isinstance(exc, OSError) and exc.errno else errno.ECONNRESET
         self.fail(err)
+
+
+class TLSServerConn(ServerConn, TLSStream):
+    """A server connection over TLS (``server_tls``): the stream layer does the TLS.
+
+    The handshake starts once the TCP connect completes (its timeout runs
+    from then on; the connect itself is bounded by ``timeout`` as for a
+    plain server).  The connection is ``ready`` (requests go out,
+    ``server_connections`` counts it, the reconnect back-off resets) only
+    when the handshake is done.  A failed handshake is a failed connect:
+    requests queued on it get ``-ERR TLS handshake failed: <reason>``, and
+    reconnects back off as for a refused connect.
+    """
+
+    kind = "server-tls"
+
+    def connection_made(self) -> None:
+        # TCP is up: set the engine on and send the ClientHello.
+        tls = self.pool.tls
+        assert tls.connect is not None  # the pool picks this class only then
+        self.start_tls(
+            tls.connect,
+            server_side=False,
+            server_hostname=tls.hostname(self.server.config),
+            timeout=tls.handshake_timeout,
+        )
+        super().connection_made()
+
+    def connection_ready(self) -> None:
+        self.stats.tls_connections += 1
+        super().connection_ready()
+
+    def handshake_failed(self, reason: str) -> None:
+        stats = self.stats
+        stats.tls_handshake_failures += 1
+        stats.server_err += 1
+        # An operator's problem (wrong CA, expired certificate, a plain-text
+        # server): worth a warning; the back-off bounds how often it repeats.
+        logger.warning(
+            "pool %s: server %s: TLS handshake failed: %s",
+            self.pool.name,
+            self.server.name,
+            reason,
+        )
+        self.fail(errno.EPROTO, f"TLS handshake failed: {reason}")
+
+    def close(self) -> None:
+        if not self.closed and self.tls_established and self.ready:
+            self.stats.tls_connections -= 1
+        super().close()

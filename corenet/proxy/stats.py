@@ -10,7 +10,9 @@ exporters and dashboards keep working (checked against Debian's
 * one object per pool, pools ordered by name length, then name bytes (the
   order nutcracker's config validation sorts them in, whatever the file
   says), holding the six pool figures and then one object per server, in
-  the pool's server order;
+  the pool's server order; a pool with TLS adds corenet's own figures after
+  nutcracker's (``POOL_TLS_STATS`` after the six, ``SERVER_TLS_STATS`` after
+  a server's 13), so a plain pool's layout stays nutcracker's exactly;
 * every value an integer except the three header strings; the separators
   are nutcracker's (``"key":value, ``, ``"name": {``, ``},"next"``), and
   the object ends with ``}`` and a newline.
@@ -56,7 +58,9 @@ __all__ = [
     "HEADER_FIELDS",
     "NUTCRACKER_VERSION",
     "POOL_STATS",
+    "POOL_TLS_STATS",
     "SERVER_STATS",
+    "SERVER_TLS_STATS",
     "StatsServer",
     "connection_counts",
     "encode",
@@ -108,6 +112,18 @@ SERVER_STATS: dict[str, tuple[str, str]] = {
     "out_queue_bytes": ("gauge", "current request bytes in outgoing queue"),
 }
 
+# corenet's own figures, reported only where TLS is on (after nutcracker's,
+# so a plain pool's layout is nutcracker's exactly); not in -D, which is
+# nutcracker's text.
+POOL_TLS_STATS: dict[str, tuple[str, str]] = {
+    "tls_handshake_failures": ("counter", "# failed TLS handshakes with clients"),
+    "tls_connections": ("gauge", "# client connections with TLS established"),
+}
+SERVER_TLS_STATS: dict[str, tuple[str, str]] = {
+    "tls_handshake_failures": ("counter", "# failed TLS handshakes with the server"),
+    "tls_connections": ("gauge", "# server connections with TLS established"),
+}
+
 _POOL_COUNTERS = tuple(POOL_STATS)
 # Server figures kept on ServerStats; the four queue gauges are summed here.
 _SERVER_COUNTERS = tuple(name for name in SERVER_STATS if "queue" not in name)
@@ -119,13 +135,16 @@ def pool_order(pools: Iterable[Pool]) -> list[Pool]:
 
 
 def server_figures(server: Server) -> dict[str, int | str]:
-    """The 13 nutcracker figures of one server, in nutcracker's order; a
-    server that Sentinel places also says where it is and how often it moved."""
+    """The 13 nutcracker figures of one server, in nutcracker's order, then
+    the ``SERVER_TLS_STATS`` if its pool has ``server_tls``; a server that
+    Sentinel places also says where it is and how often it moved."""
     stats = server.stats
     figures = {name: int(getattr(stats, name)) for name in _SERVER_COUNTERS}
     iq, iqb, oq, oqb = server.queues()
     figures.update(in_queue=iq, in_queue_bytes=iqb, out_queue=oq, out_queue_bytes=oqb)
     out: dict[str, int | str] = {name: figures[name] for name in SERVER_STATS}
+    if server.pool.tls.connect is not None:
+        out.update({name: int(getattr(stats, name)) for name in SERVER_TLS_STATS})
     if server.pool.config.sentinels:
         out["address"] = str(server.config.address)
         out["sentinel_switches"] = server.switches
@@ -191,6 +210,8 @@ def snapshot(
     for pool in pool_order(pools):
         stats = pool.stats
         entry: dict[str, Any] = {name: int(getattr(stats, name)) for name in _POOL_COUNTERS}
+        if pool.tls.accept is not None:
+            entry.update({name: int(getattr(stats, name)) for name in POOL_TLS_STATS})
         for server in pool.servers:
             entry[server.name] = server_figures(server)
         out[pool.name] = entry

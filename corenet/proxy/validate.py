@@ -5,8 +5,9 @@ registered, when the keys the file gives that corenet does not know are
 ones its protocol declares (``pool_keys``), when its hash function returns
 unsigned 32-bit integers for sample keys (a plugin returning ``1 << 40`` or
 ``-1`` would otherwise pass ``-t`` and then close every client in service),
-and when its listen host resolves.  Every error names file, line, pool and
-key, like the syntax errors of :mod:`corenet.proxy.config`.
+when its TLS certificate and key files exist, load and match (see
+:mod:`corenet.proxy.tls`), and when its listen host resolves.  Every error
+names file, line, pool and key, like the syntax errors of :mod:`corenet.proxy.config`.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING
 
-from corenet.errors import ConfigError
-from corenet.proxy.config import check_extra_keys
+from corenet.proxy.config import check_extra_keys, key_error
+from corenet.proxy.tls import build_contexts, check_protocol
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -29,11 +30,6 @@ HASH_PROBES: tuple[bytes, ...] = (b"", b"a", b"key:000000000001", bytes(range(25
 """Keys every hash function is tried on before a pool uses it."""
 
 _UINT32 = 1 << 32
-
-
-def _error(pool: PoolConfig, key: str, message: str) -> ConfigError:
-    line = pool.key_lines.get(key, pool.line)
-    return ConfigError(f"{pool.source}:{line}: pool '{pool.name}', key '{key}': {message}")
 
 
 def check_hash_function(name: str, fn: object) -> str | None:
@@ -66,17 +62,20 @@ def check_pools(pools: Mapping[str, PoolConfig], plugins: Plugins) -> None:
         ):
             if name not in registry:
                 known = ", ".join(sorted(registry))
-                raise _error(pool, key, f'"{name}" is not a valid {registry.kind} (known: {known})')
+                message = f'"{name}" is not a valid {registry.kind} (known: {known})'
+                raise key_error(pool, key, message)
         protocol = plugins.protocols.get(pool.protocol)
         check_extra_keys(pool, getattr(protocol, "pool_keys", ()))
+        check_protocol(pool, protocol)
+        build_contexts(pool)  # the certificate files exist, load and match
         problem = check_hash_function(pool.hash, plugins.hash_functions.get(pool.hash))
         if problem is not None:
-            raise _error(pool, "hash", problem)
+            raise key_error(pool, "hash", problem)
         listen = pool.listen
         if listen.path is None:
             try:
                 socket.getaddrinfo(listen.host, listen.port, type=socket.SOCK_STREAM)
             except OSError as exc:
-                raise _error(
+                raise key_error(
                     pool, "listen", f'host "{listen.host}" does not resolve: {exc.strerror}'
                 ) from None

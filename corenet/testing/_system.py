@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import time
 from typing import TYPE_CHECKING
 
@@ -61,8 +62,14 @@ def parse_address(address: str) -> tuple[str, int] | str:
     return host.strip("[]"), int(port)
 
 
-def connect(address: str | tuple[str, int], timeout: float) -> socket.socket:
-    """A connected socket to ``"host:port"``, ``(host, port)`` or a unix path (TCP_NODELAY)."""
+def connect(
+    address: str | tuple[str, int], timeout: float, *, tls: ssl.SSLContext | None = None
+) -> socket.socket:
+    """A connected socket to ``"host:port"``, ``(host, port)`` or a unix path (TCP_NODELAY).
+
+    With ``tls``, the socket is wrapped in it and the handshake done (the
+    host is the name checked, if the context checks names).
+    """
     target = parse_address(address) if isinstance(address, str) else address
     if isinstance(target, str):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -72,10 +79,18 @@ def connect(address: str | tuple[str, int], timeout: float) -> socket.socket:
         except BaseException:
             sock.close()
             raise
+        host = "localhost"
+    else:
+        sock = socket.create_connection(target, timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        host = target[0]
+    if tls is None:
         return sock
-    sock = socket.create_connection(target, timeout=timeout)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
+    try:
+        return tls.wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
 
 
 def accepts(address: str | tuple[str, int], timeout: float = 0.5) -> bool:
@@ -103,16 +118,18 @@ def raw_exchange(
     done: Callable[[bytes], bool] | None = None,
     timeout: float = 5.0,
     max_bytes: int = 64 * 1024 * 1024,
+    tls: ssl.SSLContext | None = None,
 ) -> bytes:
     """Send ``payload`` on a new connection and read until ``done(received)`` or EOF.
 
     With ``done=None`` reads until the peer closes.  Returns everything read
     (the bytes exactly as received).  Raises ``RawReplyTimeout`` (carrying the
     partial data) if neither happens within ``timeout`` seconds in total.
+    With ``tls``, the exchange is over TLS in that context (see :func:`connect`).
     """
     deadline = time.monotonic() + timeout
     received = bytearray()
-    with connect(address, timeout) as sock:
+    with connect(address, timeout, tls=tls) as sock:
         if payload:
             sock.sendall(payload)
         if done is not None and done(bytes(received)):
@@ -128,7 +145,7 @@ def raw_exchange(
                 raise RawReplyTimeout(
                     f"no complete reply from {address} in {timeout}s", bytes(received)
                 ) from None
-            except ConnectionResetError:
+            except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
                 break
             if not chunk:
                 break

@@ -5,35 +5,28 @@ from __future__ import annotations
 import importlib.util
 import pathlib
 import socket
-import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from corenet.event import EV_READ, select_backend
-from corenet.loop import Loop
+from corenet.event import EV_READ
 from corenet.net import ListenAddress, Listener
-from corenet.plugin import Plugins
 from corenet.stream import Stream
+from tests.loops import make_loop, run_until
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
+
+    from corenet.loop import Loop
 
 EXAMPLE = pathlib.Path(__file__).parents[2] / "docs/examples/counter-server/counter_server.py"
 
 
 @pytest.fixture
 def loop() -> Iterator[Loop]:
-    loop = Loop(select_backend("auto", Plugins(autoload=False).event_backends))
+    loop = make_loop()
     yield loop
     loop.backend.close()
-
-
-def run_until(loop: Loop, done: Callable[[], bool], seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not done():
-        assert time.monotonic() < deadline, "timed out"
-        loop.run_once(0.05)
 
 
 class Recorder(Stream):
