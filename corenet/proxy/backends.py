@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING, Protocol
 import attrs
 
 from corenet.proxy.counters import ServerStats
-from corenet.proxy.server import ServerConn, TLSServerConn
+from corenet.proxy.server import BackendOwner, ServerConn, TLSServerConn
 
 if TYPE_CHECKING:
     from corenet.loop import Loop
     from corenet.proxy.config import ServerConfig
-    from corenet.proxy.server import BackendOwner
 
 
 class ServerOwner(BackendOwner, Protocol):
@@ -28,7 +27,7 @@ class ServerOwner(BackendOwner, Protocol):
     loop: Loop
 
 
-__all__ = ["SERVER_TLS_KEYS", "Server", "ServerChanges"]
+__all__ = ["SERVER_TLS_KEYS", "Server", "ServerChanges", "ServerOwner"]
 
 
 @attrs.define
