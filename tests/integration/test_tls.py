@@ -531,3 +531,40 @@ def test_renegotiation_is_refused(
     assert any(line.startswith("+PONG") for line in lines), "".join(lines)
     assert "RENEGOTIATING" in output
     assert "no renegotiation" in output
+
+
+def test_a_reload_reads_the_certificates_again(
+    redis_server: RedisServer, corenet_proxy_factory: Callable[..., CorenetProxy], pki: TLSFiles
+) -> None:
+    # Certificate rotation without a restart: the connected client stays,
+    # new clients get the new certificate.
+    import os
+    import signal
+
+    import redis as redis_py
+
+    from tests.servers import dump_config, poll_until
+
+    config = pool_config("alpha", None, [redis_server.address], **accepting_tls(pki))
+    proxy = corenet_proxy_factory(config)
+    kept = tls_redis_py(proxy.address(), pki)
+    assert kept.set("k", b"v")
+    config["alpha"].update(tls_cert=pki.other_server_cert, tls_key=pki.other_server_key)
+    with open(proxy.config_path, "w", encoding="utf-8") as f:
+        f.write(dump_config(config))
+    assert proxy.pid is not None
+    os.kill(proxy.pid, signal.SIGUSR1)
+    poll_until(lambda: proxy.stats()["config_generation"] == 2, "the reload", timeout=10)
+    assert kept.get("k") == b"v"  # the same TLS connection, still served
+    kept.close()
+    rotated = redis_client(proxy.address(), ssl=True, ssl_ca_certs=pki.other_ca)
+    try:
+        assert rotated.get("k") == b"v"  # verified with the new certificate's CA
+    finally:
+        rotated.close()
+    stale = tls_redis_py(proxy.address(), pki)  # trusts only the old CA
+    try:
+        with pytest.raises(redis_py.ConnectionError):
+            stale.get("k")
+    finally:
+        stale.close()
