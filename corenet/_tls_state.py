@@ -30,9 +30,17 @@ from __future__ import annotations
 
 import enum
 
-from corenet._table import next_in
+from corenet._table import StateTable
 
-__all__ = ["NOTIFY_ON_CLOSE", "TRANSITIONS", "WRITABLE", "TLSEvent", "TLSState", "next_state"]
+__all__ = [
+    "TABLE",
+    "NOTIFY_ON_CLOSE",
+    "TRANSITIONS",
+    "WRITABLE",
+    "TLSEvent",
+    "TLSState",
+    "next_state",
+]
 
 
 class TLSState(enum.Enum):
@@ -52,32 +60,28 @@ class TLSEvent(enum.Enum):
     CLOSE = "close"  # our side closes
 
 
-S, E = TLSState, TLSEvent
+# next_state(state, event) raises LocalProtocolError for a pair not listed.
+TABLE = StateTable[TLSState, TLSEvent](
+    "TLS stream",
+    TLSState,
+    TLSEvent,
+    """
+    HANDSHAKING HANDSHAKE_DONE -> OPEN
+    HANDSHAKING HANDSHAKE_ERROR -> FAILED
+    HANDSHAKING CLOSE -> CLOSED
+    OPEN CLOSE_NOTIFY -> PEER_CLOSED
+    OPEN PEER_EOF -> PEER_CLOSED
+    OPEN FATAL -> FAILED
+    OPEN CLOSE -> CLOSED
+    PEER_CLOSED PEER_EOF -> PEER_CLOSED
+    PEER_CLOSED FATAL -> FAILED
+    PEER_CLOSED CLOSE -> CLOSED
+    FAILED CLOSE -> CLOSED
+""",
+)
+TRANSITIONS, next_state = TABLE.transitions, TABLE.next
 
-TRANSITIONS: dict[tuple[TLSState, TLSEvent], TLSState] = {
-    (S.HANDSHAKING, E.HANDSHAKE_DONE): S.OPEN,
-    (S.HANDSHAKING, E.HANDSHAKE_ERROR): S.FAILED,
-    (S.HANDSHAKING, E.CLOSE): S.CLOSED,
-    (S.OPEN, E.CLOSE_NOTIFY): S.PEER_CLOSED,
-    (S.OPEN, E.PEER_EOF): S.PEER_CLOSED,
-    (S.OPEN, E.FATAL): S.FAILED,
-    (S.OPEN, E.CLOSE): S.CLOSED,
-    (S.PEER_CLOSED, E.PEER_EOF): S.PEER_CLOSED,
-    (S.PEER_CLOSED, E.FATAL): S.FAILED,
-    (S.PEER_CLOSED, E.CLOSE): S.CLOSED,
-    (S.FAILED, E.CLOSE): S.CLOSED,
-}
-
-WRITABLE = frozenset({S.OPEN, S.PEER_CLOSED})
+WRITABLE = frozenset({TLSState.OPEN, TLSState.PEER_CLOSED})
 """States in which application data is encrypted and written."""
 NOTIFY_ON_CLOSE = WRITABLE
 """States in which closing sends our ``close_notify``."""
-
-
-def next_state(state: TLSState, event: TLSEvent) -> TLSState:
-    """The state ``event`` leads to from ``state``.
-
-    Raises:
-        LocalProtocolError: the table has no such transition.
-    """
-    return next_in(TRANSITIONS, state, event, "TLS stream")

@@ -30,6 +30,7 @@ from corenet.event import EV_READ, EV_WRITE
 
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Callable
 
     from corenet.loop import Loop
 
@@ -56,6 +57,12 @@ class Stream:
         self._mask = 0
         self.read_size = DEFAULT_READ_SIZE
         self.reading = True
+        # Where handle_read hands what it read: the stream's own handlers,
+        # or a transport's in between (TLSStream decrypts first).  Bound
+        # once here, so the plain path pays nothing for the choice.
+        self._bytes_in: Callable[[bytes], None] = self.data_received
+        self._eof_in: Callable[[], None] = self.read_eof
+        self._error_in: Callable[[OSError], None] = self.read_error
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} fd={self.fd}{' closed' if self.closed else ''}>"
@@ -100,7 +107,7 @@ class Stream:
         """Read until a short read (or a bound), handing each chunk on."""
         recv = self.sock.recv
         size = self.read_size
-        received = self.data_received
+        received = self._bytes_in
         for _ in range(MAX_READS_PER_TURN):
             if not self.reading:
                 return
@@ -111,10 +118,10 @@ class Stream:
             except InterruptedError:
                 continue
             except OSError as exc:
-                self.read_error(exc)
+                self._error_in(exc)
                 return
             if not data:
-                self.read_eof()
+                self._eof_in()
                 return
             received(data)
             if len(data) < size or self.closed:

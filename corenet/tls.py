@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING
 
 from corenet._tls_state import NOTIFY_ON_CLOSE, WRITABLE, TLSEvent, TLSState, next_state
 from corenet.errors import ConfigError
-from corenet.stream import MAX_READS_PER_TURN, Stream
+from corenet.stream import Stream
 
 if TYPE_CHECKING:
     import socket
@@ -123,6 +123,10 @@ class TLSStream(Stream):
         self._tls: ssl.SSLObject | None = None
         self._tls_timer: TimerHandle | None = None
         self._tls_heard = False  # any byte from the peer yet
+        # What Stream.handle_read reads goes through the engine first.
+        self._bytes_in = self._ciphertext_in
+        self._eof_in = self._tcp_eof
+        self._error_in = self._tcp_error
 
     def start_tls(
         self,
@@ -231,43 +235,22 @@ class TLSStream(Stream):
 
     # -- reading -----------------------------------------------------------
 
-    def handle_read(self) -> None:
-        # Stream.handle_read's loop, with the engine between recv and
-        # data_received: a hook in the shared loop would cost the plain path
-        # a call per read, which is what this class exists to avoid.
-        recv = self.sock.recv
-        size = self.read_size
-        feed = self._incoming.write
-        for _ in range(MAX_READS_PER_TURN):
-            if not self.reading:
+    def _ciphertext_in(self, data: bytes) -> None:
+        # Stream.handle_read hands us each chunk read: records for the engine.
+        self._incoming.write(data)
+        if self.tls_state is _HANDSHAKING:
+            self._tls_heard = True
+            if not self._handshake_step():
                 return
-            try:
-                data = recv(size)
-            except BlockingIOError:
-                return
-            except InterruptedError:
-                continue
-            except OSError as exc:
-                if self.tls_state is _HANDSHAKING:
-                    self._handshake_error(exc.strerror or str(exc))
-                else:
-                    self.read_error(exc)
-                return
-            if not data:
-                self._tcp_eof()
-                return
-            feed(data)
-            if self.tls_state is _HANDSHAKING:
-                self._tls_heard = True
-                if not self._handshake_step():
-                    if self.closed or len(data) < size:
-                        return
-                    continue
-            elif self.tls_state is not _OPEN:
-                continue  # after the peer's close_notify: nothing more is data
-            self._decrypt()
-            if self.closed or len(data) < size:
-                return
+        elif self.tls_state is not _OPEN:
+            return  # after the peer's close_notify: nothing more is data
+        self._decrypt()
+
+    def _tcp_error(self, exc: OSError) -> None:
+        if self.tls_state is _HANDSHAKING:
+            self._handshake_error(exc.strerror or str(exc))
+        else:
+            self.read_error(exc)
 
     def _decrypt(self) -> None:
         """Hand every complete record read so far to :meth:`data_received`, as one chunk."""

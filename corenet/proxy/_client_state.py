@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import enum
 
-from corenet._table import next_in
+from corenet._table import StateTable
 
-__all__ = ["TRANSITIONS", "ClientEvent", "ClientState", "next_state"]
+__all__ = ["TABLE", "TRANSITIONS", "ClientEvent", "ClientState", "next_state"]
 
 
 class ClientState(enum.Enum):
@@ -45,30 +45,26 @@ class ClientEvent(enum.Enum):
     CLOSE = "close"  # closed now, whatever is pending
 
 
-S, E = ClientState, ClientEvent
-
-TRANSITIONS: dict[tuple[ClientState, ClientEvent], ClientState] = {
-    (S.READING, E.BACKPRESSURE): S.PAUSED,
-    (S.PAUSED, E.BACKPRESSURE): S.PAUSED,
-    (S.PAUSED, E.RELIEVED): S.READING,
-    (S.READING, E.EOF): S.DRAINING,
-    (S.READING, E.STOP): S.DRAINING,
-    (S.PAUSED, E.STOP): S.DRAINING,
-    (S.DRAINING, E.STOP): S.DRAINING,
-    (S.DRAINING, E.BACKPRESSURE): S.DRAINING,
-    (S.DRAINING, E.FINAL): S.CLOSING,
-    (S.CLOSING, E.STOP): S.CLOSING,
-    (S.READING, E.CLOSE): S.CLOSED,
-    (S.PAUSED, E.CLOSE): S.CLOSED,
-    (S.DRAINING, E.CLOSE): S.CLOSED,
-    (S.CLOSING, E.CLOSE): S.CLOSED,
-}
-
-
-def next_state(state: ClientState, event: ClientEvent) -> ClientState:
-    """The state ``event`` leads to from ``state``.
-
-    Raises:
-        LocalProtocolError: the table has no such transition.
+# next_state(state, event) raises LocalProtocolError for a pair not listed.
+TABLE = StateTable[ClientState, ClientEvent](
+    "client connection",
+    ClientState,
+    ClientEvent,
     """
-    return next_in(TRANSITIONS, state, event, "client connection")
+    READING BACKPRESSURE -> PAUSED
+    PAUSED BACKPRESSURE -> PAUSED
+    PAUSED RELIEVED -> READING
+    READING EOF -> DRAINING
+    READING STOP -> DRAINING
+    PAUSED STOP -> DRAINING
+    DRAINING STOP -> DRAINING
+    DRAINING BACKPRESSURE -> DRAINING
+    DRAINING FINAL -> CLOSING
+    CLOSING STOP -> CLOSING
+    READING CLOSE -> CLOSED
+    PAUSED CLOSE -> CLOSED
+    DRAINING CLOSE -> CLOSED
+    CLOSING CLOSE -> CLOSED
+""",
+)
+TRANSITIONS, next_state = TABLE.transitions, TABLE.next
