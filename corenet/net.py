@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from corenet.event import EV_READ
+from corenet.event import EV_READ, EV_WRITE
 from corenet.stream import Stream
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACCEPT_PAUSE",
+    "Connection",
     "ListenAddress",
     "Listener",
     "bind_listener",
@@ -310,3 +311,53 @@ class Listener(Stream):
         super().close()
         if self._path is not None and self._identity is not None:
             unlink_if_ours(self._path, self._identity)
+
+
+class Connection(Stream):
+    """A stream that connects out, without blocking.
+
+    :meth:`connect_to` starts the connect; the loop's first write (or read)
+    event completes it: :meth:`connection_made` on success, or
+    :meth:`connect_failed` with the error (``SO_ERROR``).  Output queued
+    before that (:meth:`queue_bytes`) waits for the subclass to send it.
+    """
+
+    connected = False
+    """The connect completed."""
+
+    def connect_to(self, address: ListenAddress) -> int:
+        """Start connecting to ``address`` and register; the ``connect_ex`` result
+        (0 if already connected, ``EINPROGRESS``, or an error to report)."""
+        err = self.sock.connect_ex(sockaddr(address))
+        self.register(EV_READ | EV_WRITE)
+        if err == 0:
+            self._connect_done()
+        return err
+
+    def _connect_done(self) -> None:
+        self.connected = True
+        self.set_interest(EV_READ)
+        self.connection_made()
+
+    def handle_write(self) -> None:
+        if not self.connected:
+            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                self.connect_failed(err)
+            else:
+                self._connect_done()
+            return
+        super().handle_write()
+
+    def handle_read(self) -> None:
+        if not self.connected:
+            # Readable before writable means the connect failed (or data
+            # raced in); SO_ERROR says which.
+            self.handle_write()
+            if not self.connected:
+                return
+        super().handle_read()
+
+    def connect_failed(self, err: int) -> None:
+        """The connect failed with ``err``; by default, close."""
+        self.close()

@@ -23,9 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import hiredis
 
-from corenet.event import EV_READ, EV_WRITE
-from corenet.net import ListenAddress, make_socket, sockaddr
-from corenet.stream import Stream
+from corenet.net import Connection, ListenAddress, make_socket
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -145,7 +143,7 @@ def _read_replies(sock: socket.socket, count: int) -> list[Any]:
     raise TimeoutError("sentinel sent too many fragments")
 
 
-class _SentinelConn(Stream):
+class _SentinelConn(Connection):
     """One non-blocking connection to a sentinel; each reply goes to ``on_reply``."""
 
     kind = "sentinel"
@@ -162,33 +160,13 @@ class _SentinelConn(Stream):
         self.address = address
         self.on_reply = on_reply
         self.on_close = on_close
-        self.connected = False
         self._reader = hiredis.Reader()
-        for request in requests:
-            self.queue_bytes(request)
-        err = self.sock.connect_ex(sockaddr(address))
-        self.register(EV_READ | EV_WRITE)
-        if err not in (0, errno.EINPROGRESS, errno.EAGAIN):
+        self._requests = b"".join(requests)
+        if self.connect_to(address) not in (0, errno.EINPROGRESS, errno.EAGAIN):
             loop.timers.call_later(0, self.close)
 
-    def handle_write(self) -> None:
-        if not self.connected:
-            if self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-                self.close()
-                return
-            self.connected = True
-            queued, self._backlog = self._backlog, []
-            self.set_interest(EV_READ)
-            self.send_bytes(b"".join(queued))
-            return
-        super().handle_write()
-
-    def handle_read(self) -> None:
-        if not self.connected:
-            self.handle_write()
-            if not self.connected:
-                return
-        super().handle_read()
+    def connection_ready(self) -> None:
+        self.send_bytes(self._requests)
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)

@@ -15,12 +15,10 @@ import socket
 from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
-from corenet.event import EV_READ, EV_WRITE
 from corenet.framing import Framer
 from corenet.msg import Msg
-from corenet.net import make_socket, sockaddr
+from corenet.net import Connection, make_socket
 from corenet.proxy.client import complete
-from corenet.stream import Stream
 from corenet.tls import TLSStream
 
 if TYPE_CHECKING:
@@ -67,7 +65,7 @@ class BackendOwner(Protocol):
     def server_failed(self, server: Any, err: int) -> None: ...
 
 
-class ServerConn(Stream):
+class ServerConn(Connection):
     """One connection to a backend server."""
 
     kind = "server"
@@ -89,8 +87,6 @@ class ServerConn(Stream):
         self.framer: Framer[bytes] = Framer(parser, replies=True)
         self.in_q: deque[Msg] = deque()
         self.out_q: deque[Msg] = deque()
-        self.connected = False
-        """The TCP connect completed."""
         self.ready = False
         """Requests can go out (plain: once connected; TLS: after the handshake)."""
         self._timer: TimerHandle | None = None
@@ -120,21 +116,13 @@ class ServerConn(Stream):
             # queued; their replies are matched and dropped like any other.
             conn.out_q.append(Msg(request, len(request)))
             conn.queue_bytes(request)
-        err = sock.connect_ex(sockaddr(address))
-        conn.register(EV_READ | EV_WRITE)
-        if err == 0:
-            conn._connected()
-        elif err not in (errno.EINPROGRESS, errno.EAGAIN):
+        err = conn.connect_to(address)
+        if err not in (0, errno.EINPROGRESS, errno.EAGAIN):
             # Fail in this turn's flush, after the caller queued its request,
             # so that request gets the error like any other.
             conn.connect_error = err
             loop.schedule_flush(conn)
         return conn
-
-    def _connected(self) -> None:
-        self.connected = True
-        self.set_interest(EV_READ)
-        self.connection_made()
 
     def connection_ready(self) -> None:
         self.ready = True
@@ -180,25 +168,9 @@ class ServerConn(Stream):
         elif chunks:
             self.send_bytes(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
-    def handle_write(self) -> None:
-        if not self.connected:
-            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err:
-                self.server.stats.server_err += 1
-                self.fail(err)
-                return
-            self._connected()
-            return
-        super().handle_write()
-
-    def handle_read(self) -> None:
-        if not self.connected:
-            # Readable before writable means the connect failed (or data
-            # raced in); SO_ERROR says which.
-            self.handle_write()
-            if not self.connected:
-                return
-        super().handle_read()
+    def connect_failed(self, err: int) -> None:
+        self.server.stats.server_err += 1
+        self.fail(err)
 
     def read_error(self, exc: OSError) -> None:
         self.server.stats.server_err += 1
