@@ -512,12 +512,10 @@ class Proxy:
         for listener in self.listeners:
             listener.close()
         self.listeners = []
-        if self.stats_server is not None:
-            self.stats_server.close()
-            self.stats_server = None
-        if self.metrics_server is not None:
-            self.metrics_server.close()
-            self.metrics_server = None
+        for server in (self.stats_server, self.metrics_server):
+            if server is not None:
+                server.close()
+        self.stats_server = self.metrics_server = None
 
     def close(self) -> None:
         """Close every listener and connection and the event backend."""
@@ -525,7 +523,7 @@ class Proxy:
             self._drain_timer.cancel()
             self._drain_timer = None
         if self._watcher is not None:
-            self._watcher.close()
+            self.watchers.append(self._watcher)  # closed with the others
             self._watcher = None
         self._stop_watchers()
         self._close_listeners()
