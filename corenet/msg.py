@@ -12,6 +12,13 @@ A request that spans several servers (``MGET`` over keys on different
 shards) is split into fragment messages whose ``parent`` is the original;
 the parent is done when its last fragment is, and its ``merge`` callable
 builds the single reply from the fragments' replies.
+
+A request may carry a ``reply_filter``: the server's reply passes through it
+before it is recorded, so a protocol can answer on the client's terms what it
+asked the server on its own (memcache's quiet meta commands are forwarded
+without ``q`` so that every request has exactly one reply, and the filter
+turns the replies memcached would have suppressed into ``b""``).  One reply
+per request stays the rule the server connections count on.
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ class Msg:
         "parent",
         "pending",
         "reply",
+        "reply_filter",
         "start_time",
     )
 
@@ -91,6 +99,8 @@ class Msg:
         self.frags: list[Msg] | None = None
         self.pending = 0
         self.merge: Callable[[Msg], bytes] | None = None
+        self.reply_filter: Callable[[bytes], bytes] | None = None
+        """Rewrites the server's reply before it is recorded (``b""``: send nothing)."""
 
     def __repr__(self) -> str:
         state = "done" if self.done else "pending"

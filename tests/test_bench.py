@@ -196,3 +196,27 @@ def test_cpu_seconds_counts_live_children() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+@pytest.mark.posix_only
+def test_meta_bench_quick_run_reports_every_scenario(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    need_binary(request.config, "memcached")
+    out = tmp_path / "meta.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.meta", "--quick", "--out", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1].startswith("SUMMARY meta-q corenet/direct ")
+    results = json.loads(out.read_text(encoding="utf-8"))["results"]
+    cells = {(r["scenario"], r["target"]) for r in results}
+    assert cells == {(s, t) for s in ("meta-q", "meta", "get") for t in ("direct", "corenet")}
+    for r in results:
+        assert r["keys_per_s"] > 0
+        assert (r["proxy_us_per_key"] is not None) == (r["target"] == "corenet")

@@ -333,6 +333,9 @@ class TLSClientConn(ClientConn, TLSStream):
 
 def complete(msg: Msg, reply: bytes) -> None:
     """Record ``reply`` for ``msg`` and wake its client if it can now write."""
+    reply_filter = msg.reply_filter
+    if reply_filter is not None:
+        reply = reply_filter(reply)
     msg.reply = reply
     msg.done = True
     parent = msg.parent

@@ -32,6 +32,9 @@ Every line is judged in two steps:
    with extra spaces or a bare ``\\n`` ending is forwarded rebuilt, tokens
    joined by single spaces and ended by CRLF; other lines go out untouched.
 
+The meta commands (``mg ms md ma mn me``) go through the same two steps;
+:mod:`._meta` holds memcached's rules for them and the quiet-mode design.
+
 Only the text protocol is spoken.  memcached picks the binary protocol when
 the first byte of a connection is its magic ``0x80``; the proxy closes such
 a connection at once (no reply: a binary client could not read a text one),
@@ -52,7 +55,8 @@ scanned, and an incomplete data block sets ``need`` to the size of the whole
 request, so total work is O(n) however the bytes are split.
 
 Replies are context-free: one line is one reply, except ``VALUE`` blocks,
-which run until ``END``.  Anything a memcached server would never send is a
+which run until ``END``, and a meta ``VA`` line, which its data block
+follows.  Anything a memcached server would never send is a
 :class:`~corenet.errors.RemoteProtocolError`, so garbage never reaches a
 client.
 """
@@ -63,7 +67,26 @@ import re
 from collections.abc import Callable
 
 from corenet.errors import RemoteProtocolError
-from corenet.msg import ACTION_CLOSE, ACTION_LOCAL, Msg, fanout_msg
+from corenet.msg import ACTION_CLOSE, Msg, fanout_msg
+from corenet.protocols.memcache._meta import META_COMMANDS, ReplyFilter, fast_meta, judge
+from corenet.protocols.memcache._syntax import (
+    BAD_CHUNK,
+    BAD_FORMAT,
+    ERROR,
+    INT32_MAX,
+    KEY_MAX_LENGTH,
+    TOO_LARGE,
+    UINT32_MAX,
+    UINT64_MAX,
+    VLEN_MAX,
+    Line,
+    forward,
+    local,
+    mc_strtol,
+    mc_strtoul,
+    mc_strtoull,
+    plain,
+)
 
 __all__ = [
     "GET_LINE_MAX",
@@ -76,25 +99,15 @@ __all__ = [
     "value_blocks",
 ]
 
-KEY_MAX_LENGTH = 250  # memcached's KEY_MAX_LENGTH
 LINE_MAX = 16384  # memcached's READ_BUFFER_SIZE: a longer line never fits
 GET_LINE_MAX = 1 << 20  # memcached grows its buffer for get lines; we stop here
 VALUE_MAX = 1 << 20  # memcached's default item size limit (-I 1m)
 REPLY_LINE_MAX = 8192  # no memcached reply line comes near this
 _LONG_LINE_SPACES = 100  # memcached: more leading spaces than this on a long line: close
-_INT32_MAX = 2**31 - 1
-_UINT32_MAX = 2**32 - 1
-_UINT64_MAX = 2**64 - 1
-_INT64_MAX = 2**63 - 1
-_VLEN_MAX = _INT32_MAX - 2  # memcached: vlen > INT_MAX - 2 is a bad command line
 
-ERROR = b"ERROR\r\n"
-BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
-BAD_CHUNK = b"CLIENT_ERROR bad data chunk\r\n"
 BAD_DELTA = b"CLIENT_ERROR invalid numeric delta argument\r\n"
 BAD_EXPTIME = b"CLIENT_ERROR invalid exptime argument\r\n"
 DELETE_USAGE = b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
-TOO_LARGE = b"SERVER_ERROR object too large for cache\r\n"
 VERSION_REQUEST = b"version\r\n"
 # nutcracker routes ``version`` by this placeholder key; so do we.
 VERSION_KEY = b"placeholder"
@@ -105,8 +118,6 @@ NOREPLY = b"noreply"
 # Other control bytes are ordinary key bytes to memcached (memcaslap's keys
 # start with 0x10), so they pass.
 _UNSAFE = re.compile(rb"[\x00\r]")
-# glibc isspace() minus the space itself, which never survives tokenizing.
-_C_BLANKS = b"\t\n\v\f\r"
 # Words memcached knows that do not start with one of "gsacidt" (nor are a
 # two-letter meta command): they never reach memcached's HTTP check.
 _MEMCACHED_OTHER = frozenset(
@@ -132,110 +143,29 @@ _MAX_TOKENS = 23  # memcached tokenizes at most this many words before the rest
 # -- numbers, as memcached's safe_strto* read them on 64-bit glibc ---------------
 
 
-def _c_strto(token: bytes, limit: int) -> int | None:
-    """glibc ``strto[u]l[l]`` base 10 over a whole token, as memcached checks it.
-
-    Returns the value (negative for a leading '-') or None when memcached's
-    check fails: no digits, a character after the digits that is not a blank,
-    or a magnitude over ``limit`` (ERANGE).
-    """
-    i = 0
-    n = len(token)
-    while i < n and token[i] in _C_BLANKS:
-        i += 1
-    negative = False
-    if i < n and token[i] in b"+-":
-        negative = token[i] == 45
-        i += 1
-    start = i
-    while i < n and 48 <= token[i] <= 57:
-        i += 1
-    if i == start or (i < n and token[i] not in _C_BLANKS):
-        return None
-    digits = token[start:i].lstrip(b"0")
-    if len(digits) > 20:
-        return None  # over 2**64: ERANGE (and too long for int() to be cheap)
-    value = int(digits) if digits else 0
-    if negative:
-        # strtol's range is asymmetric: -2**63 is fine, 2**63 is not.
-        if value > limit + (1 if limit == _INT64_MAX else 0):
-            return None
-        return -value
-    if value > limit:
-        return None
-    return value
-
-
-def _mc_strtoul(token: bytes) -> bool:
-    """memcached ``safe_strtoul`` (flags): accepted?"""
-    value = _c_strto(token, _UINT64_MAX)
-    if value is None:
-        return False
-    unsigned = value % 2**64
-    return not (unsigned > _INT64_MAX and b"-" in token)
-
-
-def _mc_strtol(token: bytes) -> int | None:
-    """memcached ``safe_strtol`` (exptime, length): the int32 it stores, or None."""
-    value = _c_strto(token, _INT64_MAX)
-    if value is None:
-        return None
-    value &= 0xFFFFFFFF
-    return value - 2**32 if value > _INT32_MAX else value
-
-
-def _mc_strtoull(token: bytes) -> bool:
-    """memcached ``safe_strtoull`` (cas unique, delta): accepted?"""
-    return _mc_strtoul(token)
-
-
-def _plain(token: bytes, limit: int) -> bool:
-    """A canonical unsigned decimal: 1-20 ASCII digits, at most ``limit``."""
-    return 0 < len(token) <= 20 and token.isdigit() and int(token) <= limit
-
-
 def _plain_delta(token: bytes) -> bool:
-    return _plain(token, _UINT64_MAX)
+    return plain(token, UINT64_MAX)
 
 
 def _mc_exptime(token: bytes) -> bool:
-    return _mc_strtol(token) is not None
+    return mc_strtol(token) is not None
 
 
 def _plain_exptime(token: bytes) -> bool:
     """A canonical exptime: optional '-', then digits, within int32."""
     digits = token[1:] if token[:1] == b"-" else token
-    return 0 < len(digits) <= 19 and digits.isdigit() and -(2**31) <= int(token) <= _INT32_MAX
+    return 0 < len(digits) <= 19 and digits.isdigit() and -(2**31) <= int(token) <= INT32_MAX
 
 
 # -- requests ----------------------------------------------------------------------
-
-
-def _local(data: bytes, end: int, reply: bytes) -> Msg:
-    return Msg(data, end, None, ACTION_LOCAL, reply)
 
 
 def _close(text: str) -> RemoteProtocolError:
     return RemoteProtocolError(text, reply=b"", close=True)
 
 
-class _Line:
-    """One command line as memcached sees it, and whether it is canonical."""
-
-    __slots__ = ("canonical", "clean", "end", "start", "tokens")
-
-    def __init__(
-        self, tokens: list[bytes], start: int, end: int, clean: bool, canonical: bool
-    ) -> None:
-        self.tokens = tokens
-        self.start = start  # offset of the line in the buffer
-        self.end = end  # offset after its "\n"
-        self.clean = clean  # no NUL and no "\r" inside the line
-        self.canonical = canonical  # clean, single spaces, CRLF: forward as is
-
-    def rebuilt(self) -> bytes:
-        return b" ".join(self.tokens) + b"\r\n"
-
+# An incomplete data block: line, key, data length, noreply, reply filter.
+_Block = tuple[Line, bytes, int, bool, ReplyFilter | None]
 
 # The first byte of every binary-protocol request (PROTOCOL_BINARY_REQ).
 _BINARY_MAGIC = 0x80
@@ -245,10 +175,10 @@ _BINARY_MAGIC = 0x80
 # answered ERROR); keeping the mark in _block, which the fast path already
 # tests, sends the first request down the general path at no cost to the
 # others.
-_NEGOTIATING: tuple[_Line, bytes, int, bool] = (_Line([], 0, 0, False, False), b"", 0, False)
+_NEGOTIATING: _Block = (Line([], 0, 0, False, False), b"", 0, False, None)
 
 
-_Handler = Callable[["RequestParser", bytes, _Line], "Msg | None"]
+_Handler = Callable[["RequestParser", bytes, Line], "Msg | None"]
 
 
 class RequestParser:
@@ -270,9 +200,9 @@ class RequestParser:
         self._scanned = 0  # bytes of the pending line already searched for "\n"
         self._swallow = 0  # data-block bytes still to discard
         # A storage request whose data block is incomplete: its parsed line,
-        # key, data length and noreply flag; _NEGOTIATING until the first
-        # byte of the connection has been looked at.
-        self._block: tuple[_Line, bytes, int, bool] | None = _NEGOTIATING
+        # key, data length, noreply flag and reply filter; _NEGOTIATING until
+        # the first byte of the connection has been looked at.
+        self._block: _Block | None = _NEGOTIATING
 
     def parse(self, buf: bytes, pos: int) -> Msg | None:
         if not (self._swallow or self._block is not None or self._scanned):
@@ -317,9 +247,9 @@ class RequestParser:
                 raw = raw[:zero]  # memcached reads the line with strlen()
         parts = raw.split(b" ")
         tokens = [t for t in parts if t]
-        line = _Line(tokens, pos, nl + 1, clean, clean and stop < nl and len(tokens) == len(parts))
+        line = Line(tokens, pos, nl + 1, clean, clean and stop < nl and len(tokens) == len(parts))
         if not tokens or len(tokens[0]) < 2:
-            return _local(buf[pos : nl + 1], nl + 1, ERROR)
+            return local(buf[pos : nl + 1], nl + 1, ERROR)
         handler = _HANDLERS.get(tokens[0])
         if handler is None:
             return self._unknown(buf, line)
@@ -340,7 +270,7 @@ class RequestParser:
 
     # -- commands ----------------------------------------------------------------
 
-    def _unknown(self, buf: bytes, line: _Line) -> Msg:
+    def _unknown(self, buf: bytes, line: Line) -> Msg:
         tokens = line.tokens
         name = tokens[0]
         if (
@@ -351,20 +281,20 @@ class RequestParser:
         ):
             # memcached drops the connection on what looks like HTTP.
             raise _close("HTTP request line")
-        return _local(buf[line.start : line.end], line.end, ERROR)
+        return local(buf[line.start : line.end], line.end, ERROR)
 
-    def _get(self, buf: bytes, line: _Line) -> Msg:
+    def _get(self, buf: bytes, line: Line) -> Msg:
         tokens = line.tokens
         data = buf[line.start : line.end]
         end = line.end
         if len(tokens) < 2:
-            return _local(data, end, ERROR)
+            return local(data, end, ERROR)
         keys = tokens[1:]
         for key in keys:
             if len(key) > KEY_MAX_LENGTH:
-                return _local(data, end, BAD_FORMAT)
+                return local(data, end, BAD_FORMAT)
         if not line.clean:
-            return _local(data, end, BAD_FORMAT)
+            return local(data, end, BAD_FORMAT)
         if not line.canonical:
             # Rebuilt, so a long line starts "get " at once: memcached refuses
             # a long line that does not (after more than 100 spaces, say).
@@ -373,70 +303,79 @@ class RequestParser:
             return Msg(data, end, keys[0])
         return fanout_msg(data, end, keys, tokens[0])
 
-    def _storage(self, buf: bytes, line: _Line) -> Msg | None:
+    def _storage(self, buf: bytes, line: Line) -> Msg | None:
         tokens = line.tokens
         end = line.end
         ntok = len(tokens)
         base = 6 if tokens[0] == b"cas" else 5
         if ntok != base and ntok != base + 1:
-            return _local(buf[line.start : end], end, ERROR)
+            return local(buf[line.start : end], end, ERROR)
         noreply = tokens[-1] == NOREPLY
         key = tokens[1]
-        vlen = _mc_strtol(tokens[4])
+        vlen = mc_strtol(tokens[4])
         if (
             len(key) > KEY_MAX_LENGTH
-            or not _mc_strtoul(tokens[2])
-            or _mc_strtol(tokens[3]) is None
+            or not mc_strtoul(tokens[2])
+            or mc_strtol(tokens[3]) is None
             or vlen is None
-            or (base == 6 and not _mc_strtoull(tokens[5]))
+            or (base == 6 and not mc_strtoull(tokens[5]))
             or vlen < 0
-            or vlen > _VLEN_MAX
+            or vlen > VLEN_MAX
         ):
             # memcached refuses the line and reads the data block as commands.
-            return _local(buf[line.start : end], end, b"" if noreply else BAD_FORMAT)
+            return local(buf[line.start : end], end, b"" if noreply else BAD_FORMAT)
         # memcached accepts the line: it reads vlen + 2 bytes of data.
         if vlen > self.max_value:
             self._swallow = vlen + 2
-            return _local(buf[line.start : end], end, b"" if noreply else TOO_LARGE)
+            return local(buf[line.start : end], end, b"" if noreply else TOO_LARGE)
         if not (
             line.clean
             and (ntok == base or noreply)
-            and _plain(tokens[2], _UINT32_MAX)
+            and plain(tokens[2], UINT32_MAX)
             and _plain_exptime(tokens[3])
-            and _plain(tokens[4], _VLEN_MAX)
-            and (base == 5 or _plain(tokens[5], _UINT64_MAX))
+            and plain(tokens[4], VLEN_MAX)
+            and (base == 5 or plain(tokens[5], UINT64_MAX))
         ):
             self._swallow = vlen + 2
-            return _local(buf[line.start : end], end, b"" if noreply else BAD_FORMAT)
-        return self._data_block(buf, line.start, line, key, vlen, noreply)
+            return local(buf[line.start : end], end, b"" if noreply else BAD_FORMAT)
+        return self._data_block(buf, line.start, line, key, vlen, noreply, None)
 
     def _data_block(
-        self, buf: bytes, pos: int, line: _Line, key: bytes, vlen: int, noreply: bool
+        self,
+        buf: bytes,
+        pos: int,
+        line: Line,
+        key: bytes,
+        vlen: int,
+        noreply: bool,
+        reply_filter: ReplyFilter | None,
     ) -> Msg | None:
         head = line.end - line.start
         total = head + vlen + 2
         end = pos + total
         if end > len(buf):
-            self._block = (line, key, vlen, noreply)
+            self._block = (line, key, vlen, noreply, reply_filter)
             self._again(pos, total)
             return None
         self._block = None
         if buf[end - 2 : end] != b"\r\n":
             # memcached read vlen + 2 bytes and found no CRLF at their end.
-            return _local(buf[pos:end], end, b"" if noreply else BAD_CHUNK)
+            return local(buf[pos:end], end, b"" if noreply else BAD_CHUNK)
         data = buf[pos:end] if line.canonical else line.rebuilt() + buf[pos + head : end]
-        return _forward(data, end, key, noreply)
+        msg = forward(data, end, key, noreply)
+        msg.reply_filter = reply_filter
+        return msg
 
-    def _arithmetic(self, buf: bytes, line: _Line) -> Msg:
-        return self._key_and_number(buf, line, _mc_strtoull, BAD_DELTA, _plain_delta)
+    def _arithmetic(self, buf: bytes, line: Line) -> Msg:
+        return self._key_and_number(buf, line, mc_strtoull, BAD_DELTA, _plain_delta)
 
-    def _touch(self, buf: bytes, line: _Line) -> Msg:
+    def _touch(self, buf: bytes, line: Line) -> Msg:
         return self._key_and_number(buf, line, _mc_exptime, BAD_EXPTIME, _plain_exptime)
 
     def _key_and_number(
         self,
         buf: bytes,
-        line: _Line,
+        line: Line,
         accepted: Callable[[bytes], bool],
         refused: bytes,
         canonical: Callable[[bytes], bool],
@@ -449,23 +388,23 @@ class RequestParser:
         data = buf[line.start : end]
         ntok = len(tokens)
         if ntok != 3 and ntok != 4:
-            return _local(data, end, ERROR)
+            return local(data, end, ERROR)
         noreply = tokens[-1] == NOREPLY
         if len(tokens[1]) > KEY_MAX_LENGTH:
-            return _local(data, end, b"" if noreply else BAD_FORMAT)
+            return local(data, end, b"" if noreply else BAD_FORMAT)
         if not accepted(tokens[2]):
-            return _local(data, end, b"" if noreply else refused)
+            return local(data, end, b"" if noreply else refused)
         if not (line.clean and (ntok == 3 or noreply) and canonical(tokens[2])):
-            return _local(data, end, b"" if noreply else BAD_FORMAT)
-        return _forward(data if line.canonical else line.rebuilt(), end, tokens[1], noreply)
+            return local(data, end, b"" if noreply else BAD_FORMAT)
+        return forward(data if line.canonical else line.rebuilt(), end, tokens[1], noreply)
 
-    def _delete(self, buf: bytes, line: _Line) -> Msg:
+    def _delete(self, buf: bytes, line: Line) -> Msg:
         tokens = line.tokens
         end = line.end
         data = buf[line.start : end]
         ntok = len(tokens)
         if ntok < 2 or ntok > 4:
-            return _local(data, end, ERROR)
+            return local(data, end, ERROR)
         noreply = False
         if ntok > 2:
             # "delete <key> 0 [noreply]" is memcached's legacy form.
@@ -475,18 +414,43 @@ class RequestParser:
                 (ntok == 3 and (hold_is_zero or noreply))
                 or (ntok == 4 and hold_is_zero and noreply)
             ):
-                return _local(data, end, b"" if noreply else DELETE_USAGE)
+                return local(data, end, b"" if noreply else DELETE_USAGE)
         if len(tokens[1]) > KEY_MAX_LENGTH:
-            return _local(data, end, b"" if noreply else BAD_FORMAT)
+            return local(data, end, b"" if noreply else BAD_FORMAT)
         if not line.clean:
-            return _local(data, end, b"" if noreply else BAD_FORMAT)
-        return _forward(data if line.canonical else line.rebuilt(), end, tokens[1], noreply)
+            return local(data, end, b"" if noreply else BAD_FORMAT)
+        return forward(data if line.canonical else line.rebuilt(), end, tokens[1], noreply)
 
-    def _version(self, buf: bytes, line: _Line) -> Msg:
+    def _meta(self, buf: bytes, line: Line) -> Msg | None:
+        """A meta command: judged by :func:`._meta.judge`, then forwarded with
+        ``q`` removed (its reply filtered instead), ``ms`` with its data block."""
+        reply, key, vlen, quiet, reply_filter = judge(line.tokens)
+        end = line.end
+        if reply is not None:
+            if vlen >= 0:  # memcached read the length: it discards the data block
+                self._swallow = vlen + 2
+            return local(buf[line.start : end], end, reply)
+        if vlen > self.max_value:
+            self._swallow = vlen + 2
+            return local(buf[line.start : end], end, TOO_LARGE)
+        if not line.clean or (vlen >= 0 and not plain(line.tokens[2], VLEN_MAX)):
+            if vlen >= 0:
+                self._swallow = vlen + 2
+            return local(buf[line.start : end], end, BAD_FORMAT)
+        if quiet:
+            del line.tokens[quiet]
+            line.canonical = False
+        if vlen >= 0:
+            return self._data_block(buf, line.start, line, key, vlen, False, reply_filter)
+        msg = Msg(buf[line.start : end] if line.canonical else line.rebuilt(), end, key)
+        msg.reply_filter = reply_filter
+        return msg
+
+    def _version(self, buf: bytes, line: Line) -> Msg:
         # Like nutcracker: ask the server the placeholder key routes to.
         return Msg(VERSION_REQUEST, line.end, VERSION_KEY)
 
-    def _quit(self, buf: bytes, line: _Line) -> Msg:
+    def _quit(self, buf: bytes, line: Line) -> Msg:
         return Msg(buf[line.start : line.end], line.end, None, ACTION_CLOSE, b"")
 
 
@@ -504,7 +468,8 @@ _FAST_STORE = re.compile(
 def _fast_request(buf: bytes, pos: int, max_value: int) -> Msg | None:
     """The request at ``buf[pos:]`` when it is a canonical, complete get/gets
     or storage request (not cas) that the general path would forward as it
-    came; None otherwise, leaving the general path to decide.
+    came, or a canonical mg/md/ma (:func:`._meta.fast_meta`); None otherwise,
+    leaving the general path to decide.
 
     Equivalent to the general path on these requests: a canonical line with
     valid numbers and a key within limits, and for storage a data block
@@ -520,21 +485,12 @@ def _fast_request(buf: bytes, pos: int, max_value: int) -> Msg | None:
         return fanout_msg(buf[pos:end], end, keys, b"gets" if buf[pos + 3] == 115 else b"get")
     m = _FAST_STORE.match(buf, pos)
     if m is None:
-        return None
+        return fast_meta(buf, pos)
     vlen = int(m.group(2))
     end = m.end() + vlen + 2
     if vlen > max_value or end > len(buf) or buf[end - 2 : end] != b"\r\n":
         return None
-    return _forward(buf[pos:end], end, m.group(1), m.group(3) is not None)
-
-
-def _forward(data: bytes, end: int, key: bytes, noreply: bool) -> Msg:
-    if not noreply:
-        return Msg(data, end, key)
-    # The server will not answer: the request is done (with no reply) now.
-    msg = Msg(data, end, key, reply=b"")
-    msg.expect_reply = False
-    return msg
+    return forward(buf[pos:end], end, m.group(1), m.group(3) is not None)
 
 
 _HANDLERS: dict[bytes, _Handler] = {
@@ -552,6 +508,7 @@ _HANDLERS: dict[bytes, _Handler] = {
     b"delete": RequestParser._delete,
     b"version": RequestParser._version,
     b"quit": RequestParser._quit,
+    **dict.fromkeys(META_COMMANDS, RequestParser._meta),
 }
 
 
@@ -560,7 +517,9 @@ _HANDLERS: dict[bytes, _Handler] = {
 _REPLY_WORDS = frozenset(
     [b"STORED", b"NOT_STORED", b"EXISTS", b"NOT_FOUND", b"DELETED", b"TOUCHED", b"END", b"ERROR"]
 )
-_REPLY_PREFIXES = (b"CLIENT_ERROR", b"SERVER_ERROR", b"VERSION ")
+_REPLY_PREFIXES = (b"CLIENT_ERROR", b"SERVER_ERROR", b"VERSION ", b"ME ")
+# Meta return codes, alone or followed by flags (" k<key> O<opaque>...").
+_META_CODES = frozenset([b"HD", b"EN", b"NF", b"NS", b"EX", b"MN"])
 
 
 class ReplyParser:
@@ -605,10 +564,20 @@ class ReplyParser:
             if p != pos and line != b"END":
                 # After VALUE blocks only more of them or END may follow.
                 raise _bad_reply(buf, p)
+            if line.startswith(b"VA "):
+                # A meta hit: one line and one data block, the whole reply.
+                end = nl + 1 + _meta_value_size(line) + 2
+                if end > n:
+                    return self._again(pos, p, end - pos)
+                if buf[end - 2 : end] != b"\r\n":
+                    raise RemoteProtocolError(f"VA block not ended by CRLF: {line[:64]!r}")
+                self._off = 0
+                return end
             if (
                 line in _REPLY_WORDS
                 or line.startswith(_REPLY_PREFIXES)
                 or (line.isdigit() and len(line) <= 20)
+                or (line[:2] in _META_CODES and (len(line) == 2 or line[2] == 32))
             ):
                 self._off = 0
                 return nl + 1
@@ -625,12 +594,16 @@ class ReplyParser:
 # limit applies: the common hit, matched at once.
 _FAST_VALUE = re.compile(rb"VALUE [^ \r\n]{1,250} \d{1,9} (\d{1,9})\r\n")
 _FAST_WORDS = (b"END\r\n", b"STORED\r\n")
+# A meta reply line without CR inside, short enough that no limit applies.
+_FAST_META = re.compile(rb"(?:HD|EN|NF|NS|EX|MN|VA (\d{1,9}))(?: [^\r\n]{0,4096})?\r\n")
 
 
 def _fast_reply_end(buf: bytes, pos: int) -> int:
-    """End of the reply at ``buf[pos:]`` when it is ``END``, ``STORED`` or
-    complete canonical ``VALUE`` blocks then ``END``; 0 when the general
-    path must decide (it finds the same end whenever this one does)."""
+    """End of the reply at ``buf[pos:]`` when it is ``END``, ``STORED``,
+    complete canonical ``VALUE`` blocks then ``END``, or a meta reply (a
+    return code, flags without CR, a complete ``VA`` block); 0 when the
+    general path must decide (it finds the same end whenever this one does).
+    The classic replies are tried first: the meta ones cost them nothing."""
     if buf.startswith(_FAST_WORDS, pos):
         return pos + (5 if buf[pos] == 69 else 8)  # 'E'
     p = pos
@@ -640,9 +613,18 @@ def _fast_reply_end(buf: bytes, pos: int) -> int:
         if end > len(buf) or buf[end - 2 : end] != b"\r\n":
             return 0
         p = end
-    if p != pos and buf.startswith(b"END\r\n", p):
-        return p + 5
-    return 0
+    if p != pos:
+        return p + 5 if buf.startswith(b"END\r\n", p) else 0
+    m = _FAST_META.match(buf, pos)
+    if m is None:
+        return 0
+    size = m.group(1)
+    if size is None:
+        return m.end()
+    end = m.end() + int(size) + 2
+    if end > len(buf) or buf[end - 2 : end] != b"\r\n":
+        return 0
+    return end
 
 
 def _value_size(line: bytes) -> int:
@@ -651,12 +633,20 @@ def _value_size(line: bytes) -> int:
     if (
         (len(parts) != 4 and len(parts) != 5)
         or not parts[1]
-        or not _plain(parts[2], _UINT32_MAX)
-        or not _plain(parts[3], _VLEN_MAX)
-        or (len(parts) == 5 and not _plain(parts[4], _UINT64_MAX))
+        or not plain(parts[2], UINT32_MAX)
+        or not plain(parts[3], VLEN_MAX)
+        or (len(parts) == 5 and not plain(parts[4], UINT64_MAX))
     ):
         raise RemoteProtocolError(f"malformed VALUE line {line[:64]!r}")
     return int(parts[3])
+
+
+def _meta_value_size(line: bytes) -> int:
+    """The data length of a ``VA <bytes> <flags>*`` line."""
+    parts = line.split(b" ", 2)
+    if not plain(parts[1], VLEN_MAX):
+        raise RemoteProtocolError(f"malformed VA line {line[:64]!r}")
+    return int(parts[1])
 
 
 def _bad_reply(buf: bytes, p: int) -> RemoteProtocolError:

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from corenet.protocols import memcache, redis
 from corenet.testing.conformance import ReplyParserConformance, RequestParserConformance
 from corenet.testing.memcache_strategies import (
+    memcache_meta_replies,
+    memcache_meta_requests,
     memcache_replies,
     memcache_requests,
     memcache_value_block,
@@ -34,6 +36,15 @@ def memcache_large_request(size: int) -> bytes:
 
 def memcache_large_reply(size: int) -> bytes:
     return memcache_value_block(b"big", b"v" * size) + b"END\r\n"
+
+
+def meta_large_request(size: int) -> bytes:
+    size = min(size, memcache.VALUE_MAX)
+    return b"ms big %d T0 F1\r\n%s\r\n" % (size, b"v" * size)
+
+
+def meta_large_reply(size: int) -> bytes:
+    return b"VA %d f1 kbig\r\n%s\r\n" % (size, b"v" * size)
 
 
 class TestRedisRequests(RequestParserConformance):
@@ -63,4 +74,20 @@ class TestMemcacheReplies(ReplyParserConformance):
     make_parser = memcache.ReplyParser
     replies = memcache_replies()
     large_message = memcache_large_reply
+    max_examples = 50
+
+
+class TestMemcacheMetaRequests(RequestParserConformance):
+    make_parser = memcache.RequestParser
+    messages = memcache_meta_requests().map(lambda r: r.wire)
+    large_message = meta_large_request
+    # A quiet request goes out without its q flag (docs/memcache.md, "Meta commands").
+    forwards_verbatim = False
+    max_examples = 50
+
+
+class TestMemcacheMetaReplies(ReplyParserConformance):
+    make_parser = memcache.ReplyParser
+    replies = memcache_meta_replies()
+    large_message = meta_large_reply
     max_examples = 50

@@ -1,7 +1,7 @@
 """The memcache parsers' fast paths against their general paths.
 
-``_fast_request`` (canonical get/gets and storage requests) and
-``_fast_reply_end`` (END, STORED, canonical VALUE blocks) only ever answer
+``_fast_request`` (canonical get/gets, storage and mg/md/ma requests) and
+``_fast_reply_end`` (END, STORED, canonical VALUE blocks, meta replies) only ever answer
 when the general path would answer the same, and say "don't know"
 otherwise.  Differential hypothesis tests check it on well-formed traffic,
 on traffic bent near the fast paths' edges (key and number lengths, spaces,
@@ -23,6 +23,8 @@ from corenet.protocols.memcache._parser import ReplyParser, RequestParser
 from corenet.testing.memcache_strategies import (
     memcache_get_replies,
     memcache_keys,
+    memcache_meta_replies,
+    memcache_meta_requests,
     memcache_replies,
     memcache_requests,
 )
@@ -41,7 +43,7 @@ def _request_outcome(buf: bytes, pos: int, max_value: int) -> tuple[Any, ...]:
                 break
             out.append(
                 (msg.data, msg.end, msg.key, msg.action, msg.reply, msg.keys, msg.info)
-                + (msg.expect_reply, msg.done)
+                + (msg.expect_reply, msg.done, msg.reply_filter)
             )
             pos = msg.end
     except ProtocolError as exc:
@@ -122,7 +124,32 @@ def mangled(draw: st.DrawFn, pieces: st.SearchStrategy[bytes]) -> bytes:
     return body
 
 
-requests = st.one_of(memcache_requests().map(lambda r: r.wire), near_fast())
+@st.composite
+def near_fast_meta(draw: st.DrawFn) -> bytes:
+    """mg/md/ma lines near the edges of the meta fast path: flags repeated,
+    long arguments, q in odd forms, separators and endings bent."""
+    command = draw(st.sampled_from([b"mg", b"md", b"ma", b"ms", b"mgx"]))
+    key = draw(_KEYS)
+    flags = draw(
+        st.lists(
+            st.sampled_from(
+                [b"v", b"k", b"q", b"qx", b"b", b"O", b"O" + b"x" * 31, b"O" + b"x" * 32]
+                + [b"T-1", b"T" + b"9" * 10, b"F-1", b"F7", b"C" + b"9" * 20, b"D1", b"Mx"]
+                + [b"P", b"Lpath", b"x", b"\x80", b"N0"]
+            ),
+            max_size=20,
+        )
+    )
+    sep = draw(st.sampled_from([b" ", b" ", b" ", b"  "]))
+    return sep.join([command, key, *flags]) + draw(st.sampled_from(_ENDS))
+
+
+requests = st.one_of(
+    memcache_requests().map(lambda r: r.wire),
+    near_fast(),
+    memcache_meta_requests().map(lambda r: r.wire),
+    near_fast_meta(),
+)
 
 
 @settings(max_examples=400)
@@ -145,7 +172,16 @@ near_values = st.builds(
     st.binary(max_size=4),
     st.sampled_from([b"\r\n", b"\r\nEND\r\n", b"END\r\n", b"\n", b""]),
 )  # fmt: skip
-replies = st.one_of(memcache_replies(), memcache_get_replies(), near_values)
+near_meta = st.builds(
+    lambda code, flags, data, end: code + flags + b"\r\n" + data + end,
+    st.sampled_from([b"HD", b"EN", b"MN", b"VA 3", b"VA 03", b"VA ", b"VA x", b"HDX", b"ENDX"]),
+    st.sampled_from([b"", b" ", b" k\rx", b" Oab kfoo", b" " + b"f" * 5000]),
+    st.binary(max_size=4),
+    st.sampled_from([b"\r\n", b"\n", b""]),
+)
+replies = st.one_of(
+    memcache_replies(), memcache_get_replies(), near_values, memcache_meta_replies(), near_meta
+)
 
 
 @settings(max_examples=400)
@@ -173,6 +209,28 @@ def test_fast_paths_take_the_common_requests() -> None:
     assert _parser._fast_request(b"set k 0 0 65\r\n" + b"x" * 65 + b"\r\n", 0, 64) is None
 
 
+def test_the_meta_fast_path_takes_the_common_requests() -> None:
+    for wire, data in {
+        b"mg k v k O1\r\n": b"mg k v k O1\r\n",
+        b"mg k v q k\r\n": b"mg k v k\r\n",
+        b"md k q\r\n": b"md k\r\n",
+        b"ma k N0 J5 D3 v\r\n": b"ma k N0 J5 D3 v\r\n",
+    }.items():
+        msg = _parser._fast_request(wire, 0, 64)
+        assert msg is not None
+        assert (msg.data, msg.end, msg.key) == (data, len(wire), b"k")
+    # The second time a flag set is seen it comes from the fast path's memo:
+    # the same answer, quiet or not.
+    for _ in range(2):
+        loud = _parser._fast_request(b"mg k v t\r\n", 0, 64)
+        quiet = _parser._fast_request(b"mg k v t q\r\n", 0, 64)
+        assert loud is not None and quiet is not None
+        assert (loud.data, loud.reply_filter) == (b"mg k v t\r\n", None)
+        assert quiet.data == b"mg k v t\r\n" and quiet.reply_filter is not None
+    for wire in (b"mg k v v\r\n", b"mg Zm9v b\r\n", b"ma k MD\r\n", b"mg k  v\r\n"):
+        assert _parser._fast_request(wire, 0, 64) is None
+
+
 def test_fast_paths_take_the_common_replies() -> None:
     hit = b"VALUE k 0 3\r\nabc\r\nVALUE k2 1 0\r\n\r\nEND\r\n"
     assert _parser._fast_reply_end(hit + b"STORED\r\n", 0) == len(hit)
@@ -180,3 +238,7 @@ def test_fast_paths_take_the_common_replies() -> None:
     assert _parser._fast_reply_end(b"STORED\r\n", 0) == 8
     for reply in (b"VALUE k 0 3 9\r\nabc\r\nEND\r\n", b"VALUE k 0 3\r\nabc\r\n", b"DELETED\r\n"):
         assert _parser._fast_reply_end(reply, 0) == 0
+    for meta in (b"HD\r\n", b"EN\r\n", b"MN\r\n", b"HD Oab kfoo\r\n", b"VA 3 f0\r\nabc\r\n"):
+        assert _parser._fast_reply_end(meta + b"EN\r\n", 0) == len(meta)
+    for meta in (b"VA 3\r\nab", b"VA 3\r\nabcd\r\n", b"HD x\ry\r\n"):
+        assert _parser._fast_reply_end(meta, 0) == 0

@@ -166,7 +166,7 @@ MEMCACHED_ERRORS = [
     (b"x HTTP/1.0\r\n", [ERROR]),  # 1-byte command: ERROR before the HTTP check
     (b"gfoo HTTP/1.0\r\n", [ERROR]),  # 'g' commands never reach the HTTP check
     (b"extstore x HTTP/1.0\r\n", [ERROR]),
-    (b"mn HTTP/1.0\r\n", [ERROR]),
+    (b"mn HTTP/1.0\r\n", [b"MN\r\n"]),  # a meta command: never an HTTP close
     # Storage: the wrong token count is ERROR, then the data block is a command.
     (b"set k 0 0\r\nabc\r\n", [ERROR, ERROR]),
     (b"set k 0 0 3 noreply extra\r\nabc\r\n", [ERROR, ERROR]),
