@@ -102,6 +102,18 @@ class Msg:
         self.reply_filter: Callable[[bytes], bytes] | None = None
         """Rewrites the server's reply before it is recorded (``b""``: send nothing)."""
 
+    def split_into(
+        self, frags: list[tuple[int, Msg]], merge: Callable[[Msg], bytes]
+    ) -> list[tuple[int, Msg]]:
+        """Make ``frags`` ((server index, fragment) pairs) this request's
+        fragments, whose replies ``merge`` turns into this request's reply."""
+        for _, frag in frags:
+            frag.parent = self
+        self.frags = [frag for _, frag in frags]
+        self.pending = len(frags)
+        self.merge = merge
+        return frags
+
     def __repr__(self) -> str:
         state = "done" if self.done else "pending"
         return f"<Msg {bytes(self.data[:40])!r} {state}>"

@@ -34,6 +34,20 @@ LABELS = [
 TARGETS = ["direct", "nutcracker", "corenet"]
 
 
+def run_bench(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python -m MODULE --quick *args`` from the checkout; fails the test on a non-zero exit."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--quick", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
+    return done
+
+
 @pytest.mark.posix_only
 def test_quick_run_writes_well_formed_result(
     request: pytest.FixtureRequest, tmp_path: Path
@@ -41,15 +55,7 @@ def test_quick_run_writes_well_formed_result(
     for name in ("redis-server", "redis-benchmark", "nutcracker", "memcached", "memcaslap"):
         need_binary(request.config, name)
     out = tmp_path / "result.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--quick", "--out", str(out), "--plot", "none"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_bench("bench.run", "--out", str(out), "--plot", "none", timeout=90)
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("SUMMARY corenet/nutcracker ops: get@1 "), done.stdout[-2000:]
     assert "| test | direct ops/s |" in done.stdout
@@ -204,15 +210,7 @@ def test_meta_bench_quick_run_reports_every_scenario(
 ) -> None:
     need_binary(request.config, "memcached")
     out = tmp_path / "meta.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.meta", "--quick", "--out", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_bench("bench.meta", "--out", str(out), timeout=120)
     assert done.stdout.strip().splitlines()[-1].startswith("SUMMARY meta-q corenet/direct ")
     results = json.loads(out.read_text(encoding="utf-8"))["results"]
     cells = {(r["scenario"], r["target"]) for r in results}

@@ -7,16 +7,17 @@ that the bar is computed.  It does not judge the figures.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from bench.tls import render, summarize
 from tests.conftest import need_binary
+from tests.test_bench import run_bench
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+if TYPE_CHECKING:
+    from pathlib import Path
+
 CORENET_TARGETS = {"redis", "redis-tls", "corenet", "corenet-tls-client", "corenet-tls-both"}
 
 
@@ -27,15 +28,7 @@ def test_quick_tls_run_writes_well_formed_result(
     for name in ("redis-server", "redis-benchmark", "openssl"):
         need_binary(request.config, name)
     out = tmp_path / "tls.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.tls", "--quick", "--out", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
+    done = run_bench("bench.tls", "--out", str(out), timeout=120)
     assert "BAR get depth 16: TLS both sides / plain = " in done.stdout
     result = json.loads(out.read_text(encoding="utf-8"))
     assert {"runs", "summary", "machine", "git", "settings", "notes"} <= set(result)

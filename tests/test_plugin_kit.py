@@ -13,7 +13,6 @@ import os
 import pathlib
 import shutil
 import site
-import socket
 import subprocess
 import sys
 import types
@@ -31,17 +30,12 @@ from corenet.testing import check_reply_parser, check_request_parser
 from corenet.testing.memcache_strategies import memcache_requests
 from corenet.testing.strategies import encoded_commands
 from tests.servers import (
-    LOOPBACK,
-    CorenetProxy,
-    Process,
     dump_config,
-    free_port,
     pool_config,
-    read_until,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "corenet-kv"
@@ -145,80 +139,6 @@ def test_environment_controls_apply_to_the_installed_plugin(
             env=env,
         )
         assert result.returncode != 0, f"{name}={value} did not hide the plugin"
-
-
-def _kv_ready(port: int) -> Callable[[Process], bool]:
-    def ready(proc: Process) -> bool:
-        try:
-            with socket.create_connection((LOOPBACK, port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
-    return ready
-
-
-def _exchange(sock: socket.socket, request: bytes) -> bytes:
-    sock.sendall(request)
-    data = read_until(sock, lambda data: data.endswith(b"\r\n"))
-    assert data.endswith(b"\r\n"), f"connection closed after {data!r}"
-    return data
-
-
-@pytest.fixture
-def kv_servers(kv_venv: pathlib.Path) -> Iterator[list[int]]:
-    ports = [free_port(), free_port()]
-    servers = [
-        Process(
-            [str(kv_venv), "-m", "corenet_kv.server", "--port", str(port)],
-            ready=_kv_ready(port),
-            env=_clean_env(),
-        )
-        for port in ports
-    ]
-    try:
-        yield ports
-    finally:
-        for server in servers:
-            server.stop()
-
-
-def test_proxy_serves_kv_end_to_end_over_two_servers(
-    kv_venv: pathlib.Path,
-    kv_servers: list[int],
-    corenet_proxy_factory: Callable[..., CorenetProxy],
-) -> None:
-    # The plugin's djb2 hash gives consecutive values to "k0".."k9", which
-    # modula spreads over both servers whatever their ports.
-    config = pool_config(
-        "kv",
-        None,
-        [f"{LOOPBACK}:{p}" for p in kv_servers],
-        redis=False,
-        protocol="kv",
-        hash="djb2",
-        distribution="modula",
-    )
-    # CorenetProxy turns autoload off; the plugin is found only through its
-    # entry point, so run the venv's python with the variable removed.
-    proxy = corenet_proxy_factory(
-        config,
-        command=["env", "-u", "CORENET_DISABLE_PLUGIN_AUTOLOAD", str(kv_venv), "-m", "corenet"],
-        env=_clean_env(),
-    )
-    host, _, port = proxy.address("kv").rpartition(":")
-    with socket.create_connection((host, int(port)), timeout=5) as client:
-        assert _exchange(client, b"PING\r\n") == b"+PONG\r\n"
-        for i in range(24):
-            assert _exchange(client, b"SET k%d v%d\r\n" % (i, i)) == b"+OK\r\n"
-        for i in range(24):
-            assert _exchange(client, b"GET k%d\r\n" % i) == b"$v%d\r\n" % i
-        assert _exchange(client, b"BOGUS\r\n") == b"-ERR unknown command\r\n"
-    held = []
-    for server_port in kv_servers:
-        with socket.create_connection((LOOPBACK, server_port), timeout=5) as direct:
-            held.append(sum(_exchange(direct, b"GET k%d\r\n" % i) != b"_\r\n" for i in range(24)))
-    assert sum(held) == 24 and all(held), f"keys per server: {held}"
 
 
 def test_the_example_test_suite_passes_in_the_venv(kv_venv: pathlib.Path) -> None:

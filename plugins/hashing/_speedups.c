@@ -67,54 +67,41 @@ rotl32(uint32_t x, unsigned int k)
 
 /* ---- FNV (see _fnv.py) ------------------------------------------------ */
 
-/* 32-bit state seeded and multiplied with the low halves of the 64-bit
- * constants: nutcracker's fnv1a_64 keeps its state in a uint32_t. */
-static uint32_t
-impl_fnv1a_64(const uint8_t *key, size_t len)
+/* Every nutcracker FNV hash is this loop over a 32-bit state: FNV-1
+ * multiplies then xors, FNV-1a xors then multiplies.  The 64-bit variants
+ * only differ in their constants' low halves, since the low 32 bits of a
+ * 64-bit product and xor depend only on the operands' low 32 bits (and
+ * nutcracker's fnv1a_64 keeps its state in a uint32_t anyway).  Called with
+ * constant arguments, so each caller inlines to its own loop. */
+static inline uint32_t
+fnv_state32(const uint8_t *key, size_t len, uint32_t h, uint32_t prime, int xor_first)
 {
-    uint32_t h = UINT32_C(0x84222325);
     for (size_t i = 0; i < len; i++) {
-        h ^= signed_byte(key[i]);
-        h *= UINT32_C(0x1b3);
+        if (xor_first) {
+            h ^= signed_byte(key[i]);
+            h *= prime;
+        } else {
+            h *= prime;
+            h ^= signed_byte(key[i]);
+        }
     }
     return h;
 }
 
-/* True 64-bit FNV-1, truncated at the end.  (_fnv.py computes the same low
- * 32 bits with 32-bit arithmetic; the differential test checks that the two
- * formulations agree.) */
-static uint32_t
-impl_fnv1_64(const uint8_t *key, size_t len)
-{
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
-    for (size_t i = 0; i < len; i++) {
-        h *= UINT64_C(0x100000001b3);
-        h ^= (uint64_t)(int64_t)(int8_t)key[i];
-    }
-    return (uint32_t)h;
-}
+#define FNV64_SEED UINT32_C(0x84222325) /* low half of 0xcbf29ce484222325 */
+#define FNV64_PRIME UINT32_C(0x1b3)     /* low half of 0x100000001b3 */
+#define FNV32_SEED UINT32_C(0x811c9dc5)
+#define FNV32_PRIME UINT32_C(0x01000193)
 
-static uint32_t
-impl_fnv1a_32(const uint8_t *key, size_t len)
-{
-    uint32_t h = UINT32_C(0x811c9dc5);
-    for (size_t i = 0; i < len; i++) {
-        h ^= signed_byte(key[i]);
-        h *= UINT32_C(0x01000193);
+#define FNV_IMPL(name, seed, prime, xor_first)                \
+    static uint32_t impl_##name(const uint8_t *key, size_t len) \
+    {                                                           \
+        return fnv_state32(key, len, seed, prime, xor_first);   \
     }
-    return h;
-}
-
-static uint32_t
-impl_fnv1_32(const uint8_t *key, size_t len)
-{
-    uint32_t h = UINT32_C(0x811c9dc5);
-    for (size_t i = 0; i < len; i++) {
-        h *= UINT32_C(0x01000193);
-        h ^= signed_byte(key[i]);
-    }
-    return h;
-}
+FNV_IMPL(fnv1a_64, FNV64_SEED, FNV64_PRIME, 1)
+FNV_IMPL(fnv1_64, FNV64_SEED, FNV64_PRIME, 0)
+FNV_IMPL(fnv1a_32, FNV32_SEED, FNV32_PRIME, 1)
+FNV_IMPL(fnv1_32, FNV32_SEED, FNV32_PRIME, 0)
 
 /* ---- one_at_a_time (see _oaat.py) -------------------------------------- */
 

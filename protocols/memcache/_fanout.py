@@ -43,13 +43,9 @@ def fragment(msg: Msg, server_of: Callable[[bytes], int]) -> Sequence[tuple[int,
     for index, positions in groups.items():
         wire = b" ".join([name, *[keys[i] for i in positions]]) + b"\r\n"
         frag = Msg(wire, 0, keys[positions[0]])
-        frag.parent = msg
         frag.info = positions
         frags.append((index, frag))
-    msg.frags = [frag for _, frag in frags]
-    msg.pending = len(frags)
-    msg.merge = merge_get
-    return frags
+    return msg.split_into(frags, merge_get)
 
 
 def merge_get(msg: Msg) -> bytes:

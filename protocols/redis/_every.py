@@ -54,22 +54,11 @@ def fragment_every(msg: Msg, servers: int) -> Sequence[tuple[int, Msg]]:
     if cmd.name == b"scan":
         index, server_cursor = split_cursor(int(args[1]), servers)
         frag = Msg(encode_command([args[0], b"%d" % server_cursor, *args[2:]]), 0)
-        frag.parent = msg
         frag.info = (index, servers)
-        msg.frags = [frag]
-        msg.pending = 1
-        msg.merge = _merge_scan
-        return [(index, frag)]
-    merge = _merge_for(cmd, args)
-    frags = []
-    for index in range(servers):
-        frag = Msg(msg.data, 0)
-        frag.parent = msg
-        frags.append((index, frag))
-    msg.frags = [frag for _, frag in frags]
-    msg.pending = servers
-    msg.merge = merge
-    return frags
+        return msg.split_into([(index, frag)], _merge_scan)
+    return msg.split_into(
+        [(index, Msg(msg.data, 0)) for index in range(servers)], _merge_for(cmd, args)
+    )
 
 
 def _merge_for(cmd: Command, args: list[bytes]) -> Callable[[Msg], bytes]:

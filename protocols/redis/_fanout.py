@@ -59,13 +59,9 @@ def fragment(msg: Msg, server_of: Callable[[bytes], int]) -> Sequence[tuple[int,
             for i in positions:
                 args += keys[i : i + step]
         frag = Msg(encode_command(args), 0, keys[positions[0]])
-        frag.parent = msg
         frag.info = positions
         frags.append((index, frag))
-    msg.frags = [frag for _, frag in frags]
-    msg.pending = len(frags)
-    msg.merge = merge
-    return frags
+    return msg.split_into(frags, merge)
 
 
 def _split_array_pure(reply: bytes) -> list[bytes] | None:

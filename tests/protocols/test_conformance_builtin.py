@@ -77,17 +77,13 @@ class TestMemcacheReplies(ReplyParserConformance):
     max_examples = 50
 
 
-class TestMemcacheMetaRequests(RequestParserConformance):
-    make_parser = memcache.RequestParser
+class TestMemcacheMetaRequests(TestMemcacheRequests):
     messages = memcache_meta_requests().map(lambda r: r.wire)
     large_message = meta_large_request
     # A quiet request goes out without its q flag (docs/memcache.md, "Meta commands").
     forwards_verbatim = False
-    max_examples = 50
 
 
-class TestMemcacheMetaReplies(ReplyParserConformance):
-    make_parser = memcache.ReplyParser
+class TestMemcacheMetaReplies(TestMemcacheReplies):
     replies = memcache_meta_replies()
     large_message = meta_large_reply
-    max_examples = 50

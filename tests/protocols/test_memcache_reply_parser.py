@@ -18,7 +18,6 @@ from corenet.testing.memcache_strategies import (
     memcache_value_block,
 )
 from tests.protocols._helpers import (
-    assert_any_split_finds_every_reply,
     assert_partial_tail_is_kept_whole,
     assert_reply_found_whole_bytewise_and_before_more,
     record_parse_calls,
@@ -53,11 +52,6 @@ REPLIES = [
 @pytest.mark.parametrize("reply", REPLIES)
 def test_fixture_whole_bytewise_and_with_trailing_bytes(reply):
     assert_reply_found_whole_bytewise_and_before_more(ReplyParser, reply, b"VALUE k 0 9\r\nab")
-
-
-@given(st.lists(memcache_replies(), min_size=1, max_size=8), st.data())
-def test_any_split_finds_every_reply(replies, data):
-    assert_any_split_finds_every_reply(ReplyParser, replies, data)
 
 
 @given(st.lists(memcache_replies(), min_size=1, max_size=8), memcache_replies(), st.data())

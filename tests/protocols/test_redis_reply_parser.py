@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from corenet.errors import ProtocolError
 from corenet.protocols.redis import ReplyParser
 from corenet.testing import drive_replies, split_at
-from corenet.testing.strategies import resp2_replies, resp3_replies
+from corenet.testing.strategies import resp2_replies
 from tests.protocols._helpers import (
     assert_any_split_finds_every_reply,
     assert_partial_tail_is_kept_whole,
@@ -60,11 +60,6 @@ def test_resp2_any_split_finds_every_reply(replies, data):
     assert_any_split_finds_every_reply(ReplyParser, replies, data)
     for reply in replies:
         hiredis_decodes_exactly(reply)
-
-
-@given(st.lists(resp3_replies(), min_size=1, max_size=8), st.data())
-def test_resp3_any_split_finds_every_reply(replies, data):
-    assert_any_split_finds_every_reply(ReplyParser, replies, data)
 
 
 @given(st.lists(resp2_replies(), min_size=1, max_size=8), resp2_replies(), st.data())

@@ -80,6 +80,7 @@ def test_proxy_shards_kv_keys_over_two_servers(
         for i in range(20):
             assert exchange(client, b"GET key:%d\r\n" % i) == b"$value %d\r\n" % i
         assert exchange(client, b"DEL key:0\r\n") == b":1\r\n"
+        assert exchange(client, b"BOGUS\r\n") == b"-ERR unknown command\r\n"
     held = []
     for server_port in kv_servers:
         with socket.create_connection((LOOPBACK, server_port), timeout=5) as direct:

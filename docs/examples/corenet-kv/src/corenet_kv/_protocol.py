@@ -28,15 +28,6 @@ if TYPE_CHECKING:
 
     from corenet.config import PoolConfig
 
-__all__ = [
-    "KEY_MAX",
-    "LINE_MAX",
-    "KvProtocol",
-    "KvReplyParser",
-    "KvRequestParser",
-    "decode_request",
-    "djb2",
-]
 
 LINE_MAX = 8192  # longest request line, CRLF included
 REPLY_LINE_MAX = LINE_MAX + 8  # "$" + the longest value + CRLF fits
