@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
 __all__ = [
     "ACTION_CLOSE",
@@ -34,7 +34,9 @@ __all__ = [
     "ACTION_FANOUT",
     "ACTION_FORWARD",
     "ACTION_LOCAL",
+    "ACTION_PIN",
     "Msg",
+    "PinStep",
     "fanout_msg",
 ]
 
@@ -44,6 +46,61 @@ ACTION_LOCAL = 1  # ``reply`` is already set: answer without a server
 ACTION_CLOSE = 2  # ``reply`` is already set: answer, then close the client
 ACTION_FANOUT = 3  # split across servers by the protocol's ``fragment``
 ACTION_EVERY = 4  # keyless, for every live server: the protocol's ``fragment_every``
+ACTION_PIN = 5  # on a server connection of this client's own: ``info`` is a PinStep
+
+
+class PinStep:
+    """How an ``ACTION_PIN`` request uses the client's dedicated server connection.
+
+    Some requests leave state on the server connection that carries them (a
+    transaction, a watch, a blocked read): they cannot share a multiplexed
+    connection, so the application pins the client to a connection of its
+    own on one server, routed by ``key`` (the first request with a key
+    decides; a keyless one goes to the pinned server).  The protocol, which
+    knows what its commands do, says per request:
+
+    ``hold``
+        whether the client stays pinned once this request is answered (a
+        transaction goes on); otherwise the connection is given back when
+        its requests are answered, for another client's next pin.
+    ``keys``
+        every key of the request: all must live on the pinned server, else
+        the request is answered ``cross_reply`` and the pin is marked failed.
+    ``parked_reply``
+        for a keyless request from a client not pinned yet: answer this at
+        once and send the request later, ahead of the first one with a key
+        (MULTI is answered ``+OK`` before anyone knows where it goes).
+    ``abort``
+        ``(request, reply)``: if a request of this pin failed, send
+        ``request`` instead and answer ``reply`` (EXEC after a refused
+        command: DISCARD, and Redis's EXECABORT).
+    ``blocking``
+        the request waits by design for ``wait`` seconds (0: for ever), so
+        the proxy's timeout counts from then, and a client that leaves while
+        it waits takes the connection with it.
+    """
+
+    __slots__ = ("abort", "blocking", "hold", "keys", "parked_reply", "wait")
+
+    def __init__(
+        self,
+        hold: bool,
+        keys: Sequence[bytes] = (),
+        *,
+        parked_reply: bytes | None = None,
+        abort: tuple[bytes, bytes] | None = None,
+        blocking: bool = False,
+        wait: float = 0.0,
+    ) -> None:
+        self.hold = hold
+        self.keys = keys
+        self.parked_reply = parked_reply
+        self.abort = abort
+        self.blocking = blocking
+        self.wait = wait
+
+    def __repr__(self) -> str:
+        return f"<PinStep hold={self.hold} keys={len(self.keys)} blocking={self.blocking}>"
 
 
 class Msg:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 import attrs
 
 from corenet.proxy.counters import ServerStats
+from corenet.proxy.pinning import pin_lost
 from corenet.proxy.server import BackendOwner, ServerConn, TLSServerConn
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ class ServerOwner(BackendOwner, Protocol):
     """What a server needs of its pool (:class:`corenet.proxy.pool.Pool`)."""
 
     loop: Loop
+    pinned: int
 
 
 __all__ = ["SERVER_TLS_KEYS", "Server", "ServerChanges", "ServerOwner"]
@@ -82,6 +84,9 @@ class Server:
         self.replicas: list[Server] = []
         """Its replicas, as Sentinel lists them (``read_from``); not on the ring."""
         self.connect_reason = ""
+        self.dedicated: set[ServerConn] = set()
+        """Connections of one client's own (corenet.proxy.pinning), busy or idle."""
+        self.idle_dedicated: list[ServerConn] = []
 
     def __repr__(self) -> str:
         return f"<Server {self.name} of {self.pool.name}>"
@@ -94,20 +99,35 @@ class Server:
         slot = client_index % len(conns)
         conn = conns[slot]
         if conn is None:
-            pool = self.pool
-            if self.connect_after and pool.loop.now < self.connect_after:
-                return None
-            # Looked up per connect, so a reload that swaps pool.tls takes effect.
-            kind = ServerConn if pool.tls.connect is None else TLSServerConn
-            conn = kind.connect(pool.loop, pool, self, pool.protocol.new_reply_parser(), variant)
-            conns[slot] = conn
-            self.total_connections += 1
+            conn = self._connect(variant)
+            if conn is not None:
+                conns[slot] = conn
+        return conn
+
+    def connect_dedicated(self, variant: int) -> ServerConn | None:
+        """A new connection outside the shared sets, for one client's pin
+        (None while a reconnect is backing off)."""
+        conn = self._connect(variant)
+        if conn is not None:
+            self.dedicated.add(conn)
+            self.pool.pinned += 1
+        return conn
+
+    def _connect(self, variant: int) -> ServerConn | None:
+        pool = self.pool
+        if self.connect_after and pool.loop.now < self.connect_after:
+            return None
+        # Looked up per connect, so a reload that swaps pool.tls takes effect.
+        kind = ServerConn if pool.tls.connect is None else TLSServerConn
+        conn = kind.connect(pool.loop, pool, self, pool.protocol.new_reply_parser(), variant)
+        self.total_connections += 1
         return conn
 
     @property
     def conns(self) -> list[ServerConn]:
         """Every open connection to this server."""
-        return [c for conns in self.conn_sets for c in conns if c is not None]
+        shared = [c for conns in self.conn_sets for c in conns if c is not None]
+        return shared + list(self.dedicated) if self.dedicated else shared
 
     def connect_failed(self, err: int, reason: str | None = None) -> None:
         self.backoff = min(max(self.backoff * 2, 0.05), 0.5)
@@ -120,6 +140,13 @@ class Server:
         self.connect_after = 0.0
 
     def conn_closed(self, conn: ServerConn) -> None:
+        if conn in self.dedicated:
+            self.dedicated.discard(conn)
+            if conn in self.idle_dedicated:
+                self.idle_dedicated.remove(conn)
+            self.pool.pinned -= 1
+            pin_lost(conn)
+            return
         conns = self.conn_sets[conn.variant]
         for i, c in enumerate(conns):
             if c is conn:
@@ -153,6 +180,8 @@ class Server:
         """Leave the pool: every connection closes once its requests are answered."""
         for replica in self.replicas:
             replica.retire()
+        for dedicated in list(self.dedicated):
+            dedicated.retire()
         for conns in self.conn_sets:
             for slot, conn in enumerate(conns):
                 if conn is not None:

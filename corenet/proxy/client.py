@@ -14,7 +14,14 @@ from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
 from corenet.framing import Framer
-from corenet.msg import ACTION_CLOSE, ACTION_FANOUT, ACTION_FORWARD, ACTION_LOCAL, Msg
+from corenet.msg import (
+    ACTION_CLOSE,
+    ACTION_FANOUT,
+    ACTION_FORWARD,
+    ACTION_LOCAL,
+    ACTION_PIN,
+    Msg,
+)
 from corenet.proxy._client_state import ClientEvent, ClientState, next_state
 from corenet.stream import Stream
 from corenet.tls import TLSStream
@@ -28,6 +35,7 @@ if TYPE_CHECKING:
     from corenet.proxy.config import PoolConfig
     from corenet.proxy.counters import PoolStats
     from corenet.proxy.latency import LatencyHistogram
+    from corenet.proxy.pinning import ClientPin
     from corenet.timers import TimerHandle
 
 __all__ = ["ClientConn", "ClientOwner", "TLSClientConn", "complete"]
@@ -52,6 +60,10 @@ class ClientOwner(Protocol):
 
     def fanout(self, msg: Msg, client: ClientConn) -> None: ...
 
+    def forward_pinned(self, msg: Msg, client: ClientConn) -> bool: ...
+
+    def forward_beside_pin(self, msg: Msg, client: ClientConn) -> None: ...
+
     def client_closed(self, conn: ClientConn) -> None: ...
 
 
@@ -74,6 +86,10 @@ class ClientConn(Stream):
         self.max_pending = pool.config.client_max_pending
         self.last_active = loop.now
         self.partial_since = 0.0
+        self.pin: ClientPin | None = None
+        self.held: deque[Msg] | None = None
+        """Requests parsed but not yet routed, waiting behind a new pin (pinning)."""
+        """This client's dedicated server connection, while it has one (pinning)."""
         self._timer: TimerHandle | None = None
         if pool.client_check_interval is not None:
             self._timer = loop.timers.call_later(pool.client_check_interval, self._check_timeouts)
@@ -102,6 +118,11 @@ class ClientConn(Stream):
         # nutcracker, redis-server and memcached do for a half-closed client.
         self.pool.stats.client_eof += 1
         self.framer.clear()
+        if self.pin is not None and self.pin.blocked:
+            # Gone while blocked: nobody will read what the block returns, and
+            # the connection must not take it from the next client (pinning).
+            self.close()
+            return
         self._finish(ClientEvent.EOF)
 
     def data_received(self, data: bytes) -> None:
@@ -128,13 +149,21 @@ class ClientConn(Stream):
             msg.client = self
             msg.start_time = now
             out_q.append(msg)
+            if self.held is not None:
+                self.held.append(msg)
+                continue
             action = msg.action
             if action == ACTION_FORWARD:
-                pool.forward(msg, msg.key or b"", self)
+                if self.pin is None:
+                    pool.forward(msg, msg.key or b"", self)
+                else:
+                    pool.forward_beside_pin(msg, self)
                 if msg.done:  # noreply: nothing to wait for
                     self.loop.schedule_flush(self)
-            elif action >= ACTION_FANOUT:  # ACTION_FANOUT or ACTION_EVERY
-                pool.fanout(msg, self)
+            elif action >= ACTION_FANOUT:
+                if not self._route_far(msg):
+                    # Routed once the requests before it are answered (pinning).
+                    self.held = deque([msg])
             else:
                 self.loop.schedule_flush(self)
                 if action == ACTION_CLOSE:
@@ -145,6 +174,41 @@ class ClientConn(Stream):
             self._protocol_error(framer.error)
         elif framer.backlog:
             self._pause()
+
+    def waits_before(self, msg: Msg) -> bool:
+        """Whether a request before ``msg`` is still unanswered."""
+        for earlier in self.out_q:
+            if earlier is msg:
+                return False
+            if not earlier.done:
+                return True
+        return False
+
+    def _route_far(self, msg: Msg) -> bool:
+        """Route a fanned-out or pinned request; False: it must wait (pinning)."""
+        if msg.action == ACTION_PIN:
+            return self.pool.forward_pinned(msg, self)
+        self.pool.fanout(msg, self)  # ACTION_FANOUT or ACTION_EVERY
+        return True
+
+    def _route_held(self) -> None:
+        # The requests before the first held one are answered: route the held
+        # ones in order, as _dispatch would have, up to the next that waits.
+        held = self.held
+        assert held is not None
+        self.held = None
+        while held:
+            msg = held[0]
+            if msg.action == ACTION_FORWARD:
+                if self.pin is None:
+                    self.pool.forward(msg, msg.key or b"", self)
+                else:
+                    self.pool.forward_beside_pin(msg, self)
+            elif msg.action >= ACTION_FANOUT and not self._route_far(msg):
+                self.held = held
+                return
+            held.popleft()
+        self.loop.schedule_flush(self)
 
     def _pause(self) -> None:
         if self.state is _READING:
@@ -239,6 +303,8 @@ class ClientConn(Stream):
     def flush(self) -> None:
         out_q = self.out_q
         if not out_q or not out_q[0].done:
+            if self.held is not None and out_q and out_q[0] is self.held[0]:
+                self._route_held()
             return
         msg = out_q.popleft()
         data = msg.reply
@@ -255,6 +321,8 @@ class ClientConn(Stream):
             self._move(ClientEvent.FINAL)
             out_q.clear()
         self.send_bytes(data)  # type: ignore[arg-type]
+        if self.held is not None and out_q and out_q[0] is self.held[0]:
+            self._route_held()
         if self._unsent is None:
             if self.state is _CLOSING and not self.closed:
                 self.close()

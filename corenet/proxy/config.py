@@ -83,6 +83,7 @@ class PoolConfig:
     deny_commands: tuple[str, ...] = ()
     """Commands answered ``-ERR command 'X' is not allowed``."""
     client_max_pending: int = 1024
+    max_pinned_connections: int = 256
     """Requests a client may have in flight before the proxy stops reading it."""
     client_output_buffer: int = 1024 * 1024
     """Unsent reply bytes for a client above which the proxy stops reading it."""
@@ -533,6 +534,7 @@ _FIELDS: Mapping[str, Callable[[Any, _KeyWhere], Any]] = {
     "servers": _as_servers,
     "deny_commands": _as_names,
     "client_max_pending": _as_int(1),
+    "max_pinned_connections": _as_int(1),
     "client_output_buffer": _as_int(1024),
     "client_output_limit": _as_int(1024),
     "client_idle_timeout": _as_int(1),

@@ -32,6 +32,7 @@ from corenet.proxy.client import ClientConn, TLSClientConn, complete
 from corenet.proxy.config import check_extra_keys, pool_options
 from corenet.proxy.counters import PoolStats, ServerStats
 from corenet.proxy.naming import sort_key
+from corenet.proxy.pinning import forward_beside_pin, forward_pinned, release_pin
 from corenet.proxy.tls import build_contexts, check_protocol
 from corenet.routing import Router
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from corenet.protocol import Protocol
     from corenet.proxy.config import PoolConfig
     from corenet.proxy.latency import LatencyHistogram
+    from corenet.proxy.server import ServerConn
     from corenet.timers import TimerHandle
 
 __all__ = ["bind_pool", "Pool", "PoolStats", "Server", "ServerChanges", "ServerStats"]
@@ -101,6 +103,8 @@ class Pool:
         # Set by the proxy when /metrics is on; read on every reply.
         self.latency: LatencyHistogram | None = None
         self.clients: set[ClientConn] = set()
+        self.pinned = 0
+        """Dedicated server connections open (``max_pinned_connections`` bounds it)."""
         self.total_clients = 0  # also each new client's index
         self.live: list[Server] = []
         self._retry_timer: TimerHandle | None = None
@@ -252,12 +256,12 @@ class Pool:
         """Send ``client``'s single-server request, routed by ``key``, on its way."""
         live = self.live
         if not live:
-            self._unroutable(msg)
+            self.unroutable(msg)
             return
         try:
             server = live[self.index_of(key)]
         except Exception as exc:  # a hash or distribution plugin's bug
-            self._plugin_failed(msg, exc)
+            self.plugin_failed(msg, exc)
             return
         # Server.conn_for's lookup, inlined; it still opens missing connections.
         conns = server.conn_sets[client.parser.variant]
@@ -277,7 +281,7 @@ class Pool:
             try:
                 master = live[self.index_of(key)]
             except Exception as exc:  # a hash or distribution plugin's bug
-                self._plugin_failed(msg, exc)
+                self.plugin_failed(msg, exc)
                 return
             prefer = self.config.read_from == "prefer-replica"
             replica = master.replica_for(client.index, usable_only=prefer)
@@ -321,7 +325,7 @@ class Pool:
         """Split ``client``'s multi-key request across servers (or forward it whole)."""
         live = self.live
         if not live:
-            self._unroutable(msg)
+            self.unroutable(msg)
             return
         try:
             if msg.action == ACTION_EVERY:
@@ -329,34 +333,50 @@ class Pool:
             else:
                 frags = self.protocol.fragment(msg, self.index_of)
         except Exception as exc:  # a plugin's bug: answer this request, keep the client
-            self._plugin_failed(msg, exc)
+            self.plugin_failed(msg, exc)
             return
         client_index = client.index
         variant = client.parser.variant
         if len(frags) > 1:
             self.stats.fragments += len(frags)
+        pin = client.pin
         for index, frag in frags:
             server = live[index]
-            conn = server.conn_for(client_index, variant)
+            if pin is not None and pin.conn is not None and server is pin.server:
+                conn: ServerConn | None = pin.conn  # in order with the pinned requests
+            else:
+                conn = server.conn_for(client_index, variant)
             if conn is None:
                 self._backing_off(frag, server)
             else:
                 conn.enqueue(frag)
 
+    def forward_pinned(self, msg: Msg, client: ClientConn) -> bool:
+        """Send an ``ACTION_PIN`` request on ``client``'s own connection, or
+        return False: it waits for the client's earlier requests (pinning)."""
+        return forward_pinned(self, msg, client)
+
+    def forward_beside_pin(self, msg: Msg, client: ClientConn) -> None:
+        """Send a pinned client's plain request (pinning)."""
+        forward_beside_pin(self, msg, client)
+
     def _backing_off(self, msg: Msg, server: Server) -> None:
-        self._forward_failed(msg, server.connect_reason)
+        self.forward_failed(msg, server.connect_reason)
         # Each request refused this way is a failure too, so auto_eject_hosts
         # takes the server out instead of failing requests until the back-off ends.
         self.server_failed(server, server.connect_error)
 
-    def _plugin_failed(self, msg: Msg, exc: Exception) -> None:
+    def plugin_failed(self, msg: Msg, exc: Exception) -> None:
+        """Answer ``msg`` with an error: routing it raised in a plugin."""
         logger.error("pool %s: routing a request failed in a plugin: %r", self.name, exc)
-        self._forward_failed(msg, "routing failed in a plugin")
+        self.forward_failed(msg, "routing failed in a plugin")
 
-    def _unroutable(self, msg: Msg) -> None:
-        self._forward_failed(msg, os.strerror(errno.ECONNREFUSED))
+    def unroutable(self, msg: Msg) -> None:
+        """Answer ``msg`` with an error: no server is live."""
+        self.forward_failed(msg, os.strerror(errno.ECONNREFUSED))
 
-    def _forward_failed(self, msg: Msg, reason: str) -> None:
+    def forward_failed(self, msg: Msg, reason: str) -> None:
+        """Answer ``msg`` with the error ``reason``, counted in ``forward_error``."""
         self.stats.forward_error += 1
         # A request sent with noreply was answered (with nothing) when parsed.
         if msg.expect_reply:
@@ -464,6 +484,8 @@ class Pool:
         self.stats.client_err += 1
 
     def client_closed(self, conn: ClientConn) -> None:
+        if conn.pin is not None:
+            release_pin(conn)
         self.clients.discard(conn)
         self.stats.client_connections = len(self.clients)
 

@@ -22,6 +22,8 @@ from corenet.proxy.client import complete
 from corenet.tls import TLSStream
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from corenet.loop import Loop
     from corenet.protocol import PoolOptions, ReplyParser
     from corenet.protocol import Protocol as WireProtocol
@@ -71,6 +73,10 @@ class ServerConn(Connection):
     kind = "server"
     retiring = False
     """No new requests come; closes once those sent are answered (see :meth:`retire`)."""
+    when_idle: Callable[[ServerConn], None] | None = None
+    """Called when every request sent has its reply (retiring: close; pinned: give back)."""
+    pinned_by: Any = None
+    """The client a dedicated connection serves (corenet.proxy.pinning), if any."""
 
     def __init__(
         self,
@@ -198,9 +204,11 @@ class ServerConn(Connection):
             stats.responses += 1
             stats.response_bytes += len(reply)
             complete(out_q.popleft(), reply)
-        if self.retiring and not out_q and not self.in_q:
-            self.close()
-            return
+        when_idle = self.when_idle
+        if when_idle is not None and not out_q and not self.in_q:
+            when_idle(self)
+            if self.closed:
+                return
         if framer.error is not None:
             logger.warning(
                 "pool %s: server %s sent a malformed reply: %s",
@@ -217,6 +225,7 @@ class ServerConn(Connection):
         """Take no new requests (the caller no longer routes here); close once
         every request already queued or sent has its reply (or times out)."""
         self.retiring = True
+        self.when_idle = ServerConn.close
         if not self.in_q and not self.out_q:
             self.close()
 

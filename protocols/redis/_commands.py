@@ -21,6 +21,10 @@ first key, and how the proxy routes it:
     about the whole keyspace (``DBSIZE``, ``KEYS``, ``SCAN``, ``RANDOMKEY``,
     ``SCRIPT LOAD/EXISTS/FLUSH``): sent to every live server (``SCAN``: to
     the one its cursor names) and merged (see ``_every``);
+``pin``
+    transactions (``MULTI``, ``EXEC``, ``DISCARD``, ``WATCH``, ``UNWATCH``)
+    and blocking reads (``BLPOP``... and ``XREAD``/``XREADGROUP``): sent on a
+    server connection of the client's own (see ``_pin``);
 ``refused``
     known to Redis but meaningless through a sharding proxy (MULTI,
     SUBSCRIBE...): answered with an error, never forwarded.
@@ -55,6 +59,7 @@ class Route(enum.IntEnum):
     ANY = 6
     REFUSED = 7
     EVERY = 8
+    PIN = 9
 
 
 @attrs.frozen
@@ -69,6 +74,7 @@ _K, _MGET, _SUM, _MSET, _EVAL = Route.KEY, Route.MGET, Route.SUM, Route.MSET, Ro
 FANOUT_ROUTES = frozenset([_MGET, _SUM, _MSET])
 """The routes whose commands are split by key across servers (see _fanout)."""
 _LOCAL, _ANY, _REFUSED, _EVERY = Route.LOCAL, Route.ANY, Route.REFUSED, Route.EVERY
+_PIN = Route.PIN
 
 # name, arity, first key index, route
 _TABLE: tuple[tuple[str, int, int, Route], ...] = (
@@ -208,6 +214,9 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("xrevrange", -4, 1, _K),
     ("xsetid", -3, 1, _K),
     ("xtrim", -4, 1, _K),
+    # XGROUP/XINFO subcommand key: the stream (their HELP, keyless, is refused by arity)
+    ("xgroup", -4, 2, _K),
+    ("xinfo", -3, 2, _K),
     # hyperloglog
     ("pfadd", -2, 1, _K),
     ("pfcount", -2, 1, _K),
@@ -246,20 +255,34 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("scan", -2, 0, _EVERY),
     ("randomkey", 1, 0, _EVERY),
     ("script", -2, 0, _EVERY),
+    # on a server connection of the client's own
+    ("multi", 1, 0, _PIN),
+    ("exec", 1, 0, _PIN),
+    ("discard", 1, 0, _PIN),
+    ("watch", -2, 1, _PIN),
+    ("unwatch", 1, 0, _PIN),
+    ("blpop", -3, 1, _PIN),
+    ("brpop", -3, 1, _PIN),
+    ("brpoplpush", 4, 1, _PIN),
+    ("blmove", 6, 1, _PIN),
+    ("blmpop", -5, 3, _PIN),
+    ("bzpopmin", -3, 1, _PIN),
+    ("bzpopmax", -3, 1, _PIN),
+    ("bzmpop", -5, 3, _PIN),
+    ("xread", -4, 0, _PIN),
+    ("xreadgroup", -7, 0, _PIN),
     # known to Redis, not served through a sharding proxy
     *(
         (name, -1, 0, _REFUSED)
         for name in (
-            "acl bgrewriteaof bgsave blmove blmpop blpop brpop brpoplpush bzmpop "
-            "bzpopmax bzpopmin cluster config copy debug discard exec "
-            "failover flushall flushdb function info lastsave latency lcs "
-            "lmpop memory migrate module monitor move msetnx multi object "
-            "psubscribe psync publish pubsub punsubscribe readonly "
-            "readwrite rename renamenx replconf replicaof reset role save "
-            "shutdown sintercard slaveof slowlog spublish "
-            "ssubscribe subscribe sunsubscribe swapdb sync unsubscribe unwatch wait "
-            "waitaof watch xgroup xinfo xread xreadgroup zdiff zdiffstore zinter "
-            "zintercard zmpop zunion"
+            "acl bgrewriteaof bgsave cluster config copy debug failover "
+            "flushall flushdb function info lastsave latency lcs lmpop memory "
+            "migrate module monitor move msetnx object psubscribe psync publish "
+            "pubsub punsubscribe readonly readwrite rename renamenx replconf "
+            "replicaof reset role save shutdown sintercard slaveof slowlog "
+            "spublish ssubscribe subscribe sunsubscribe swapdb sync unsubscribe "
+            "wait waitaof zdiff zdiffstore zinter zintercard zmpop "
+            "zunion"
         ).split()
     ),
 )

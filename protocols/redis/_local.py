@@ -37,6 +37,10 @@ class Session:
     name: bytes | None = None
     client_id: int = 0
     proxy_version: bytes = b""
+    # Transaction state, as Redis keeps it per connection (see _pin).
+    multi: bool = False
+    watching: bool = False
+    dirty: bool = False
 
     def bulk(self, value: bytes | None) -> bytes:
         if value is None:

@@ -53,6 +53,7 @@ from corenet.protocols.redis._commands import (
     every_refusal,
 )
 from corenet.protocols.redis._local import HANDLERS, Session
+from corenet.protocols.redis._pin import pin_request
 from corenet.protocols.redis._resp import encode_command, encode_error, string2ll
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ __all__ = [
 # Module constants: an Enum attribute costs a class lookup per request.
 _KEY, _LOCAL, _EVAL, _ANY, _EVERY = Route.KEY, Route.LOCAL, Route.EVAL, Route.ANY, Route.EVERY
 _MGET, _SUM, _MSET = Route.MGET, Route.SUM, Route.MSET
+_PIN = Route.PIN
 
 KeyedTable = dict[bytes, tuple[int, int, Command | None]]
 """What :func:`_scan_keyed` looks commands up in (see :func:`_keyed_table`)."""
@@ -133,7 +135,8 @@ class RequestParser:
         self._update_keyed()
 
     def _update_keyed(self) -> None:
-        if self._scan_keyed is not None and self.session.authenticated:
+        session = self.session
+        if self._scan_keyed is not None and session.authenticated and not session.multi:
             self._keyed = _keyed_table(self.denied)
         else:
             self._keyed = None
@@ -290,21 +293,28 @@ class RequestParser:
         cmd = COMMANDS.get(name_raw.lower())
         argc = len(spans) >> 1
         if cmd is None:
-            return self._local(data, end, encode_error(_unknown_command(buf, start, spans)))
+            return self._refused(data, end, encode_error(_unknown_command(buf, start, spans)))
         arity = cmd.arity
         if argc != arity if arity > 0 else argc < -arity:
-            return self._local(
+            return self._refused(
                 data,
                 end,
                 encode_error(b"ERR wrong number of arguments for '%s' command" % cmd.name),
             )
         route = cmd.route
         if cmd.name in self.denied:
-            return self._local(
+            return self._refused(
                 data, end, encode_error(b"ERR command '%s' is not allowed" % cmd.name.upper())
             )
         if not self.session.authenticated and cmd.name not in _BEFORE_AUTH:
-            return self._local(data, end, b"-NOAUTH Authentication required.\r\n")
+            return self._refused(data, end, b"-NOAUTH Authentication required.\r\n")
+        if (route is _PIN or self.session.multi) and cmd.name != b"quit":
+            args = [buf[start + spans[i] : start + spans[i + 1]] for i in range(0, len(spans), 2)]
+            was_multi = self.session.multi
+            msg = pin_request(self.session, cmd, args, data, end)
+            if self.session.multi != was_multi:
+                self._update_keyed()  # no fast path inside a transaction
+            return msg
         if route is _KEY:
             k = cmd.first_key << 1
             return Msg(data, end, buf[start + spans[k] : start + spans[k + 1]])
@@ -354,6 +364,12 @@ class RequestParser:
         if cmd.name in _SESSION_CHANGERS:
             self.variant = 1 if self.session.protocol == 3 else 0
             self._update_keyed()  # who may take the fast path
+        return self._local(data, end, reply)
+
+    def _refused(self, data: bytes, end: int, reply: bytes) -> Msg:
+        if self.session.multi:
+            # Refused while queuing: Redis fails the transaction at EXEC.
+            self.session.dirty = True
         return self._local(data, end, reply)
 
     @staticmethod

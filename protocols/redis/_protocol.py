@@ -9,6 +9,7 @@ from corenet.protocols.redis import _every, _fanout
 from corenet.protocols.redis._commands import READ_ONLY
 from corenet.protocols.redis._local import Session
 from corenet.protocols.redis._parser import ReplyParser, RequestParser
+from corenet.protocols.redis._pin import CROSSSLOT
 from corenet.protocols.redis._resp import encode_command, encode_error
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ class RedisProtocol:
     variants = 2  # backend connections for RESP2 clients, and for RESP3 clients
     health_check = b"*1\r\n$4\r\nPING\r\n"
     """What an active health check sends (``health_check_interval``)."""
+    cross_server_error = CROSSSLOT
+    """The reply to a pinned request with a key on another server (Redis Cluster's)."""
 
     def __init__(self) -> None:
         self._clients = 0

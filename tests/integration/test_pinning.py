@@ -1,0 +1,282 @@
+"""Transactions and blocking commands through a 2-server pool, against real
+redis-servers, compared with what one redis-server answers directly."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.servers import pool_config, read_until
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tests.servers import CorenetProxy, RedisServer
+
+# Two keys on each server of the pool below (fnv1a_64 + ketama; asserted).
+TAG = "{t}"
+
+
+@pytest.fixture
+def pair(
+    redis_servers: Callable[..., list[RedisServer]],
+    corenet_proxy_factory: Callable[..., CorenetProxy],
+) -> tuple[CorenetProxy, list[RedisServer]]:
+    servers = redis_servers(3)
+    config = pool_config(
+        "alpha", None, [s.address for s in servers[:2]], hash_tag="{}", timeout=400
+    )
+    config["alpha"]["max_pinned_connections"] = 8
+    proxy = corenet_proxy_factory(config)
+    return proxy, servers
+
+
+def _apart(proxy: CorenetProxy, servers: list[RedisServer]) -> tuple[str, str]:
+    """Two keys the pool places on different servers."""
+    with proxy.client() as client:
+        for i in range(200):
+            client.set(f"probe:{i}", 1)
+    holders = [set(s.client().keys("probe:*")) for s in servers[:2]]
+    assert all(holders), (holders, [s.address for s in servers], proxy.config)
+    a = next(iter(holders[0])).decode()
+    b = next(iter(holders[1])).decode()
+    return a, b
+
+
+END = b"ECHO corenet:end\r\n"
+END_REPLY = b"$11\r\ncorenet:end\r\n"
+
+
+def _exchange(address: str, payload: bytes) -> bytes:
+    """Every reply to ``payload`` (sent at once, outside a transaction at its end)."""
+    host, _, port = address.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(payload + END)
+        data = read_until(sock, lambda d: d.endswith(END_REPLY), quiet=3)
+    assert data.endswith(END_REPLY), data[-200:]
+    return data[: -len(END_REPLY)]
+
+
+SCRIPT = (
+    b"MULTI\r\nSET {t}a 1\r\nINCR {t}a\r\nPING\r\nGET {t}a\r\nEXEC\r\n"
+    b"EXEC\r\nDISCARD\r\nUNWATCH\r\n"
+    b"MULTI\r\nMULTI\r\nWATCH {t}a\r\nSET {t}b 2\r\nEXEC\r\n"
+    b"MULTI\r\nFOO\r\nSET {t}a 9\r\nEXEC\r\nGET {t}a\r\n"
+    b"MULTI\r\nGET\r\nEXEC\r\n"
+    b"MULTI\r\nSET {t}c 3\r\nDISCARD\r\nGET {t}c\r\n"
+    b"WATCH {t}a\r\nMULTI\r\nINCR {t}a\r\nEXEC\r\n"
+    b"WATCH {t}a\r\nUNWATCH\r\nMULTI\r\nEXEC\r\n"
+    b"PING\r\n"
+)
+
+
+def test_transaction_replies_are_redis_own(
+    pair: tuple[CorenetProxy, list[RedisServer]],
+) -> None:
+    proxy, servers = pair
+    direct = _exchange(servers[2].address, SCRIPT)
+    through = _exchange(proxy.address(), SCRIPT)
+    assert b"EXECABORT" in direct and b"*4\r\n" in direct  # the script did what it says
+    assert through == direct
+
+
+def test_redis_py_transaction_pipeline_and_watch_retries(
+    pair: tuple[CorenetProxy, list[RedisServer]],
+) -> None:
+    proxy, _ = pair
+    with proxy.client() as client:
+        pipe = client.pipeline(transaction=True)
+        pipe.set(f"{TAG}x", 1).incrby(f"{TAG}x", 41).get(f"{TAG}x").mget(f"{TAG}x", f"{TAG}y")
+        assert pipe.execute() == [True, 42, b"42", [b"42", None]]
+        client.set(f"{TAG}counter", 0)
+
+    def bump(times: int) -> None:
+        with proxy.client() as own:
+            for _ in range(times):
+                for _attempt in range(200):  # bounded retries under contention
+                    with own.pipeline() as pipe:
+                        try:
+                            pipe.watch(f"{TAG}counter")
+                            value = int(pipe.get(f"{TAG}counter"))
+                            pipe.multi()
+                            pipe.set(f"{TAG}counter", value + 1)
+                            pipe.execute()
+                            break
+                        except redis.WatchError:
+                            continue
+                else:
+                    raise AssertionError("no WATCH attempt succeeded in 200 tries")
+
+    workers = [threading.Thread(target=bump, args=(50,)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    with proxy.client() as client:
+        assert client.get(f"{TAG}counter") == b"200"
+
+
+def test_cross_server_keys_abort_the_transaction(
+    pair: tuple[CorenetProxy, list[RedisServer]],
+) -> None:
+    proxy, servers = pair
+    a, b = _apart(proxy, servers)
+    payload = f"MULTI\r\nSET {a} new\r\nSET {b} new\r\nEXEC\r\nGET {a}\r\nGET {b}\r\n".encode()
+    reply = _exchange(proxy.address(), payload)
+    assert reply == (
+        b"+OK\r\n+QUEUED\r\n-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+        b"-EXECABORT Transaction discarded because of previous errors.\r\n$1\r\n1\r\n$1\r\n1\r\n"
+    )
+    with proxy.client() as client:
+        with pytest.raises(redis.ResponseError, match="hash to the same slot"):
+            client.blpop([a, b], timeout=1)
+        with client.pipeline() as pipe, pytest.raises(redis.ResponseError, match="same slot"):
+            pipe.watch(a, b)
+
+
+def test_blpop_waits_for_a_producer_beyond_the_pool_timeout(
+    pair: tuple[CorenetProxy, list[RedisServer]],
+) -> None:
+    proxy, _ = pair
+    with proxy.client() as consumer, proxy.client() as producer:
+        started = time.monotonic()
+        assert consumer.blpop("q:empty", timeout=1) is None  # 1 s > the pool's 400 ms
+        assert time.monotonic() - started >= 0.9
+        timer = threading.Timer(0.6, producer.rpush, args=("q:late", "job"))
+        timer.start()
+        try:
+            assert consumer.blpop("q:late", timeout=5) == (b"q:late", b"job")
+        finally:
+            timer.join()
+        producer.rpush("q:late", "a", "b")
+        assert consumer.blmove("q:late", "q:late", 1, "LEFT", "RIGHT") == b"a"
+
+
+def test_a_client_that_leaves_while_blocked_takes_nothing(
+    pair: tuple[CorenetProxy, list[RedisServer]],
+) -> None:
+    proxy, _ = pair
+    host, _, port = proxy.address().rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"BLPOP q:left 0\r\n")
+        time.sleep(0.3)  # blocked at the server by now
+    time.sleep(0.3)
+    with proxy.client() as client:
+        client.rpush("q:left", "kept")
+        time.sleep(0.3)  # a blocked connection left behind would pop it now
+        assert client.lrange("q:left", 0, -1) == [b"kept"]
+
+
+def test_xreadgroup_block_gets_the_entry(
+    pair: tuple[CorenetProxy, list[RedisServer]],
+) -> None:
+    proxy, _ = pair
+    with proxy.client() as client, proxy.client() as writer:
+        client.xgroup_create("s:jobs", "workers", id="$", mkstream=True)
+        timer = threading.Timer(0.3, writer.xadd, args=("s:jobs", {"n": "1"}))
+        timer.start()
+        try:
+            got = client.xreadgroup("workers", "w1", {"s:jobs": ">"}, count=1, block=3000)
+        finally:
+            timer.join()
+        assert got and got[0][0] == b"s:jobs" and got[0][1][0][1] == {b"n": b"1"}
+
+
+def test_queue_workers_lose_and_duplicate_nothing(
+    pair: tuple[CorenetProxy, list[RedisServer]],
+) -> None:
+    proxy, _ = pair
+    jobs, producers, consumers = 20_000, 10, 5
+    seen: list[list[bytes]] = [[] for _ in range(consumers)]
+    done = threading.Event()
+
+    def produce(index: int) -> None:
+        with proxy.client() as client:
+            batch = [f"job:{index}:{n}" for n in range(jobs // producers)]
+            for start in range(0, len(batch), 200):
+                client.lpush("q:work", *batch[start : start + 200])
+
+    def consume(index: int) -> None:
+        with proxy.client() as client:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                got = client.brpop("q:work", timeout=1)
+                if got is None:
+                    if done.is_set():
+                        return
+                    continue
+                seen[index].append(got[1])
+
+    threads = [threading.Thread(target=consume, args=(i,)) for i in range(consumers)]
+    threads += [threading.Thread(target=produce, args=(i,)) for i in range(producers)]
+    for t in threads:
+        t.start()
+    for t in threads[consumers:]:
+        t.join(120)
+    done.set()
+    for t in threads[:consumers]:
+        t.join(130)
+    everything = [job for part in seen for job in part]
+    assert len(everything) == jobs
+    assert len(set(everything)) == jobs
+    assert all(seen), [len(part) for part in seen]
+
+
+def test_pinned_connections_are_bounded(
+    pair: tuple[CorenetProxy, list[RedisServer]],
+) -> None:
+    proxy, _ = pair
+    host, _, port = proxy.address().rpartition(":")
+    blocked = [socket.create_connection((host, int(port)), timeout=5) for _ in range(8)]
+    try:
+        for sock in blocked:
+            sock.sendall(b"BLPOP q:never 0\r\n")
+        time.sleep(0.3)
+        reply = _exchange(proxy.address(), b"BLPOP q:never 1\r\nPING\r\n")
+        assert reply == b"-ERR max number of pinned connections reached\r\n+PONG\r\n"
+    finally:
+        for sock in blocked:
+            sock.close()
+    time.sleep(0.3)
+    with proxy.client() as client:  # the leavers gave their connections back
+        assert client.blpop("q:never", timeout=0.2) is None
+
+
+OPS = st.sampled_from(
+    [
+        b"MULTI",
+        b"EXEC",
+        b"DISCARD",
+        b"WATCH {t}a",
+        b"UNWATCH",
+        b"SET {t}a 1",
+        b"INCR {t}a",
+        b"GET {t}a",
+        b"DEL {t}a {t}b",
+        b"MGET {t}a {t}b",
+        b"PING",
+        b"FOO",
+        b"GET",
+    ]
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(OPS, min_size=1, max_size=20))
+def test_random_transaction_sequences_answer_as_redis(
+    pair: tuple[CorenetProxy, list[RedisServer]], ops: list[bytes]
+) -> None:
+    proxy, servers = pair
+    payload = b"".join(op + b"\r\n" for op in [*ops, b"DISCARD", b"UNWATCH", b"DEL {t}a {t}b"])
+    direct = _exchange(servers[2].address, payload)
+    through = _exchange(proxy.address(), payload)
+    assert through == direct
