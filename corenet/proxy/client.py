@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from corenet.framing import Framer
 from corenet.msg import (
@@ -35,10 +35,9 @@ if TYPE_CHECKING:
     from corenet.proxy.config import PoolConfig
     from corenet.proxy.counters import PoolStats
     from corenet.proxy.latency import LatencyHistogram
-    from corenet.proxy.pinning import ClientPin
     from corenet.timers import TimerHandle
 
-__all__ = ["ClientConn", "ClientOwner", "TLSClientConn", "complete"]
+__all__ = ["ClientConn", "ClientOwner", "ClientPin", "TLSClientConn", "complete"]
 
 logger = logging.getLogger("corenet.conn")
 
@@ -65,6 +64,26 @@ class ClientOwner(Protocol):
     def forward_beside_pin(self, msg: Msg, client: ClientConn) -> None: ...
 
     def client_closed(self, conn: ClientConn) -> None: ...
+
+
+class ClientPin:
+    """One client's pin (corenet.proxy.pinning): its dedicated server
+    connection, or what waits for one."""
+
+    __slots__ = ("blocked", "conn", "failed", "hold", "parked", "server")
+
+    def __init__(self) -> None:
+        # A ServerConn and its Server: typed loosely, as those modules import this one.
+        self.conn: Any = None
+        self.server: Any = None
+        self.hold = False
+        """The protocol's last word: the state goes on after the current request."""
+        self.failed = False
+        """A request of this pin was refused by the proxy (``PinStep.abort`` applies)."""
+        self.parked: list[bytes] = []
+        """Keyless requests answered early, to send first once a server is chosen."""
+        self.blocked = False
+        """A blocking request is on the connection: a client that leaves won't see it end."""
 
 
 class ClientConn(Stream):

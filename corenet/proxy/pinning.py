@@ -20,21 +20,23 @@ order.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from corenet.msg import Msg
-from corenet.proxy.client import complete
+from corenet.proxy.client import ClientPin, complete
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from corenet.msg import PinStep
-    from corenet.proxy.backends import Server
     from corenet.proxy.client import ClientConn
-    from corenet.proxy.pool import Pool
+    from corenet.proxy.config import PoolConfig
     from corenet.proxy.server import ServerConn
 
 __all__ = [
     "IDLE_DEDICATED",
-    "ClientPin",
+    "PinPool",
+    "PinServer",
     "forward_beside_pin",
     "forward_pinned",
     "pin_lost",
@@ -45,25 +47,35 @@ IDLE_DEDICATED = 4
 """Idle dedicated connections kept per server and variant for later pins."""
 
 
-class ClientPin:
-    """One client's pin: its dedicated connection, or what waits for one."""
+class PinServer(Protocol):
+    """What pinning needs of a server (:class:`corenet.proxy.backends.Server`)."""
 
-    __slots__ = ("blocked", "conn", "failed", "hold", "parked", "server")
+    idle_dedicated: list[ServerConn]
+    connect_reason: str
 
-    def __init__(self) -> None:
-        self.conn: ServerConn | None = None
-        self.server: Server | None = None
-        self.hold = False
-        """The protocol's last word: the state goes on after the current request."""
-        self.failed = False
-        """A request of this pin was refused by the proxy (``PinStep.abort`` applies)."""
-        self.parked: list[bytes] = []
-        """Keyless requests answered early, to send first once a server is chosen."""
-        self.blocked = False
-        """A blocking request is on the connection: a client that leaves won't see it end."""
+    def connect_dedicated(self, variant: int) -> ServerConn | None: ...
 
 
-def forward_pinned(pool: Pool, msg: Msg, client: ClientConn) -> bool:
+class PinPool(Protocol):
+    """What pinning needs of a pool (:class:`corenet.proxy.pool.Pool`)."""
+
+    live: list[Any]  # its servers, each a PinServer
+    index_of: Callable[[bytes], int]
+    config: PoolConfig
+    protocol: Any
+    pinned: int
+    timeout: float | None
+
+    def forward(self, msg: Msg, key: bytes, client: ClientConn) -> None: ...
+
+    def forward_failed(self, msg: Msg, reason: str) -> None: ...
+
+    def plugin_failed(self, msg: Msg, exc: Exception) -> None: ...
+
+    def unroutable(self, msg: Msg) -> None: ...
+
+
+def forward_pinned(pool: PinPool, msg: Msg, client: ClientConn) -> bool:
     """Send ``client``'s ``ACTION_PIN`` request ``msg`` (module docstring).
 
     Returns False, having done nothing, when ``msg`` must wait until the
@@ -145,7 +157,7 @@ def forward_pinned(pool: Pool, msg: Msg, client: ClientConn) -> bool:
     return True
 
 
-def forward_beside_pin(pool: Pool, msg: Msg, client: ClientConn) -> None:
+def forward_beside_pin(pool: PinPool, msg: Msg, client: ClientConn) -> None:
     """A plain request from a pinned client: on the pinned connection when it
     goes to the pinned server (it must not overtake the pinned requests, nor
     they it), else as usual."""
@@ -164,7 +176,7 @@ def forward_beside_pin(pool: Pool, msg: Msg, client: ClientConn) -> None:
     pool.forward(msg, key, client)
 
 
-def _co_located(pool: Pool, server: Server | None, step: PinStep) -> bool:
+def _co_located(pool: PinPool, server: PinServer | None, step: PinStep) -> bool:
     keys = step.keys
     if not keys:
         return True
@@ -176,15 +188,15 @@ def _co_located(pool: Pool, server: Server | None, step: PinStep) -> bool:
         return False
 
 
-def _refuse(pool: Pool, msg: Msg, pin: ClientPin, step: PinStep) -> None:
+def _refuse(pool: PinPool, msg: Msg, pin: ClientPin, step: PinStep) -> None:
     pin.failed = True
-    complete(msg, pool.protocol.cross_server_error)  # type: ignore[attr-defined]
+    complete(msg, pool.protocol.cross_server_error)
     if not step.hold and pin.conn is None:
         pin.parked.clear()
         pin.hold = False
 
 
-def _take(pool: Pool, server: Server, client: ClientConn) -> ServerConn | None:
+def _take(pool: PinPool, server: PinServer, client: ClientConn) -> ServerConn | None:
     """A dedicated connection to ``server`` for ``client``, or None (over
     ``max_pinned_connections``, or the server is backing off)."""
     variant = client.parser.variant
