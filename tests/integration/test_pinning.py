@@ -13,7 +13,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.servers import pool_config, read_until
+from tests.servers import pool_config, read_until, spread_keys
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -41,10 +41,11 @@ def pair(
 def _apart(proxy: CorenetProxy, servers: list[RedisServer]) -> tuple[str, str]:
     """Two keys the pool places on different servers."""
     with proxy.client() as client:
-        for i in range(200):
-            client.set(f"probe:{i}", 1)
+        # Well-mixed names: fnv1a_64 keeps names differing in the last byte close on the ring.
+        for key in spread_keys(200, "probe"):
+            client.set(key, 1)
     holders = [set(s.client().keys("probe:*")) for s in servers[:2]]
-    assert all(holders), (holders, [s.address for s in servers], proxy.config)
+    assert all(holders), holders
     a = next(iter(holders[0])).decode()
     b = next(iter(holders[1])).decode()
     return a, b
