@@ -16,7 +16,9 @@ __all__ = [
 ]
 
 _KEY_COMMANDS = sorted(
-    name for name, cmd in COMMANDS.items() if cmd.route is Route.KEY and cmd.arity in (2, -2, 3, -3)
+    name
+    for name, cmd in COMMANDS.items()
+    if cmd.route is Route.KEY and cmd.arity in (2, -2, 3, -3) and cmd.first_key == 1
 )
 
 
