@@ -217,9 +217,9 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("xrevrange", -4, 1, _K),
     ("xsetid", -3, 1, _K),
     ("xtrim", -4, 1, _K),
-    # XGROUP/XINFO subcommand key: the stream (their HELP, keyless, is refused by arity)
-    ("xgroup", -4, 2, _K),
-    ("xinfo", -3, 2, _K),
+    # XGROUP/XINFO: the stream follows the subcommand (HELP has none: any server)
+    ("xgroup", -2, 2, _K),
+    ("xinfo", -2, 2, _K),
     # hyperloglog
     ("pfadd", -2, 1, _K),
     ("pfcount", -2, 1, _K),

@@ -340,6 +340,8 @@ class RequestParser:
             return self._local(data, end, subscribed_ping(args))
         if route is _KEY:
             k = cmd.first_key << 1
+            if k >= len(spans):  # a subcommand without its key (XINFO HELP)
+                return Msg(data, end, b"")
             return Msg(data, end, buf[start + spans[k] : start + spans[k + 1]])
         if route is _LOCAL:
             return self._answer(cmd, buf, start, end, spans, data)
@@ -501,7 +503,9 @@ def _keyed_table(denied: frozenset[bytes]) -> KeyedTable:
     return {
         name: (cmd.arity, cmd.first_key, cmd if cmd.route in FANOUT_ROUTES else None)
         for name, cmd in COMMANDS.items()
-        if (cmd.route is _KEY or cmd.route in FANOUT_ROUTES) and cmd.name not in denied
+        if (cmd.route is _KEY or cmd.route in FANOUT_ROUTES)
+        and cmd.name not in denied
+        and not (cmd.arity < 0 and cmd.first_key >= -cmd.arity)  # the key may be absent
     }
 
 

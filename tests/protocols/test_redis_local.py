@@ -50,7 +50,8 @@ def test_hello_3_switches_protocol_and_variant():
         ([b"SELECT", b"1"], b"-ERR the proxy serves database 0 only (redis_db)\r\n"),
         ([b"SELECT", b"x"], b"-ERR value is not an integer or out of range\r\n"),
         ([b"PING", b"a", b"b"], b"-ERR wrong number of arguments for 'ping' command\r\n"),
-        ([b"MULTI"], b"-ERR command 'multi' is not supported by the proxy\r\n"),
+        ([b"WAIT", b"0", b"0"], b"-ERR command 'wait' is not supported by the proxy\r\n"),
+        ([b"EXEC"], b"-ERR EXEC without MULTI\r\n"),
     ],
 )
 def test_local_replies(command, reply):
