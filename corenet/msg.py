@@ -78,9 +78,26 @@ class PinStep:
         the request waits by design for ``wait`` seconds (0: for ever), so
         the proxy's timeout counts from then, and a client that leaves while
         it waits takes the connection with it.
+    ``streams``
+        ``(key, request)`` pairs for the client's *subscriber* connections
+        instead (one per server it needs, whose pushed messages go to the
+        client as they come): each request goes to the server ``key`` routes
+        to, or to every server for a None key, and has one reply; once all
+        are answered the client gets ``reply`` (or the first error).
+        ``stream_end``: the client needs them no more once answered.
     """
 
-    __slots__ = ("abort", "blocking", "hold", "keys", "parked_reply", "wait")
+    __slots__ = (
+        "abort",
+        "blocking",
+        "hold",
+        "keys",
+        "parked_reply",
+        "reply",
+        "stream_end",
+        "streams",
+        "wait",
+    )
 
     def __init__(
         self,
@@ -91,6 +108,9 @@ class PinStep:
         abort: tuple[bytes, bytes] | None = None,
         blocking: bool = False,
         wait: float = 0.0,
+        streams: Sequence[tuple[bytes | None, bytes]] = (),
+        reply: bytes = b"",
+        stream_end: bool = False,
     ) -> None:
         self.hold = hold
         self.keys = keys
@@ -98,6 +118,9 @@ class PinStep:
         self.abort = abort
         self.blocking = blocking
         self.wait = wait
+        self.streams = streams
+        self.reply = reply
+        self.stream_end = stream_end
 
     def __repr__(self) -> str:
         return f"<PinStep hold={self.hold} keys={len(self.keys)} blocking={self.blocking}>"

@@ -16,6 +16,7 @@ import attrs
 from corenet.proxy.counters import ServerStats
 from corenet.proxy.pinning import pin_lost
 from corenet.proxy.server import BackendOwner, ServerConn, TLSServerConn
+from corenet.proxy.subscribers import stream_lost
 
 if TYPE_CHECKING:
     from corenet.loop import Loop
@@ -146,6 +147,7 @@ class Server:
                 self.idle_dedicated.remove(conn)
             self.pool.pinned -= 1
             pin_lost(conn)
+            stream_lost(conn)
             return
         conns = self.conn_sets[conn.variant]
         for i, c in enumerate(conns):

@@ -106,6 +106,9 @@ class ClientConn(Stream):
         self.last_active = loop.now
         self.partial_since = 0.0
         self.pin: ClientPin | None = None
+        self.streams: dict[Any, Any] = {}
+        """Subscriber connections by server (corenet.proxy.subscribers)."""
+        self.stream_epoch = 0
         self.held: deque[Msg] | None = None
         """Requests parsed but not yet routed, waiting behind a new pin (pinning)."""
         """This client's dedicated server connection, while it has one (pinning)."""
@@ -193,6 +196,15 @@ class ClientConn(Stream):
             self._protocol_error(framer.error)
         elif framer.backlog:
             self._pause()
+
+    def push(self, frame: bytes) -> None:
+        """Send ``frame``, pushed by a server (a published message), after the
+        replies already due."""
+        if self.closed:
+            return
+        self.out_q.append(Msg(b"", 0, None, ACTION_LOCAL, frame))
+        if not self.flush_scheduled:
+            self.loop.schedule_flush(self)
 
     def waits_before(self, msg: Msg) -> bool:
         """Whether a request before ``msg`` is still unanswered."""

@@ -36,6 +36,8 @@ and ``corenet_pool_tls_connections{pool}`` (clients, ``tls_cert``),
 ``corenet_server_tls_handshake_failures_total{pool,server}`` and
 ``corenet_server_tls_connections{pool,server}`` (servers, ``server_tls``);
 ``corenet_server_ejected{pool,server}`` (1 while ejected),
+``corenet_pool_pinned_connections{pool}`` (dedicated server connections:
+transactions, blocking commands, Pub/Sub; docs/redis.md),
 ``corenet_build_info{version,nutcracker_version}``,
 ``corenet_start_time_seconds``, the ``process_*`` metrics, and
 ``corenet_pool_request_duration_seconds{pool}``: the time from the loop turn
@@ -199,6 +201,14 @@ class ProxyCollector(Collector):
                 for pool in members:
                     family.add_metric([pool.name], getattr(pool.stats, figure))
                 yield family
+        pinned = GaugeMetricFamily(
+            "corenet_pool_pinned_connections",
+            "Dedicated server connections open (transactions, blocking commands, Pub/Sub)",
+            labels=["pool"],
+        )
+        for pool in pools:
+            pinned.add_metric([pool.name], pool.pinned)
+        yield pinned
 
     def _server_metrics(self, pools: list[Pool]) -> Iterator[Metric]:
         rows = []

@@ -33,6 +33,7 @@ from corenet.proxy.config import check_extra_keys, pool_options
 from corenet.proxy.counters import PoolStats, ServerStats
 from corenet.proxy.naming import sort_key
 from corenet.proxy.pinning import forward_beside_pin, forward_pinned, release_pin
+from corenet.proxy.subscribers import close_streams, forward_streams
 from corenet.proxy.tls import build_contexts, check_protocol
 from corenet.routing import Router
 
@@ -354,6 +355,9 @@ class Pool:
     def forward_pinned(self, msg: Msg, client: ClientConn) -> bool:
         """Send an ``ACTION_PIN`` request on ``client``'s own connection, or
         return False: it waits for the client's earlier requests (pinning)."""
+        if msg.info.reply:  # (un)subscriptions: on the subscriber connections
+            forward_streams(self, msg, client)
+            return True
         return forward_pinned(self, msg, client)
 
     def forward_beside_pin(self, msg: Msg, client: ClientConn) -> None:
@@ -486,6 +490,8 @@ class Pool:
     def client_closed(self, conn: ClientConn) -> None:
         if conn.pin is not None:
             release_pin(conn)
+        if conn.streams:
+            close_streams(conn)
         self.clients.discard(conn)
         self.stats.client_connections = len(self.clients)
 

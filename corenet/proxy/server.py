@@ -77,6 +77,8 @@ class ServerConn(Connection):
     """Called when every request sent has its reply (retiring: close; pinned: give back)."""
     pinned_by: Any = None
     """The client a dedicated connection serves (corenet.proxy.pinning), if any."""
+    push_to: Any = None
+    """The client a subscriber connection's pushed messages go to (corenet.proxy.subscribers)."""
 
     def __init__(
         self,
@@ -191,7 +193,12 @@ class ServerConn(Connection):
         replies = framer.feed(data)
         out_q = self.out_q
         stats = self.stats
+        push_to = self.push_to
         for reply in replies:
+            if push_to is not None and self.pool.protocol.is_push(reply):  # type: ignore[attr-defined]
+                stats.response_bytes += len(reply)
+                push_to.push(reply)
+                continue
             if not out_q:
                 logger.warning(
                     "pool %s: server %s sent a reply nobody asked for",

@@ -25,6 +25,8 @@ first key, and how the proxy routes it:
     transactions (``MULTI``, ``EXEC``, ``DISCARD``, ``WATCH``, ``UNWATCH``)
     and blocking reads (``BLPOP``... and ``XREAD``/``XREADGROUP``): sent on a
     server connection of the client's own (see ``_pin``);
+``pubsub``
+    (un)subscriptions, on the client's subscriber connections (see ``_pubsub``);
 ``refused``
     known to Redis but meaningless through a sharding proxy (MULTI,
     SUBSCRIBE...): answered with an error, never forwarded.
@@ -60,6 +62,7 @@ class Route(enum.IntEnum):
     REFUSED = 7
     EVERY = 8
     PIN = 9
+    PUBSUB = 10
 
 
 @attrs.frozen
@@ -74,7 +77,7 @@ _K, _MGET, _SUM, _MSET, _EVAL = Route.KEY, Route.MGET, Route.SUM, Route.MSET, Ro
 FANOUT_ROUTES = frozenset([_MGET, _SUM, _MSET])
 """The routes whose commands are split by key across servers (see _fanout)."""
 _LOCAL, _ANY, _REFUSED, _EVERY = Route.LOCAL, Route.ANY, Route.REFUSED, Route.EVERY
-_PIN = Route.PIN
+_PIN, _PUBSUB = Route.PIN, Route.PUBSUB
 
 # name, arity, first key index, route
 _TABLE: tuple[tuple[str, int, int, Route], ...] = (
@@ -271,18 +274,25 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("bzmpop", -5, 3, _PIN),
     ("xread", -4, 0, _PIN),
     ("xreadgroup", -7, 0, _PIN),
+    # Pub/Sub: channels placed like keys, patterns on every server (see _pubsub)
+    ("subscribe", -2, 0, _PUBSUB),
+    ("unsubscribe", -1, 0, _PUBSUB),
+    ("psubscribe", -2, 0, _PUBSUB),
+    ("punsubscribe", -1, 0, _PUBSUB),
+    ("ssubscribe", -2, 0, _PUBSUB),
+    ("sunsubscribe", -1, 0, _PUBSUB),
+    ("publish", 3, 1, _K),
+    ("spublish", 3, 1, _K),
     # known to Redis, not served through a sharding proxy
     *(
         (name, -1, 0, _REFUSED)
         for name in (
             "acl bgrewriteaof bgsave cluster config copy debug failover "
             "flushall flushdb function info lastsave latency lcs lmpop memory "
-            "migrate module monitor move msetnx object psubscribe psync publish "
-            "pubsub punsubscribe readonly readwrite rename renamenx replconf "
-            "replicaof reset role save shutdown sintercard slaveof slowlog "
-            "spublish ssubscribe subscribe sunsubscribe swapdb sync unsubscribe "
-            "wait waitaof zdiff zdiffstore zinter zintercard zmpop "
-            "zunion"
+            "migrate module monitor move msetnx object psync pubsub readonly "
+            "readwrite rename renamenx replconf replicaof reset role save "
+            "shutdown sintercard slaveof slowlog swapdb sync wait waitaof zdiff "
+            "zdiffstore zinter zintercard zmpop zunion"
         ).split()
     ),
 )

@@ -41,6 +41,14 @@ class Session:
     multi: bool = False
     watching: bool = False
     dirty: bool = False
+    # Subscriptions, in the order made (see _pubsub).
+    channels: dict[bytes, None] = attrs.field(factory=dict)
+    patterns: dict[bytes, None] = attrs.field(factory=dict)
+    shard_channels: dict[bytes, None] = attrs.field(factory=dict)
+
+    @property
+    def subscribed(self) -> bool:
+        return bool(self.channels or self.patterns or self.shard_channels)
 
     def bulk(self, value: bytes | None) -> bytes:
         if value is None:

@@ -54,6 +54,12 @@ from corenet.protocols.redis._commands import (
 )
 from corenet.protocols.redis._local import HANDLERS, Session
 from corenet.protocols.redis._pin import pin_request
+from corenet.protocols.redis._pubsub import (
+    SUBSCRIBED_ALLOWED,
+    not_allowed,
+    pubsub_request,
+    subscribed_ping,
+)
 from corenet.protocols.redis._resp import encode_command, encode_error, string2ll
 
 if TYPE_CHECKING:
@@ -70,7 +76,7 @@ __all__ = [
 # Module constants: an Enum attribute costs a class lookup per request.
 _KEY, _LOCAL, _EVAL, _ANY, _EVERY = Route.KEY, Route.LOCAL, Route.EVAL, Route.ANY, Route.EVERY
 _MGET, _SUM, _MSET = Route.MGET, Route.SUM, Route.MSET
-_PIN = Route.PIN
+_PIN, _PUBSUB = Route.PIN, Route.PUBSUB
 
 KeyedTable = dict[bytes, tuple[int, int, Command | None]]
 """What :func:`_scan_keyed` looks commands up in (see :func:`_keyed_table`)."""
@@ -136,7 +142,12 @@ class RequestParser:
 
     def _update_keyed(self) -> None:
         session = self.session
-        if self._scan_keyed is not None and session.authenticated and not session.multi:
+        if (
+            self._scan_keyed is not None
+            and session.authenticated
+            and not session.multi
+            and not (session.protocol == 2 and session.subscribed)
+        ):
             self._keyed = _keyed_table(self.denied)
         else:
             self._keyed = None
@@ -308,6 +319,10 @@ class RequestParser:
             )
         if not self.session.authenticated and cmd.name not in _BEFORE_AUTH:
             return self._refused(data, end, b"-NOAUTH Authentication required.\r\n")
+        session = self.session
+        subscribed = session.subscribed and session.protocol == 2
+        if subscribed and cmd.name not in SUBSCRIBED_ALLOWED:
+            return self._local(data, end, not_allowed(cmd.name))
         if (route is _PIN or self.session.multi) and cmd.name != b"quit":
             args = [buf[start + spans[i] : start + spans[i + 1]] for i in range(0, len(spans), 2)]
             was_multi = self.session.multi
@@ -315,6 +330,14 @@ class RequestParser:
             if self.session.multi != was_multi:
                 self._update_keyed()  # no fast path inside a transaction
             return msg
+        if route is _PUBSUB:
+            args = [buf[start + spans[i] : start + spans[i + 1]] for i in range(0, len(spans), 2)]
+            msg = pubsub_request(session, cmd.name, args, data, end)
+            self._update_keyed()  # a subscribed RESP2 client takes no fast path
+            return msg
+        if subscribed and cmd.name == b"ping":
+            args = [buf[start + spans[i] : start + spans[i + 1]] for i in range(0, len(spans), 2)]
+            return self._local(data, end, subscribed_ping(args))
         if route is _KEY:
             k = cmd.first_key << 1
             if k >= len(spans):  # a subcommand without its key (XINFO HELP)

@@ -10,6 +10,7 @@ from corenet.protocols.redis._commands import READ_ONLY
 from corenet.protocols.redis._local import Session
 from corenet.protocols.redis._parser import ReplyParser, RequestParser
 from corenet.protocols.redis._pin import CROSSSLOT
+from corenet.protocols.redis._pubsub import is_push
 from corenet.protocols.redis._resp import encode_command, encode_error
 
 if TYPE_CHECKING:
@@ -94,6 +95,11 @@ class RedisProtocol:
         if variant == 1:
             requests.append(encode_command([b"HELLO", b"3"]))
         return requests
+
+    @staticmethod
+    def is_push(frame: bytes) -> bool:
+        """Whether a subscriber connection's frame is a published message."""
+        return is_push(frame)
 
     def is_read_only(self, msg: Msg) -> bool:
         """Whether ``msg`` only reads (a replica may answer it)."""

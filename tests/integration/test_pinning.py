@@ -13,7 +13,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.servers import pool_config, read_until, spread_keys
+from tests.servers import free_port, metrics_page, pool_config, read_until, spread_keys
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,7 +34,9 @@ def pair(
         "alpha", None, [s.address for s in servers[:2]], hash_tag="{}", timeout=400
     )
     config["alpha"]["max_pinned_connections"] = 8
-    proxy = corenet_proxy_factory(config)
+    metrics_port = free_port()
+    proxy = corenet_proxy_factory(config, ["--metrics-port", str(metrics_port)])
+    proxy.metrics_port = metrics_port  # type: ignore[attr-defined]
     return proxy, servers
 
 
@@ -242,6 +244,8 @@ def test_pinned_connections_are_bounded(
         time.sleep(0.3)
         reply = _exchange(proxy.address(), b"BLPOP q:never 1\r\nPING\r\n")
         assert reply == b"-ERR max number of pinned connections reached\r\n+PONG\r\n"
+        page = metrics_page(proxy.metrics_port)  # type: ignore[attr-defined]
+        assert 'corenet_pool_pinned_connections{pool="alpha"} 8.0' in page
     finally:
         for sock in blocked:
             sock.close()

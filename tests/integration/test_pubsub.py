@@ -1,0 +1,182 @@
+"""Pub/Sub through a 2-server pool, against real redis-servers, compared
+with what one redis-server answers directly."""
+
+from __future__ import annotations
+
+import fnmatch
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+import redis
+
+from tests.servers import pool_config, read_until, spread_keys
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tests.servers import CorenetProxy, RedisServer
+
+
+@pytest.fixture
+def pair(
+    redis_servers: Callable[..., list[RedisServer]],
+    corenet_proxy_factory: Callable[..., CorenetProxy],
+) -> tuple[CorenetProxy, list[RedisServer]]:
+    servers = redis_servers(3)
+    config = pool_config("alpha", None, [s.address for s in servers[:2]], timeout=400)
+    return corenet_proxy_factory(config), servers
+
+
+def _session(address: str, steps: list[bytes]) -> list[bytes]:
+    """Send each step on one connection, reading what comes back after each."""
+    host, _, port = address.rpartition(":")
+    out = []
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        for step in steps:
+            sock.sendall(step)
+            out.append(read_until(sock, quiet=0.3))
+    return out
+
+
+STEPS = [
+    b"SUBSCRIBE a b c\r\n",
+    b"SUBSCRIBE b\r\n",
+    b"PSUBSCRIBE n* x?\r\n",
+    b"PING\r\n",
+    b"PING hi\r\n",
+    b"GET k\r\n",
+    b"UNSUBSCRIBE b zz\r\n",
+    b"UNSUBSCRIBE a\r\n",
+    b"PUNSUBSCRIBE x?\r\n",
+    # With one left each: Redis names what is left in its own hash order.
+    b"PUNSUBSCRIBE\r\n",
+    b"UNSUBSCRIBE\r\n",
+    b"UNSUBSCRIBE\r\n",
+    b"PING\r\n",
+]
+
+
+def test_subscription_replies_are_redis_own(pair: tuple[CorenetProxy, list[RedisServer]]) -> None:
+    proxy, servers = pair
+    direct = _session(servers[2].address, STEPS)
+    through = _session(proxy.address(), STEPS)
+    assert direct[0].count(b"subscribe") == 3 and b"Can't execute 'get'" in direct[5]
+    assert through == direct
+
+
+def test_resp3_subscriber_gets_push_frames_and_may_run_commands(
+    pair: tuple[CorenetProxy, list[RedisServer]],
+) -> None:
+    proxy, servers = pair
+    steps = [b"HELLO 3\r\n", b"SUBSCRIBE news\r\n", b"SET k v\r\nGET k\r\n"]
+    direct = _session(servers[2].address, steps)
+    through = _session(proxy.address(), steps)
+    assert through[1:] == direct[1:]
+    assert through[1].startswith(b">3\r\n$9\r\nsubscribe\r\n")
+    with proxy.client() as client:
+        host, _, port = proxy.address().rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(b"HELLO 3\r\nSUBSCRIBE news\r\n")
+            read_until(sock, lambda d: b"subscribe" in d, quiet=2)
+            assert client.publish("news", "hello") == 1
+            pushed = read_until(sock, lambda d: d.endswith(b"hello\r\n"), quiet=2)
+        assert pushed == b">3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n"
+
+
+def test_every_subscriber_gets_every_message_in_order(
+    pair: tuple[CorenetProxy, list[RedisServer]],
+) -> None:
+    proxy, servers = pair
+    channels = spread_keys(20, "ch")  # well mixed, so both servers hold some
+    direct = [s.client() for s in servers[:2]]
+    holders = [0, 0]
+    for ch in channels:  # every channel lives on one server, both servers used
+        with proxy.client() as client:
+            client.publish(ch, "probe")
+    subscribers = []
+    for _ in range(3):
+        client = redis.Redis.from_url(f"redis://{proxy.address()}")
+        pubsub = client.pubsub()
+        pubsub.subscribe(*channels)
+        pubsub.psubscribe(*PATTERNS)
+        for _ in range(22):  # the confirmations
+            assert pubsub.get_message(timeout=5) is not None
+        subscribers.append((client, pubsub))
+    for i, server in enumerate(direct):
+        holders[i] = len(server.pubsub_channels())
+    assert all(holders) and sum(holders) == len(channels), holders
+    total = 1000
+    with proxy.client() as publisher:
+        for n in range(total):
+            ch = channels[n % len(channels)]
+            # three subscribers, each on ch and on every pattern ch matches
+            assert publisher.publish(ch, str(n)) == 3 * (1 + _patterns_matching(ch))
+    for client, pubsub in subscribers:
+        got: dict[str, list[int]] = {ch: [] for ch in channels}
+        patterned = 0
+        deadline = time.monotonic() + 30
+        expected = sum(1 + _patterns_matching(channels[n % 20]) for n in range(total))
+        received = 0
+        while received < expected and time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=5)
+            if message is None:
+                break
+            received += 1
+            if message["type"] == "pmessage":
+                patterned += 1
+                continue
+            got[message["channel"].decode()].append(int(message["data"]))
+        assert received == expected
+        for n, ch in enumerate(channels):
+            assert got[ch] == list(range(n, total, len(channels)))
+        pubsub.close()
+        client.close()
+    for server in direct:
+        server.close()
+
+
+PATTERNS = ("ch:[0-7]*", "ch:?a*")
+
+
+def _patterns_matching(channel: str) -> int:
+    return sum(fnmatch.fnmatchcase(channel, p) for p in PATTERNS)
+
+
+def test_a_subscriber_that_leaves_frees_its_connections(
+    pair: tuple[CorenetProxy, list[RedisServer]],
+) -> None:
+    proxy, servers = pair
+    host, _, port = proxy.address().rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"SUBSCRIBE a b c d e f\r\nPSUBSCRIBE p*\r\n")
+        read_until(sock, lambda d: d.count(b"subscribe") >= 7, quiet=2)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if not any(s.client().pubsub_numpat() for s in servers[:2]):
+            break
+        time.sleep(0.05)
+    assert [s.client().pubsub_numpat() for s in servers[:2]] == [0, 0]
+    assert [s.client().pubsub_channels() for s in servers[:2]] == [[], []]
+
+
+def test_publish_from_another_thread_reaches_a_listening_client(
+    pair: tuple[CorenetProxy, list[RedisServer]],
+) -> None:
+    proxy, _ = pair
+    with proxy.client() as client, proxy.client() as publisher:
+        pubsub = client.pubsub()
+        pubsub.subscribe("jobs")
+        assert pubsub.get_message(timeout=5)["type"] == "subscribe"
+        timer = threading.Timer(0.2, publisher.publish, args=("jobs", "go"))
+        timer.start()
+        try:
+            message = pubsub.get_message(timeout=5)
+        finally:
+            timer.join()
+        assert message is not None and message["data"] == b"go"
+        pubsub.unsubscribe()
+        assert pubsub.get_message(timeout=5)["type"] == "unsubscribe"
+        assert client.ping()
