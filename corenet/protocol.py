@@ -159,8 +159,10 @@ class Protocol(TypingProtocol):
     name: str
     variants: int
     """How many flavours of backend connection the protocol needs: requests of
-    clients in different variants never share a backend connection (Redis: 2,
-    for RESP2 and RESP3 clients).  Optional; 1 when absent."""
+    clients in different variants never share a backend connection (Redis:
+    one per database and RESP version, made on demand).  Optional; 1 when
+    absent.  An optional ``default_variant(pool)`` says which a new client
+    uses (what ``preconnect`` opens); 0 when absent."""
 
     def new_request_parser(self, pool: PoolOptions) -> RequestParser:
         """Return a fresh request parser for a new client connection of ``pool``.

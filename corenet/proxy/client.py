@@ -109,8 +109,12 @@ class ClientConn(Stream):
         self.streams: dict[Any, Any] = {}
         """Subscriber connections by server (corenet.proxy.subscribers)."""
         self.stream_epoch = 0
-        self.held: deque[Msg] | None = None
-        """Requests parsed but not yet routed, waiting behind a new pin (pinning)."""
+        self.held: deque[tuple[Msg, int]] | None = None
+        """Requests parsed but not yet routed, waiting behind a new pin (pinning),
+        each with the variant it was parsed in."""
+        self.switches: list[tuple[Msg, int, int]] = getattr(parser, "switches", [])
+        """(request, variant before, after) for requests that switched the
+        parser's variant since the last dispatch (see _dispatch_switching)."""
         """This client's dedicated server connection, while it has one (pinning)."""
         self._timer: TimerHandle | None = None
         if pool.client_check_interval is not None:
@@ -164,6 +168,18 @@ class ClientConn(Stream):
         self.last_active = now
 
     def _dispatch(self, frames: list[Msg]) -> None:
+        if self.switches:
+            self._dispatch_switching(frames)
+        else:
+            self._route_frames(frames)
+        framer = self.framer
+        if framer.error is not None:
+            self._protocol_error(framer.error)
+        elif framer.backlog:
+            self._pause()
+
+    def _route_frames(self, frames: list[Msg]) -> bool:
+        """Route each request of ``frames``; False once one closes the client."""
         pool = self.pool
         out_q = self.out_q
         now = self.loop.now
@@ -172,7 +188,7 @@ class ClientConn(Stream):
             msg.start_time = now
             out_q.append(msg)
             if self.held is not None:
-                self.held.append(msg)
+                self.held.append((msg, self.parser.variant))
                 continue
             action = msg.action
             if action == ACTION_FORWARD:
@@ -185,17 +201,29 @@ class ClientConn(Stream):
             elif action >= ACTION_FANOUT:
                 if not self._route_far(msg):
                     # Routed once the requests before it are answered (pinning).
-                    self.held = deque([msg])
+                    self.held = deque([(msg, self.parser.variant)])
             else:
                 self.loop.schedule_flush(self)
                 if action == ACTION_CLOSE:
                     self._stop_reading()
-                    return
-        framer = self.framer
-        if framer.error is not None:
-            self._protocol_error(framer.error)
-        elif framer.backlog:
-            self._pause()
+                    return False
+        return True
+
+    def _dispatch_switching(self, frames: list[Msg]) -> None:
+        # A request in this batch switched the connections the client's
+        # requests use (Redis SELECT, HELLO 3): the parser is already past
+        # them all, so each request is routed with the variant of its turn.
+        parser = self.parser
+        log = self.switches
+        final = parser.variant
+        parser.variant = log[0][1]
+        after = {id(msg): variant for msg, _, variant in log}
+        log.clear()
+        for msg in frames:
+            if not self._route_frames([msg]):
+                break
+            parser.variant = after.get(id(msg), parser.variant)
+        parser.variant = final
 
     def push(self, frame: bytes) -> None:
         """Send ``frame``, pushed by a server (a published message), after the
@@ -224,12 +252,14 @@ class ClientConn(Stream):
 
     def _route_held(self) -> None:
         # The requests before the first held one are answered: route the held
-        # ones in order, as _dispatch would have, up to the next that waits.
+        # ones in order, as _route_frames would have, up to the next that waits.
         held = self.held
         assert held is not None
         self.held = None
+        parser = self.parser
+        final = parser.variant
         while held:
-            msg = held[0]
+            msg, parser.variant = held[0]
             if msg.action == ACTION_FORWARD:
                 if self.pin is None:
                     self.pool.forward(msg, msg.key or b"", self)
@@ -237,8 +267,9 @@ class ClientConn(Stream):
                     self.pool.forward_beside_pin(msg, self)
             elif msg.action >= ACTION_FANOUT and not self._route_far(msg):
                 self.held = held
-                return
+                break
             held.popleft()
+        parser.variant = final
         self.loop.schedule_flush(self)
 
     def _pause(self) -> None:
@@ -334,7 +365,7 @@ class ClientConn(Stream):
     def flush(self) -> None:
         out_q = self.out_q
         if not out_q or not out_q[0].done:
-            if self.held is not None and out_q and out_q[0] is self.held[0]:
+            if self.held is not None and out_q and out_q[0] is self.held[0][0]:
                 self._route_held()
             return
         msg = out_q.popleft()
@@ -352,7 +383,7 @@ class ClientConn(Stream):
             self._move(ClientEvent.FINAL)
             out_q.clear()
         self.send_bytes(data)  # type: ignore[arg-type]
-        if self.held is not None and out_q and out_q[0] is self.held[0]:
+        if self.held is not None and out_q and out_q[0] is self.held[0][0]:
             self._route_held()
         if self._unsent is None:
             if self.state is _CLOSING and not self.closed:

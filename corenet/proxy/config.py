@@ -524,7 +524,7 @@ _FIELDS: Mapping[str, Callable[[Any, _KeyWhere], Any]] = {
     "client_connections": _as_int(0),
     "redis": _as_bool,
     "redis_auth": _as_secret,
-    "redis_db": _as_int(0),
+    "redis_db": _as_int(0, 63),  # the proxy keeps connections per database: 64 of them
     "tcpkeepalive": _as_bool,
     "preconnect": _as_bool,
     "auto_eject_hosts": _as_bool,

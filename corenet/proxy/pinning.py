@@ -94,7 +94,12 @@ def forward_pinned(pool: PinPool, msg: Msg, client: ClientConn) -> bool:
         # one may go on it only to the same server; any other waits for it
         # to end and starts afresh.
         try:
-            same = msg.key is not None and live and live[pool.index_of(msg.key)] is pin.server
+            same = (
+                msg.key is not None
+                and conn.variant == client.parser.variant
+                and live
+                and live[pool.index_of(msg.key)] is pin.server
+            )
         except Exception:
             same = True  # the plugin fails again below, with an answer
         if not same:
@@ -164,7 +169,7 @@ def forward_beside_pin(pool: PinPool, msg: Msg, client: ClientConn) -> None:
     pin = client.pin
     key = msg.key or b""
     conn = pin.conn if pin is not None else None
-    if conn is not None and pool.live:
+    if conn is not None and conn.variant == client.parser.variant and pool.live:
         try:
             here = pool.live[pool.index_of(key)] is pin.server  # type: ignore[union-attr]
         except Exception:

@@ -343,7 +343,12 @@ class Pool:
         pin = client.pin
         for index, frag in frags:
             server = live[index]
-            if pin is not None and pin.conn is not None and server is pin.server:
+            if (
+                pin is not None
+                and pin.conn is not None
+                and server is pin.server
+                and pin.conn.variant == variant
+            ):
                 conn: ServerConn | None = pin.conn  # in order with the pinned requests
             else:
                 conn = server.conn_for(client_index, variant)
@@ -496,9 +501,11 @@ class Pool:
         self.stats.client_connections = len(self.clients)
 
     def preconnect(self) -> None:
+        default_variant = getattr(self.protocol, "default_variant", None)
+        variant = default_variant(self.options) if default_variant is not None else 0
         for server in self.servers:
             for slot in range(self.config.server_connections):
-                server.conn_for(slot)
+                server.conn_for(slot, variant)
 
     def close(self) -> None:
         for client in list(self.clients):

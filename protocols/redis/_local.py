@@ -3,7 +3,8 @@
 Connection-level commands describe the client's session with the proxy,
 not any one backend, so they are answered here: ``PING``, ``ECHO``,
 ``AUTH``, ``HELLO`` (which also switches the client between RESP2 and
-RESP3), ``SELECT`` of the configured database, and the harmless ``CLIENT``
+RESP3), ``SELECT`` (the client's requests then go on connections with that
+database selected), and the harmless ``CLIENT``
 subcommands today's clients send on connect (``SETINFO``, ``SETNAME``,
 ``GETNAME``, ``ID``).  A handler gets the session and the arguments and
 returns the reply bytes, encoded for the session's protocol version.
@@ -20,9 +21,15 @@ from corenet.protocols.redis._resp import encode_error, string2ll
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["HANDLERS", "Session"]
+__all__ = ["DATABASES", "HANDLERS", "SELECTABLE", "Session"]
 
 REPORTED_VERSION = b"7.0.0"
+SELECTABLE = 16
+"""``SELECT`` takes 0..15 (Redis's default ``databases``) or the pool's
+``redis_db``: the proxy cannot know a server's own limit, and a refused
+``SELECT`` on a backend connection would leave it on database 0."""
+DATABASES = 64
+"""Databases a client may be on (``redis_db`` is below it; see the config)."""
 _OK = b"+OK\r\n"
 
 
@@ -32,6 +39,7 @@ class Session:
 
     password: bytes | None = None
     db: int = 0
+    default_db: int = 0
     authenticated: bool = True
     protocol: int = 2
     name: bytes | None = None
@@ -135,9 +143,13 @@ def _select(session: Session, args: list[bytes]) -> bytes:
     db = string2ll(args[1])
     if db is None:
         return b"-ERR value is not an integer or out of range\r\n"
-    if db == session.db:
+    if session.watching and db != session.db:
+        # The watch lives on a connection of the old database (see _pin).
+        return b"-ERR SELECT while watching keys is not supported by the proxy\r\n"
+    if 0 <= db < SELECTABLE or db == session.default_db:
+        session.db = db
         return _OK
-    return encode_error(b"ERR the proxy serves database %d only (redis_db)" % session.db)
+    return b"-ERR DB index is out of range\r\n"
 
 
 def _client(session: Session, args: list[bytes]) -> bytes:

@@ -93,7 +93,7 @@ _OK = b"+OK\r\n"
 # What a client may send before AUTH, as in Redis.
 _BEFORE_AUTH = frozenset([b"auth", b"hello", b"quit"])
 # The local commands that change the protocol version or authentication.
-_SESSION_CHANGERS = frozenset([b"auth", b"hello"])
+_SESSION_CHANGERS = frozenset([b"auth", b"hello", b"select"])
 
 
 def _protocol_error(text: bytes) -> RemoteProtocolError:
@@ -118,7 +118,11 @@ class RequestParser:
         self.session = session if session is not None else Session()
         self.max_bulk_len = max_bulk_len
         self.denied = denied
-        self.variant = 0  # 1 once the client switched to RESP3
+        # Which backend connections: database << 1 | RESP3 (RedisProtocol.variants).
+        self.variant = self.session.db << 1
+        self.switches: list[tuple[Msg, int, int]] = []
+        """(request, variant before, after) for each request that switched
+        ``variant``; the client connection routes by it, then clears it."""
         # Resume state of an incomplete multibulk request, offsets relative to
         # its first byte: argument count, (start, end) spans so far, scan
         # offset, and the declared length of the bulk being read (-1: none).
@@ -134,6 +138,12 @@ class RequestParser:
         self._scan_keyed = scans.scan_keyed
         self._scan_multibulk = scans.scan_multibulk or _scan_multibulk_pure
         self._update_keyed()
+
+    def follow_session(self) -> None:
+        """The session's database, protocol or authentication changed."""
+        session = self.session
+        self.variant = session.db << 1 | (session.protocol == 3)
+        self._update_keyed()  # who may take the fast path
 
     def set_denied(self, denied: frozenset[bytes]) -> None:
         """Refuse ``denied`` (lower-case command names) from the next request on."""
@@ -386,10 +396,13 @@ class RequestParser:
             return Msg(data, end, None, ACTION_CLOSE, _OK)
         args = [buf[start + spans[i] : start + spans[i + 1]] for i in range(0, len(spans), 2)]
         reply = HANDLERS[cmd.name](self.session, args)
+        msg = self._local(data, end, reply)
         if cmd.name in _SESSION_CHANGERS:
-            self.variant = 1 if self.session.protocol == 3 else 0
-            self._update_keyed()  # who may take the fast path
-        return self._local(data, end, reply)
+            before = self.variant
+            self.follow_session()
+            if self.variant != before:
+                self.switches.append((msg, before, self.variant))
+        return msg
 
     def _refused(self, data: bytes, end: int, reply: bytes) -> Msg:
         if self.session.multi:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from corenet import __version__
 from corenet.protocols.redis import _every, _fanout
 from corenet.protocols.redis._commands import READ_ONLY
-from corenet.protocols.redis._local import Session
+from corenet.protocols.redis._local import DATABASES, Session
 from corenet.protocols.redis._parser import ReplyParser, RequestParser
 from corenet.protocols.redis._pin import CROSSSLOT
 from corenet.protocols.redis._pubsub import is_push
@@ -43,7 +43,9 @@ class RedisProtocol:
     """RESP requests and replies, Redis-worded errors, AUTH and SELECT set-up."""
 
     name = "redis"
-    variants = 2  # backend connections for RESP2 clients, and for RESP3 clients
+    variants = 2 * DATABASES
+    """Backend connection sets: one per database a client is on, for RESP2
+    clients and for RESP3 clients (variant ``db << 1 | resp3``)."""
     health_check = b"*1\r\n$4\r\nPING\r\n"
     """What an active health check sends (``health_check_interval``)."""
     cross_server_error = CROSSSLOT
@@ -58,6 +60,7 @@ class RedisProtocol:
         session = Session(
             password=password,
             db=pool.redis_db,
+            default_db=pool.redis_db,
             authenticated=password is None,
             client_id=self._clients,
             proxy_version=__version__.encode(),
@@ -75,8 +78,16 @@ class RedisProtocol:
         session.password = pool.redis_auth.encode() if pool.redis_auth is not None else None
         if session.password is None:
             session.authenticated = True
-        session.db = pool.redis_db
+        if session.db == session.default_db:  # a client's own SELECT stays
+            session.db = pool.redis_db
+        session.default_db = pool.redis_db
         parser.set_denied(_denied(pool))
+        parser.follow_session()
+
+    @staticmethod
+    def default_variant(pool: PoolOptions) -> int:
+        """The connections a new client uses (what ``preconnect`` opens)."""
+        return int(pool.redis_db) << 1
 
     def new_reply_parser(self) -> ReplyParser:
         return ReplyParser()
@@ -90,9 +101,9 @@ class RedisProtocol:
         requests = []
         if pool.redis_auth is not None:
             requests.append(encode_command([b"AUTH", pool.redis_auth.encode()]))
-        if pool.redis_db:
-            requests.append(encode_command([b"SELECT", b"%d" % pool.redis_db]))
-        if variant == 1:
+        if variant >> 1:
+            requests.append(encode_command([b"SELECT", b"%d" % (variant >> 1)]))
+        if variant & 1:
             requests.append(encode_command([b"HELLO", b"3"]))
         return requests
 

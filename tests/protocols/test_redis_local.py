@@ -47,7 +47,7 @@ def test_hello_3_switches_protocol_and_variant():
         ([b"CLIENT", b"SETINFO", b"LIB-VER", b"8.1.0"], b"+OK\r\n"),
         ([b"CLIENT", b"KILL", b"ID", b"1"], b"-ERR CLIENT KILL is not supported by the proxy\r\n"),
         ([b"SELECT", b"0"], b"+OK\r\n"),
-        ([b"SELECT", b"1"], b"-ERR the proxy serves database 0 only (redis_db)\r\n"),
+        ([b"SELECT", b"16"], b"-ERR DB index is out of range\r\n"),
         ([b"SELECT", b"x"], b"-ERR value is not an integer or out of range\r\n"),
         ([b"PING", b"a", b"b"], b"-ERR wrong number of arguments for 'ping' command\r\n"),
         ([b"WAIT", b"0", b"0"], b"-ERR command 'wait' is not supported by the proxy\r\n"),
