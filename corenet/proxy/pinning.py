@@ -39,6 +39,7 @@ __all__ = [
     "PinServer",
     "forward_beside_pin",
     "forward_pinned",
+    "no_connection_reason",
     "pin_lost",
     "release_pin",
 ]
@@ -126,12 +127,7 @@ def forward_pinned(pool: PinPool, msg: Msg, client: ClientConn) -> bool:
             return True
         conn = _take(pool, server, client)
         if conn is None:
-            msg_reason = (
-                "max number of pinned connections reached"
-                if pool.pinned >= pool.config.max_pinned_connections
-                else server.connect_reason
-            )
-            pool.forward_failed(msg, msg_reason)
+            pool.forward_failed(msg, no_connection_reason(pool, server))
             pin.parked.clear()
             pin.hold = False
             return True
@@ -179,6 +175,13 @@ def forward_beside_pin(pool: PinPool, msg: Msg, client: ClientConn) -> None:
             conn.enqueue(msg)
             return
     pool.forward(msg, key, client)
+
+
+def no_connection_reason(pool: PinPool, server: PinServer) -> str:
+    """Why no dedicated connection to ``server`` could be had just now."""
+    if pool.pinned >= pool.config.max_pinned_connections:
+        return "max number of pinned connections reached"
+    return server.connect_reason
 
 
 def _co_located(pool: PinPool, server: PinServer | None, step: PinStep) -> bool:

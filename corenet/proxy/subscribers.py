@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from corenet.msg import Msg
 from corenet.proxy.client import complete
+from corenet.proxy.pinning import no_connection_reason
 
 if TYPE_CHECKING:
     from corenet.msg import PinStep
@@ -58,12 +59,7 @@ def forward_streams(pool: PinPool, msg: Msg, client: ClientConn) -> None:
     for server, frag in targets:
         conn = _stream_for(pool, server, client)
         if conn is None:
-            reason = (
-                "max number of pinned connections reached"
-                if pool.pinned >= pool.config.max_pinned_connections
-                else server.connect_reason
-            )
-            complete(frag, pool.protocol.error_reply(reason))
+            complete(frag, pool.protocol.error_reply(no_connection_reason(pool, server)))
         else:
             conn.enqueue(frag)
 

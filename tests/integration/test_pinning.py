@@ -3,7 +3,6 @@ redis-servers, compared with what one redis-server answers directly."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -13,31 +12,14 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.servers import free_port, metrics_page, pool_config, read_until, spread_keys
+from corenet.testing.process import connect
+from tests.servers import metrics_page, read_until, spread_keys
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from tests.servers import CorenetProxy, RedisServer
 
-# Two keys on each server of the pool below (fnv1a_64 + ketama; asserted).
+# A hash tag: the keys of one transaction live together.
 TAG = "{t}"
-
-
-@pytest.fixture
-def pair(
-    redis_servers: Callable[..., list[RedisServer]],
-    corenet_proxy_factory: Callable[..., CorenetProxy],
-) -> tuple[CorenetProxy, list[RedisServer]]:
-    servers = redis_servers(3)
-    config = pool_config(
-        "alpha", None, [s.address for s in servers[:2]], hash_tag="{}", timeout=400
-    )
-    config["alpha"]["max_pinned_connections"] = 8
-    metrics_port = free_port()
-    proxy = corenet_proxy_factory(config, ["--metrics-port", str(metrics_port)])
-    proxy.metrics_port = metrics_port  # type: ignore[attr-defined]
-    return proxy, servers
 
 
 def _apart(proxy: CorenetProxy, servers: list[RedisServer]) -> tuple[str, str]:
@@ -59,8 +41,7 @@ END_REPLY = b"$11\r\ncorenet:end\r\n"
 
 def _exchange(address: str, payload: bytes) -> bytes:
     """Every reply to ``payload`` (sent at once, outside a transaction at its end)."""
-    host, _, port = address.rpartition(":")
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
+    with connect(address, 5) as sock:
         sock.sendall(payload + END)
         data = read_until(sock, lambda d: d.endswith(END_REPLY), quiet=3)
     assert data.endswith(END_REPLY), data[-200:]
@@ -166,8 +147,7 @@ def test_a_client_that_leaves_while_blocked_takes_nothing(
     pair: tuple[CorenetProxy, list[RedisServer]],
 ) -> None:
     proxy, _ = pair
-    host, _, port = proxy.address().rpartition(":")
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
+    with connect(proxy.address(), 5) as sock:
         sock.sendall(b"BLPOP q:left 0\r\n")
         time.sleep(0.3)  # blocked at the server by now
     time.sleep(0.3)
@@ -236,8 +216,7 @@ def test_pinned_connections_are_bounded(
     pair: tuple[CorenetProxy, list[RedisServer]],
 ) -> None:
     proxy, _ = pair
-    host, _, port = proxy.address().rpartition(":")
-    blocked = [socket.create_connection((host, int(port)), timeout=5) for _ in range(8)]
+    blocked = [connect(proxy.address(), 5) for _ in range(8)]
     try:
         for sock in blocked:
             sock.sendall(b"BLPOP q:never 0\r\n")

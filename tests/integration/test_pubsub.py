@@ -4,37 +4,23 @@ with what one redis-server answers directly."""
 from __future__ import annotations
 
 import fnmatch
-import socket
 import threading
 import time
 from typing import TYPE_CHECKING
 
-import pytest
 import redis
 
-from tests.servers import pool_config, read_until, spread_keys
+from corenet.testing.process import connect
+from tests.servers import read_until, spread_keys
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from tests.servers import CorenetProxy, RedisServer
-
-
-@pytest.fixture
-def pair(
-    redis_servers: Callable[..., list[RedisServer]],
-    corenet_proxy_factory: Callable[..., CorenetProxy],
-) -> tuple[CorenetProxy, list[RedisServer]]:
-    servers = redis_servers(3)
-    config = pool_config("alpha", None, [s.address for s in servers[:2]], timeout=400)
-    return corenet_proxy_factory(config), servers
 
 
 def _session(address: str, steps: list[bytes]) -> list[bytes]:
     """Send each step on one connection, reading what comes back after each."""
-    host, _, port = address.rpartition(":")
     out = []
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
+    with connect(address, 5) as sock:
         for step in steps:
             sock.sendall(step)
             out.append(read_until(sock, quiet=0.3))
@@ -77,8 +63,7 @@ def test_resp3_subscriber_gets_push_frames_and_may_run_commands(
     assert through[1:] == direct[1:]
     assert through[1].startswith(b">3\r\n$9\r\nsubscribe\r\n")
     with proxy.client() as client:
-        host, _, port = proxy.address().rpartition(":")
-        with socket.create_connection((host, int(port)), timeout=5) as sock:
+        with connect(proxy.address(), 5) as sock:
             sock.sendall(b"HELLO 3\r\nSUBSCRIBE news\r\n")
             read_until(sock, lambda d: b"subscribe" in d, quiet=2)
             assert client.publish("news", "hello") == 1
@@ -149,8 +134,7 @@ def test_a_subscriber_that_leaves_frees_its_connections(
     pair: tuple[CorenetProxy, list[RedisServer]],
 ) -> None:
     proxy, servers = pair
-    host, _, port = proxy.address().rpartition(":")
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
+    with connect(proxy.address(), 5) as sock:
         sock.sendall(b"SUBSCRIBE a b c d e f\r\nPSUBSCRIBE p*\r\n")
         read_until(sock, lambda d: d.count(b"subscribe") >= 7, quiet=2)
     deadline = time.monotonic() + 5

@@ -4,11 +4,11 @@ each command in the database of its turn, as one redis-server does."""
 
 from __future__ import annotations
 
-import socket
 from typing import TYPE_CHECKING
 
 import redis
 
+from corenet.testing.process import connect
 from tests.servers import pool_config, read_until, spread_keys
 
 if TYPE_CHECKING:
@@ -24,8 +24,7 @@ PIPELINE = (
 
 
 def _send(address: str, payload: bytes) -> bytes:
-    host, _, port = address.rpartition(":")
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
+    with connect(address, 5) as sock:
         sock.sendall(payload)
         return read_until(sock, lambda d: d.endswith(b"end\r\n"), quiet=3)
 
