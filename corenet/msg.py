@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
@@ -49,6 +51,7 @@ ACTION_EVERY = 4  # keyless, for every live server: the protocol's ``fragment_ev
 ACTION_PIN = 5  # on a server connection of this client's own: ``info`` is a PinStep
 
 
+@attrs.frozen(repr=False)
 class PinStep:
     """How an ``ACTION_PIN`` request uses the client's dedicated server connection.
 
@@ -87,40 +90,15 @@ class PinStep:
         ``stream_end``: the client needs them no more once answered.
     """
 
-    __slots__ = (
-        "abort",
-        "blocking",
-        "hold",
-        "keys",
-        "parked_reply",
-        "reply",
-        "stream_end",
-        "streams",
-        "wait",
-    )
-
-    def __init__(
-        self,
-        hold: bool,
-        keys: Sequence[bytes] = (),
-        *,
-        parked_reply: bytes | None = None,
-        abort: tuple[bytes, bytes] | None = None,
-        blocking: bool = False,
-        wait: float = 0.0,
-        streams: Sequence[tuple[bytes | None, bytes]] = (),
-        reply: bytes = b"",
-        stream_end: bool = False,
-    ) -> None:
-        self.hold = hold
-        self.keys = keys
-        self.parked_reply = parked_reply
-        self.abort = abort
-        self.blocking = blocking
-        self.wait = wait
-        self.streams = streams
-        self.reply = reply
-        self.stream_end = stream_end
+    hold: bool
+    keys: Sequence[bytes] = ()
+    parked_reply: bytes | None = attrs.field(default=None, kw_only=True)
+    abort: tuple[bytes, bytes] | None = attrs.field(default=None, kw_only=True)
+    blocking: bool = attrs.field(default=False, kw_only=True)
+    wait: float = attrs.field(default=0.0, kw_only=True)
+    streams: Sequence[tuple[bytes | None, bytes]] = attrs.field(default=(), kw_only=True)
+    reply: bytes = attrs.field(default=b"", kw_only=True)
+    stream_end: bool = attrs.field(default=False, kw_only=True)
 
     def __repr__(self) -> str:
         return f"<PinStep hold={self.hold} keys={len(self.keys)} blocking={self.blocking}>"

@@ -9,10 +9,12 @@ authors; it is re-exported here so tests keep importing from one place.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -57,11 +59,12 @@ from corenet.testing.process import (
 
 if TYPE_CHECKING:
     import socket
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
     from pathlib import Path
 
 __all__ = [
     "ADDR_IN_USE_MARKERS",
+    "called_later",
     "assert_nutcracker_finds",
     "metrics_page",
     "poll_until",
@@ -118,6 +121,19 @@ def poll_until(
         if time.monotonic() - start > timeout:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def called_later(delay: float, call: Callable[..., object], *args: object) -> Iterator[None]:
+    """Run ``call(*args)`` on a thread ``delay`` seconds from now, while the
+    ``with`` body waits for its effect (a blocked read, a subscription);
+    joined on leaving, so nothing outlives the test."""
+    timer = threading.Timer(delay, call, args=args)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.join()
 
 
 def metrics_page(port: int) -> str:

@@ -13,9 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from corenet.testing.process import connect
-from tests.servers import metrics_page, read_until, spread_keys
+from tests.servers import called_later, metrics_page, read_until, spread_keys
 
 if TYPE_CHECKING:
+    from tests.integration.conftest import Pair
     from tests.servers import CorenetProxy, RedisServer
 
 # A hash tag: the keys of one transaction live together.
@@ -62,7 +63,7 @@ SCRIPT = (
 
 
 def test_transaction_replies_are_redis_own(
-    pair: tuple[CorenetProxy, list[RedisServer]],
+    pair: Pair,
 ) -> None:
     proxy, servers = pair
     direct = _exchange(servers[2].address, SCRIPT)
@@ -72,9 +73,9 @@ def test_transaction_replies_are_redis_own(
 
 
 def test_redis_py_transaction_pipeline_and_watch_retries(
-    pair: tuple[CorenetProxy, list[RedisServer]],
+    pair: Pair,
 ) -> None:
-    proxy, _ = pair
+    proxy = pair.proxy
     with proxy.client() as client:
         pipe = client.pipeline(transaction=True)
         pipe.set(f"{TAG}x", 1).incrby(f"{TAG}x", 41).get(f"{TAG}x").mget(f"{TAG}x", f"{TAG}y")
@@ -108,7 +109,7 @@ def test_redis_py_transaction_pipeline_and_watch_retries(
 
 
 def test_cross_server_keys_abort_the_transaction(
-    pair: tuple[CorenetProxy, list[RedisServer]],
+    pair: Pair,
 ) -> None:
     proxy, servers = pair
     a, b = _apart(proxy, servers)
@@ -126,27 +127,23 @@ def test_cross_server_keys_abort_the_transaction(
 
 
 def test_blpop_waits_for_a_producer_beyond_the_pool_timeout(
-    pair: tuple[CorenetProxy, list[RedisServer]],
+    pair: Pair,
 ) -> None:
-    proxy, _ = pair
+    proxy = pair.proxy
     with proxy.client() as consumer, proxy.client() as producer:
         started = time.monotonic()
         assert consumer.blpop("q:empty", timeout=1) is None  # 1 s > the pool's 400 ms
         assert time.monotonic() - started >= 0.9
-        timer = threading.Timer(0.6, producer.rpush, args=("q:late", "job"))
-        timer.start()
-        try:
+        with called_later(0.6, producer.rpush, "q:late", "job"):
             assert consumer.blpop("q:late", timeout=5) == (b"q:late", b"job")
-        finally:
-            timer.join()
         producer.rpush("q:late", "a", "b")
         assert consumer.blmove("q:late", "q:late", 1, "LEFT", "RIGHT") == b"a"
 
 
 def test_a_client_that_leaves_while_blocked_takes_nothing(
-    pair: tuple[CorenetProxy, list[RedisServer]],
+    pair: Pair,
 ) -> None:
-    proxy, _ = pair
+    proxy = pair.proxy
     with connect(proxy.address(), 5) as sock:
         sock.sendall(b"BLPOP q:left 0\r\n")
         time.sleep(0.3)  # blocked at the server by now
@@ -158,24 +155,20 @@ def test_a_client_that_leaves_while_blocked_takes_nothing(
 
 
 def test_xreadgroup_block_gets_the_entry(
-    pair: tuple[CorenetProxy, list[RedisServer]],
+    pair: Pair,
 ) -> None:
-    proxy, _ = pair
+    proxy = pair.proxy
     with proxy.client() as client, proxy.client() as writer:
         client.xgroup_create("s:jobs", "workers", id="$", mkstream=True)
-        timer = threading.Timer(0.3, writer.xadd, args=("s:jobs", {"n": "1"}))
-        timer.start()
-        try:
+        with called_later(0.3, writer.xadd, "s:jobs", {"n": "1"}):
             got = client.xreadgroup("workers", "w1", {"s:jobs": ">"}, count=1, block=3000)
-        finally:
-            timer.join()
         assert got and got[0][0] == b"s:jobs" and got[0][1][0][1] == {b"n": b"1"}
 
 
 def test_queue_workers_lose_and_duplicate_nothing(
-    pair: tuple[CorenetProxy, list[RedisServer]],
+    pair: Pair,
 ) -> None:
-    proxy, _ = pair
+    proxy = pair.proxy
     jobs, producers, consumers = 20_000, 10, 5
     seen: list[list[bytes]] = [[] for _ in range(consumers)]
     done = threading.Event()
@@ -213,9 +206,9 @@ def test_queue_workers_lose_and_duplicate_nothing(
 
 
 def test_pinned_connections_are_bounded(
-    pair: tuple[CorenetProxy, list[RedisServer]],
+    pair: Pair,
 ) -> None:
-    proxy, _ = pair
+    proxy = pair.proxy
     blocked = [connect(proxy.address(), 5) for _ in range(8)]
     try:
         for sock in blocked:
@@ -256,9 +249,7 @@ OPS = st.sampled_from(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.lists(OPS, min_size=1, max_size=20))
-def test_random_transaction_sequences_answer_as_redis(
-    pair: tuple[CorenetProxy, list[RedisServer]], ops: list[bytes]
-) -> None:
+def test_random_transaction_sequences_answer_as_redis(pair: Pair, ops: list[bytes]) -> None:
     proxy, servers = pair
     payload = b"".join(op + b"\r\n" for op in [*ops, b"DISCARD", b"UNWATCH", b"DEL {t}a {t}b"])
     direct = _exchange(servers[2].address, payload)

@@ -4,17 +4,16 @@ with what one redis-server answers directly."""
 from __future__ import annotations
 
 import fnmatch
-import threading
 import time
 from typing import TYPE_CHECKING
 
 import redis
 
 from corenet.testing.process import connect
-from tests.servers import read_until, spread_keys
+from tests.servers import called_later, read_until, spread_keys
 
 if TYPE_CHECKING:
-    from tests.servers import CorenetProxy, RedisServer
+    from tests.integration.conftest import Pair
 
 
 def _session(address: str, steps: list[bytes]) -> list[bytes]:
@@ -45,7 +44,7 @@ STEPS = [
 ]
 
 
-def test_subscription_replies_are_redis_own(pair: tuple[CorenetProxy, list[RedisServer]]) -> None:
+def test_subscription_replies_are_redis_own(pair: Pair) -> None:
     proxy, servers = pair
     direct = _session(servers[2].address, STEPS)
     through = _session(proxy.address(), STEPS)
@@ -54,7 +53,7 @@ def test_subscription_replies_are_redis_own(pair: tuple[CorenetProxy, list[Redis
 
 
 def test_resp3_subscriber_gets_push_frames_and_may_run_commands(
-    pair: tuple[CorenetProxy, list[RedisServer]],
+    pair: Pair,
 ) -> None:
     proxy, servers = pair
     steps = [b"HELLO 3\r\n", b"SUBSCRIBE news\r\n", b"SET k v\r\nGET k\r\n"]
@@ -72,7 +71,7 @@ def test_resp3_subscriber_gets_push_frames_and_may_run_commands(
 
 
 def test_every_subscriber_gets_every_message_in_order(
-    pair: tuple[CorenetProxy, list[RedisServer]],
+    pair: Pair,
 ) -> None:
     proxy, servers = pair
     channels = spread_keys(20, "ch")  # well mixed, so both servers hold some
@@ -131,7 +130,7 @@ def _patterns_matching(channel: str) -> int:
 
 
 def test_a_subscriber_that_leaves_frees_its_connections(
-    pair: tuple[CorenetProxy, list[RedisServer]],
+    pair: Pair,
 ) -> None:
     proxy, servers = pair
     with connect(proxy.address(), 5) as sock:
@@ -147,19 +146,15 @@ def test_a_subscriber_that_leaves_frees_its_connections(
 
 
 def test_publish_from_another_thread_reaches_a_listening_client(
-    pair: tuple[CorenetProxy, list[RedisServer]],
+    pair: Pair,
 ) -> None:
-    proxy, _ = pair
+    proxy = pair.proxy
     with proxy.client() as client, proxy.client() as publisher:
         pubsub = client.pubsub()
         pubsub.subscribe("jobs")
         assert pubsub.get_message(timeout=5)["type"] == "subscribe"
-        timer = threading.Timer(0.2, publisher.publish, args=("jobs", "go"))
-        timer.start()
-        try:
+        with called_later(0.2, publisher.publish, "jobs", "go"):
             message = pubsub.get_message(timeout=5)
-        finally:
-            timer.join()
         assert message is not None and message["data"] == b"go"
         pubsub.unsubscribe()
         assert pubsub.get_message(timeout=5)["type"] == "unsubscribe"
