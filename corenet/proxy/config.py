@@ -26,11 +26,10 @@ from corenet.proxy.naming import server_name
 from corenet.tls import TLS_VERSIONS
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Mapping
+    from collections.abc import Callable, Mapping
 
 __all__ = [
     "ListenAddress",
-    "check_extra_keys",
     "pool_options",
     "PoolConfig",
     "ServerConfig",
@@ -254,9 +253,9 @@ def _build_pool(name: str, node: yaml.Node, where: _Where) -> PoolConfig:
     for required in ("listen", "servers"):
         if required not in values:
             raise where.error(required, f'directive "{required}" is missing')
-    if extra and "protocol" not in values:
-        key, (_, line) = next(iter(extra.items()))
-        raise where.error(key, f'directive "{key}" is unknown', line)
+    # Keys corenet does not know are kept for the pool's protocol, which may
+    # declare them (``pool_keys``); the rest are refused when the pool is
+    # checked, with nutcracker's words (corenet.proxy.validate).
     kwargs: dict[str, Any] = {
         "name": name,
         "line": where.line,
@@ -573,21 +572,8 @@ def pool_options(pool: PoolConfig) -> PoolOptions:
     return PoolOptions(values)
 
 
-def key_error(pool: PoolConfig, key: str, message: str) -> ConfigError:
+def key_error(pool: PoolConfig, key: str, message: str, line: int | None = None) -> ConfigError:
     """A ConfigError about ``pool``'s ``key``, naming file, line, pool and key."""
-    return _Where(pool.source, pool.name, pool.line).error(
-        key, message, pool.key_lines.get(key, pool.line)
-    )
-
-
-def check_extra_keys(pool: PoolConfig, declared: Collection[str]) -> None:
-    """Refuse the keys of ``pool`` that neither corenet nor its protocol knows.
-
-    Raises:
-        ConfigError: naming the first such key and its line, as nutcracker does.
-    """
-    for key, (_, line) in pool.extra.items():
-        if key not in declared:
-            raise _Where(pool.source, pool.name, pool.line).error(
-                key, f'directive "{key}" is unknown', line
-            )
+    if line is None:
+        line = pool.key_lines.get(key, pool.line)
+    return _Where(pool.source, pool.name, pool.line).error(key, message, line)

@@ -29,12 +29,13 @@ from corenet.msg import ACTION_EVERY
 from corenet.net import Listener, bind_listener, file_identity
 from corenet.proxy.backends import SERVER_TLS_KEYS, Server, ServerChanges
 from corenet.proxy.client import ClientConn, TLSClientConn, complete
-from corenet.proxy.config import check_extra_keys, pool_options
+from corenet.proxy.config import pool_options
 from corenet.proxy.counters import PoolStats, ServerStats
 from corenet.proxy.naming import sort_key
 from corenet.proxy.pinning import forward_beside_pin, forward_pinned, release_pin
 from corenet.proxy.subscribers import close_streams, forward_streams
 from corenet.proxy.tls import build_contexts, check_protocol
+from corenet.proxy.validate import check_protocol_keys
 from corenet.routing import Router
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class Pool:
             distribution = plugins.distributions.get(config.distribution)
         except PluginError as exc:
             raise ConfigError(f"pool '{config.name}' (line {config.line}): {exc}") from exc
-        check_extra_keys(config, getattr(self.protocol, "pool_keys", ()))
+        check_protocol_keys(config, self.protocol)
         check_protocol(config, self.protocol)
         self.tls = build_contexts(config)
         """The TLS contexts (see :mod:`corenet.proxy.tls`); a reload may replace them."""

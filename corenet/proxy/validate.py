@@ -15,16 +15,22 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING
 
-from corenet.proxy.config import check_extra_keys, key_error
+from corenet.proxy.config import key_error, pool_options
 from corenet.proxy.tls import build_contexts, check_protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Collection, Mapping
 
     from corenet.plugin import Plugins
     from corenet.proxy.config import PoolConfig
 
-__all__ = ["HASH_PROBES", "check_hash_function", "check_pools"]
+__all__ = [
+    "HASH_PROBES",
+    "check_extra_keys",
+    "check_hash_function",
+    "check_pools",
+    "check_protocol_keys",
+]
 
 HASH_PROBES: tuple[bytes, ...] = (b"", b"a", b"key:000000000001", bytes(range(256)), b"\xff" * 300)
 """Keys every hash function is tried on before a pool uses it."""
@@ -65,7 +71,7 @@ def check_pools(pools: Mapping[str, PoolConfig], plugins: Plugins) -> None:
                 message = f'"{name}" is not a valid {registry.kind} (known: {known})'
                 raise key_error(pool, key, message)
         protocol = plugins.protocols.get(pool.protocol)
-        check_extra_keys(pool, getattr(protocol, "pool_keys", ()))
+        check_protocol_keys(pool, protocol)
         check_protocol(pool, protocol)
         build_contexts(pool)  # the certificate files exist, load and match
         problem = check_hash_function(pool.hash, plugins.hash_functions.get(pool.hash))
@@ -79,3 +85,33 @@ def check_pools(pools: Mapping[str, PoolConfig], plugins: Plugins) -> None:
                 raise key_error(
                     pool, "listen", f'host "{listen.host}" does not resolve: {exc.strerror}'
                 ) from None
+
+
+def check_protocol_keys(pool: PoolConfig, protocol: object) -> None:
+    """Refuse keys neither corenet nor ``protocol`` knows (``pool_keys``), and
+    bad values of the protocol's own keys (its optional ``check_pool(options)``,
+    which raises ``ValueError(key, message)``).
+
+    Raises:
+        ConfigError: naming the key and its line.
+    """
+    check_extra_keys(pool, getattr(protocol, "pool_keys", ()))
+    check_pool = getattr(protocol, "check_pool", None)
+    if check_pool is not None:
+        try:
+            check_pool(pool_options(pool))
+        except ValueError as exc:
+            key, message = exc.args if len(exc.args) == 2 else ("", str(exc))
+            line = pool.extra[key][1] if key in pool.extra else None
+            raise key_error(pool, key, message, line) from None
+
+
+def check_extra_keys(pool: PoolConfig, declared: Collection[str]) -> None:
+    """Refuse the keys of ``pool`` that neither corenet nor its protocol knows.
+
+    Raises:
+        ConfigError: naming the first such key and its line, as nutcracker does.
+    """
+    for key, (_, line) in pool.extra.items():
+        if key not in declared:
+            raise key_error(pool, key, f'directive "{key}" is unknown', line)

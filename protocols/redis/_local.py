@@ -12,7 +12,7 @@ returns the reply bytes, encoded for the session's protocol version.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -49,6 +49,9 @@ class Session:
     multi: bool = False
     watching: bool = False
     dirty: bool = False
+    # ACL users (see _acl): the pool's, and the one logged in (None: default).
+    users: dict[bytes, Any] | None = None
+    user: bytes | None = None
     # Subscriptions, in the order made (see _pubsub).
     channels: dict[bytes, None] = attrs.field(factory=dict)
     patterns: dict[bytes, None] = attrs.field(factory=dict)
@@ -80,13 +83,29 @@ def _echo(session: Session, args: list[bytes]) -> bytes:
     return session.bulk(args[1])
 
 
+_WRONGPASS = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+
+
+def _log_in(session: Session, name: bytes, password: bytes) -> bool:
+    """``AUTH name password`` for a ``redis_users`` user (not ``default``)."""
+    user = session.users.get(name) if session.users is not None else None
+    if user is None or not user.accepts(password):
+        return False
+    session.user = name
+    session.authenticated = True
+    return True
+
+
 def _auth(session: Session, args: list[bytes]) -> bytes:
     if len(args) > 3:
         return b"-ERR wrong number of arguments for 'auth' command\r\n"
+    if len(args) == 3 and args[1] != b"default":
+        return _OK if _log_in(session, args[1], args[2]) else _WRONGPASS
     if session.password is None:
         return b"-ERR Client sent AUTH, but no password is set\r\n"
     if args[-1] == session.password:
         session.authenticated = True
+        session.user = None
         return _OK
     session.authenticated = False
     return b"-ERR invalid password\r\n"
@@ -107,10 +126,15 @@ def _hello(session: Session, args: list[bytes]) -> bytes:
     while i < len(args):
         option = args[i].lower()
         if option == b"auth" and i + 2 < len(args):
-            password = args[i + 2]
-            if session.password is not None and password != session.password:
-                return b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
-            session.authenticated = True
+            name, password = args[i + 1], args[i + 2]
+            if name != b"default":
+                if not _log_in(session, name, password):
+                    return _WRONGPASS
+            elif session.password is not None and password != session.password:
+                return _WRONGPASS
+            else:
+                session.authenticated = True
+                session.user = None
             i += 3
         elif option == b"setname" and i + 1 < len(args):
             name = args[i + 1]

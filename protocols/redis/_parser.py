@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 from corenet.errors import RemoteProtocolError
 from corenet.msg import ACTION_CLOSE, ACTION_EVERY, ACTION_LOCAL, Msg, fanout_msg
 from corenet.protocols.redis import _accel
+from corenet.protocols.redis._acl import ALWAYS_ALLOWED
 from corenet.protocols.redis._commands import (
     COMMANDS,
     FANOUT_ROUTES,
@@ -90,6 +91,7 @@ PROTO_MAX_BULK_LEN = 512 * 1024 * 1024  # Redis's proto-max-bulk-len default
 _INT_MAX = 2**31 - 1
 
 _OK = b"+OK\r\n"
+_NOPERM = b"NOPERM this user has no permissions to run the '%s' command"
 # What a client may send before AUTH, as in Redis.
 _BEFORE_AUTH = frozenset([b"auth", b"hello", b"quit"])
 # The local commands that change the protocol version or authentication.
@@ -118,6 +120,8 @@ class RequestParser:
         self.session = session if session is not None else Session()
         self.max_bulk_len = max_bulk_len
         self.denied = denied
+        self.user_denied: frozenset[bytes] = frozenset()
+        """What the logged-in ``redis_users`` user may not run (see _acl)."""
         # Which backend connections: database << 1 | RESP3 (RedisProtocol.variants).
         self.variant = self.session.db << 1
         self.switches: list[tuple[Msg, int, int]] = []
@@ -143,6 +147,8 @@ class RequestParser:
         """The session's database, protocol or authentication changed."""
         session = self.session
         self.variant = session.db << 1 | (session.protocol == 3)
+        user = session.users.get(session.user) if session.users and session.user else None
+        self.user_denied = user.denied - ALWAYS_ALLOWED if user is not None else frozenset()
         self._update_keyed()  # who may take the fast path
 
     def set_denied(self, denied: frozenset[bytes]) -> None:
@@ -158,7 +164,7 @@ class RequestParser:
             and not session.multi
             and not (session.protocol == 2 and session.subscribed)
         ):
-            self._keyed = _keyed_table(self.denied)
+            self._keyed = _keyed_table(self.denied | self.user_denied)
         else:
             self._keyed = None
 
@@ -326,6 +332,14 @@ class RequestParser:
         if cmd.name in self.denied:
             return self._refused(
                 data, end, encode_error(b"ERR command '%s' is not allowed" % cmd.name.upper())
+            )
+        if cmd.name in self.user_denied:
+            return self._refused(
+                data,
+                end,
+                encode_error(
+                    b"NOPERM this user has no permissions to run the '%s' command" % cmd.name
+                ),
             )
         if not self.session.authenticated and cmd.name not in _BEFORE_AUTH:
             return self._refused(data, end, b"-NOAUTH Authentication required.\r\n")

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from corenet import __version__
 from corenet.protocols.redis import _every, _fanout
+from corenet.protocols.redis._acl import User, users_of
 from corenet.protocols.redis._commands import READ_ONLY
 from corenet.protocols.redis._local import DATABASES, Session
 from corenet.protocols.redis._parser import ReplyParser, RequestParser
@@ -35,6 +36,20 @@ def _command_name(data: bytes) -> bytes:
     return words[0] if words else b""
 
 
+def _users(pool: PoolOptions) -> dict[bytes, User] | None:
+    # One table per pool options object, shared by its clients.
+    key = id(pool)
+    cached = _USERS.get(key)
+    if cached is None or cached[0] is not pool:
+        if len(_USERS) > 64:  # old pools' options, after many reloads
+            _USERS.clear()
+        cached = _USERS[key] = (pool, users_of(pool))
+    return cached[1]
+
+
+_USERS: dict[int, tuple[PoolOptions, dict[bytes, User] | None]] = {}
+
+
 def _denied(pool: PoolOptions) -> frozenset[bytes]:
     return frozenset(c.lower().encode() for c in pool.deny_commands)
 
@@ -54,6 +69,17 @@ class RedisProtocol:
     def __init__(self) -> None:
         self._clients = 0
 
+    pool_keys = ("redis_users",)
+    """Pool keys of this protocol's own (see ``_acl``)."""
+
+    @staticmethod
+    def check_pool(pool: PoolOptions) -> None:
+        """Refuse a bad ``redis_users`` at load time (and ``-t``)."""
+        try:
+            users_of(pool)
+        except ValueError as exc:
+            raise ValueError("redis_users", str(exc)) from None
+
     def new_request_parser(self, pool: PoolOptions) -> RequestParser:
         password = pool.redis_auth.encode() if pool.redis_auth is not None else None
         self._clients += 1
@@ -61,6 +87,7 @@ class RedisProtocol:
             password=password,
             db=pool.redis_db,
             default_db=pool.redis_db,
+            users=_users(pool),
             authenticated=password is None,
             client_id=self._clients,
             proxy_version=__version__.encode(),
@@ -78,6 +105,13 @@ class RedisProtocol:
         session.password = pool.redis_auth.encode() if pool.redis_auth is not None else None
         if session.password is None:
             session.authenticated = True
+        session.users = _users(pool)
+        if session.user is not None and (
+            session.users is None or session.user not in session.users
+        ):
+            # The user is gone: back to the default user, as after ACL DELUSER.
+            session.user = None
+            session.authenticated = session.password is None
         if session.db == session.default_db:  # a client's own SELECT stays
             session.db = pool.redis_db
         session.default_db = pool.redis_db

@@ -6,6 +6,8 @@ import pytest
 
 from corenet.errors import ConfigError
 from corenet.proxy.config import ListenAddress, parse_config
+from corenet.proxy.plugins import load_plugins
+from corenet.proxy.validate import check_pools
 
 GOOD = """\
 alpha:
@@ -63,13 +65,19 @@ def test_password_is_not_in_repr():
     assert pools["a"].redis_auth == "hunter2"
 
 
+def test_unknown_keys_are_refused_when_the_pools_are_checked():
+    # Kept by the parser for the pool's protocol (pool_keys), refused by the check.
+    pools = parse_config(
+        "a:\n  listen: 127.0.0.1:1\n  hashx: md5\n  servers: [127.0.0.1:2:1]\n", source="x.yml"
+    )
+    with pytest.raises(ConfigError) as info:
+        check_pools(pools, load_plugins(autoload=False))
+    assert str(info.value) == "x.yml:3: pool 'a', key 'hashx': directive \"hashx\" is unknown"
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (
-            "a:\n  listen: 127.0.0.1:1\n  hashx: md5\n  servers: [127.0.0.1:2:1]\n",
-            "x.yml:3: pool 'a', key 'hashx': directive \"hashx\" is unknown",
-        ),
         (
             "a:\n  listen: 127.0.0.1:1\n  hash: md5\n  hash: md5\n  servers: [127.0.0.1:2:1]\n",
             'directive "hash" is a duplicate',
