@@ -196,7 +196,7 @@ def _meta_flags(command: bytes, clock_free: bool, cas: bool) -> st.SearchStrateg
     ttl = _ttl(clock_free)
     common: dict[bytes, st.SearchStrategy[bytes]] = {
         b"k": st.just(b""),
-        b"O": _token(32),
+        b"O": _token(31),  # memcached: the O token, flag included, is at most 32 bytes
         b"q": st.just(b""),
     }
     if cas:
@@ -313,7 +313,7 @@ def memcache_meta_requests(
 def _meta_return_flags() -> st.SearchStrategy[bytes]:
     flag = st.one_of(
         st.sampled_from([b"b", b"W", b"X", b"Z"]),
-        _token(32).map(lambda t: b"O" + t),
+        _token(31).map(lambda t: b"O" + t),
         memcache_keys(max_size=40).map(lambda k: b"k" + k),
         st.sampled_from(b"cfhlst").flatmap(
             lambda c: st.integers(-1, 2**64 - 1).map(lambda i: b"%c%d" % (c, i))
