@@ -465,8 +465,6 @@ def _serve(
             proxy.close()
             return fail(f"opening pid file '{pid_file}' failed: {exc.strerror}")
     try:
-        if daemon is not None:
-            daemon.ready()
         logger.log(
             NOTICE,
             "%s-%s (nutcracker-%s compatible) started on pid %d, event backend %s",
@@ -476,6 +474,9 @@ def _serve(
             os.getpid(),
             backend,
         )
+        if daemon is not None:
+            # After the start line, so that it is in the log once `-d` returns.
+            daemon.ready()
         try:
             status = proxy.run()
         except CorenetError as exc:
