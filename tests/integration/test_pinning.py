@@ -255,3 +255,46 @@ def test_random_transaction_sequences_answer_as_redis(pair: Pair, ops: list[byte
     direct = _exchange(servers[2].address, payload)
     through = _exchange(proxy.address(), payload)
     assert through == direct
+
+
+def _for_client(ops: list[bytes], tag: bytes) -> list[bytes]:
+    """``ops`` on the client's own keys, closed so that it ends outside MULTI."""
+    return [op.replace(b"{t}", tag) + b"\r\n" for op in [*ops, b"DISCARD", b"UNWATCH"]]
+
+
+_CLEAN = b"DEL {c1}a {c1}b {c2}a {c2}b\r\n"
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(OPS, min_size=1, max_size=12),
+    st.lists(OPS, min_size=1, max_size=12),
+    st.lists(st.booleans(), min_size=30, max_size=30),
+)
+def test_interleaved_clients_each_get_their_own_replies_in_order(
+    pair: Pair, first: list[bytes], second: list[bytes], turns: list[bool]
+) -> None:
+    # Two clients on their own keys send request by request, interleaved as
+    # `turns` says: each must get exactly what one redis-server gives it alone.
+    proxy, servers = pair
+    scripts = [_for_client(first, b"{c1}"), _for_client(second, b"{c2}")]
+    expected = []
+    for script in scripts:
+        expected.append(_exchange(servers[2].address, b"".join(script)))
+        _exchange(servers[2].address, _CLEAN)
+    got = []
+    with connect(proxy.address(), 5) as one, connect(proxy.address(), 5) as two:
+        socks = [one, two]
+        pending = [list(script) for script in scripts]
+        for turn in [*turns, *([False] * len(pending[0])), *([True] * len(pending[1]))]:
+            if pending[int(turn)]:
+                socks[int(turn)].sendall(pending[int(turn)].pop(0))
+        for sock in socks:
+            sock.sendall(END)
+            data = read_until(sock, lambda d: d.endswith(END_REPLY), quiet=3)
+            assert data.endswith(END_REPLY), data[-200:]
+            got.append(data[: -len(END_REPLY)])
+    _exchange(proxy.address(), _CLEAN)
+    assert got == expected
