@@ -43,6 +43,7 @@ import attrs
 __all__ = [
     "COMMANDS",
     "FANOUT_ROUTES",
+    "PUBSUB_SUBCOMMANDS",
     "READ_ONLY",
     "SCRIPT_SUBCOMMANDS",
     "Command",
@@ -258,6 +259,7 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("scan", -2, 0, _EVERY),
     ("randomkey", 1, 0, _EVERY),
     ("script", -2, 0, _EVERY),
+    ("pubsub", -2, 0, _EVERY),
     # on a server connection of the client's own
     ("multi", 1, 0, _PIN),
     ("exec", 1, 0, _PIN),
@@ -289,7 +291,7 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
         for name in (
             "acl bgrewriteaof bgsave cluster config copy debug failover "
             "flushall flushdb function info lastsave latency lcs lmpop memory "
-            "migrate module monitor move msetnx object psync pubsub readonly "
+            "migrate module monitor move msetnx object psync readonly "
             "readwrite rename renamenx replconf replicaof reset role save "
             "shutdown sintercard slaveof slowlog swapdb sync wait waitaof zdiff "
             "zdiffstore zinter zintercard zmpop zunion"
@@ -319,6 +321,11 @@ READ_ONLY: frozenset[bytes] = frozenset(
 ``read_from: replica`` may send to a replica (lower-case names)."""
 
 
+PUBSUB_SUBCOMMANDS = frozenset(
+    [b"channels", b"shardchannels", b"numpat", b"numsub", b"shardnumsub"]
+)
+"""What ``PUBSUB`` may ask through the proxy: every server's answers merged."""
+
 SCRIPT_SUBCOMMANDS = frozenset([b"load", b"exists", b"flush"])
 """What ``SCRIPT`` may do through the proxy: the same on every server."""
 
@@ -331,6 +338,8 @@ def every_refusal(cmd: Command, args: list[bytes]) -> bytes | None:
     """
     if cmd.name == b"scan" and not (args[1].isdigit() and args[1].isascii()):
         return b"-ERR invalid cursor\r\n"
+    if cmd.name == b"pubsub" and args[1].lower() not in PUBSUB_SUBCOMMANDS:
+        return b"-ERR PUBSUB %s is not supported by the proxy\r\n" % args[1].upper()[:64]
     if cmd.name == b"script":
         sub = args[1].lower()
         if sub not in SCRIPT_SUBCOMMANDS:

@@ -69,6 +69,8 @@ def _merge_for(cmd: Command, args: list[bytes]) -> Callable[[Msg], bytes]:
     if cmd.name == b"randomkey":
         return _merge_first_key
     sub = args[1].lower()
+    if cmd.name == b"pubsub":
+        return _PUBSUB_MERGES[sub]
     if sub == b"load":
         return _merge_same
     if sub == b"exists":
@@ -124,6 +126,45 @@ def _merge_all_have(msg: Msg) -> bytes:
         for i in range(len(answers[0]))
     ]
     return b"*%d\r\n" % len(have) + b"".join(have)
+
+
+def _merge_most(msg: Msg) -> bytes:
+    # PUBSUB NUMPAT: every server holds every pattern the proxy subscribed.
+    most = 0
+    for reply in _replies(msg):
+        if reply[:1] != b":":
+            return _failed(reply)
+        most = max(most, int(reply[1:-2]))
+    return b":%d\r\n" % most
+
+
+def _merge_counts(msg: Msg) -> bytes:
+    # PUBSUB NUMSUB ch...: a channel's subscribers are on the server it lives
+    # on, the others count 0 for it; the sum is one Redis's figure.
+    totals: list[int] = []
+    names: list[bytes] = []
+    for reply in _replies(msg):
+        part = _split_array(reply)
+        if part is None or len(part) % 2:
+            return _failed(reply)
+        counts = [int(c[1:-2]) for c in part[1::2]]
+        if not names:
+            names, totals = part[0::2], counts
+        elif len(counts) != len(totals):
+            return _failed(reply)
+        else:
+            totals = [a + b for a, b in zip(totals, counts, strict=True)]
+    pairs = b"".join(name + b":%d\r\n" % total for name, total in zip(names, totals, strict=True))
+    return b"*%d\r\n" % (2 * len(names)) + pairs
+
+
+_PUBSUB_MERGES: dict[bytes, Callable[[Msg], bytes]] = {
+    b"channels": _merge_concat,  # a channel lives on one server: no duplicates
+    b"shardchannels": _merge_concat,
+    b"numpat": _merge_most,
+    b"numsub": _merge_counts,
+    b"shardnumsub": _merge_counts,
+}
 
 
 def _merge_scan(msg: Msg) -> bytes:

@@ -159,3 +159,31 @@ def test_publish_from_another_thread_reaches_a_listening_client(
         pubsub.unsubscribe()
         assert pubsub.get_message(timeout=5)["type"] == "unsubscribe"
         assert client.ping()
+
+
+def test_pubsub_introspection_answers_as_one_redis(pair: Pair) -> None:
+    proxy, servers = pair
+    channels = spread_keys(12, "ch")
+    subscribe = ("SUBSCRIBE " + " ".join(channels) + "\r\nPSUBSCRIBE ch:a* ch:b*\r\n").encode()
+    questions = (
+        b"PUBSUB NUMSUB " + " ".join(channels[:5]).encode() + b" nobody\r\n"
+        b"PUBSUB NUMPAT\r\nPUBSUB CHANNELS ch:*\r\nPUBSUB SHARDCHANNELS\r\n"
+        b"PUBSUB NUMSUB\r\nPUBSUB SHARDNUMSUB x\r\n"
+    )
+    answers = []
+    for address in (servers[2].address, proxy.address()):
+        with connect(address, 5) as one, connect(address, 5) as two:
+            for sock in (one, two):  # two subscribers, as counts must add up
+                sock.sendall(subscribe)
+                read_until(sock, lambda d: d.count(b"psubscribe") >= 2, quiet=3)
+            answers.append(_session(address, [questions]))
+    direct, through = answers
+    assert b":2\r\n" in direct[0]  # each channel has two subscribers
+    # CHANNELS lists in each server's own order: compare as sets.
+    d_lines, t_lines = direct[0].split(b"\r\n"), through[0].split(b"\r\n")
+    assert sorted(d_lines) == sorted(t_lines)
+    cut = direct[0].index(b"*12\r\n")  # before CHANNELS, byte for byte
+    assert through[0][:cut] == direct[0][:cut]
+    assert _session(proxy.address(), [b"PUBSUB HELP\r\n"]) == [
+        b"-ERR PUBSUB HELP is not supported by the proxy\r\n"
+    ]
