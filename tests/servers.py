@@ -46,6 +46,7 @@ from corenet.testing.process import (
     Process,
     RawReplyTimeout,
     ServerStartError,
+    connect,
     exited,
     find_binary,
     free_port,
@@ -64,7 +65,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ADDR_IN_USE_MARKERS",
+    "END_REPLY",
+    "END_REQUEST",
     "called_later",
+    "exchange",
     "assert_nutcracker_finds",
     "metrics_page",
     "poll_until",
@@ -134,6 +138,22 @@ def called_later(delay: float, call: Callable[..., object], *args: object) -> It
         yield
     finally:
         timer.join()
+
+
+END_REQUEST = b"ECHO corenet:end\r\n"
+END_REPLY = b"$11\r\ncorenet:end\r\n"
+
+
+def exchange(address: str, payload: bytes, *, quiet: float = 3.0) -> bytes:
+    """Every reply to ``payload``, sent at once on a new connection to a Redis
+    ``address`` (proxy or server).  An ``ECHO`` marker sent after it tells
+    where the replies end; ``payload`` must leave the connection where ECHO
+    is answered (outside MULTI and subscriptions)."""
+    with connect(address, 5) as sock:
+        sock.sendall(payload + END_REQUEST)
+        data = read_until(sock, lambda d: d.endswith(END_REPLY), quiet=quiet)
+    assert data.endswith(END_REPLY), data[-200:]
+    return data[: -len(END_REPLY)]
 
 
 def metrics_page(port: int) -> str:

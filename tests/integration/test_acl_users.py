@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 import redis
 
-from corenet.testing.process import connect
-from tests.servers import pool_config, read_until
+from tests.servers import exchange, pool_config
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,14 +29,7 @@ SCRIPT = (
     b"AUTH writer wpw\r\nSET k v\r\nGET k\r\nFLUSHALL\r\nKEYS *\r\nDEL k\r\n"
     b"AUTH lists lpw\r\nRPUSH l a\r\nLPUSH l b\r\nLRANGE l 0 -1\r\nECHO ok\r\nGET k\r\n"
     b"AUTH default defpw\r\nSET k w\r\nGET k\r\nDEL k l\r\n"
-    b"ECHO end\r\n"
 )
-
-
-def _send(address: str, payload: bytes) -> bytes:
-    with connect(address, 5) as sock:
-        sock.sendall(payload)
-        return read_until(sock, lambda d: d.endswith(b"$3\r\nend\r\n"), quiet=3)
 
 
 @pytest.fixture
@@ -57,10 +49,10 @@ def secured(
 
 def test_users_get_redis_own_replies(secured: tuple[CorenetProxy, RedisServer]) -> None:
     proxy, direct = secured
-    expected = _send(direct.address, SCRIPT)
+    expected = exchange(direct.address, SCRIPT)
     assert b"-NOPERM this user has no permissions to run the 'set' command" in expected
     assert b"-WRONGPASS" in expected
-    assert _send(proxy.address(), SCRIPT) == expected
+    assert exchange(proxy.address(), SCRIPT) == expected
 
 
 def test_redis_py_logs_in_as_a_user_over_resp2_and_resp3(

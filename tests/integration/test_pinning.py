@@ -13,7 +13,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from corenet.testing.process import connect
-from tests.servers import called_later, metrics_page, read_until, spread_keys
+from tests.servers import (
+    END_REPLY,
+    END_REQUEST,
+    called_later,
+    exchange,
+    metrics_page,
+    read_until,
+    spread_keys,
+)
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Pair
@@ -36,19 +44,6 @@ def _apart(proxy: CorenetProxy, servers: list[RedisServer]) -> tuple[str, str]:
     return a, b
 
 
-END = b"ECHO corenet:end\r\n"
-END_REPLY = b"$11\r\ncorenet:end\r\n"
-
-
-def _exchange(address: str, payload: bytes) -> bytes:
-    """Every reply to ``payload`` (sent at once, outside a transaction at its end)."""
-    with connect(address, 5) as sock:
-        sock.sendall(payload + END)
-        data = read_until(sock, lambda d: d.endswith(END_REPLY), quiet=3)
-    assert data.endswith(END_REPLY), data[-200:]
-    return data[: -len(END_REPLY)]
-
-
 SCRIPT = (
     b"MULTI\r\nSET {t}a 1\r\nINCR {t}a\r\nPING\r\nGET {t}a\r\nEXEC\r\n"
     b"EXEC\r\nDISCARD\r\nUNWATCH\r\n"
@@ -66,8 +61,8 @@ def test_transaction_replies_are_redis_own(
     pair: Pair,
 ) -> None:
     proxy, servers = pair
-    direct = _exchange(servers[2].address, SCRIPT)
-    through = _exchange(proxy.address(), SCRIPT)
+    direct = exchange(servers[2].address, SCRIPT)
+    through = exchange(proxy.address(), SCRIPT)
     assert b"EXECABORT" in direct and b"*4\r\n" in direct  # the script did what it says
     assert through == direct
 
@@ -114,7 +109,7 @@ def test_cross_server_keys_abort_the_transaction(
     proxy, servers = pair
     a, b = _apart(proxy, servers)
     payload = f"MULTI\r\nSET {a} new\r\nSET {b} new\r\nEXEC\r\nGET {a}\r\nGET {b}\r\n".encode()
-    reply = _exchange(proxy.address(), payload)
+    reply = exchange(proxy.address(), payload)
     assert reply == (
         b"+OK\r\n+QUEUED\r\n-CROSSSLOT Keys in request don't hash to the same slot\r\n"
         b"-EXECABORT Transaction discarded because of previous errors.\r\n$1\r\n1\r\n$1\r\n1\r\n"
@@ -214,7 +209,7 @@ def test_pinned_connections_are_bounded(
         for sock in blocked:
             sock.sendall(b"BLPOP q:never 0\r\n")
         time.sleep(0.3)
-        reply = _exchange(proxy.address(), b"BLPOP q:never 1\r\nPING\r\n")
+        reply = exchange(proxy.address(), b"BLPOP q:never 1\r\nPING\r\n")
         assert reply == b"-ERR max number of pinned connections reached\r\n+PONG\r\n"
         page = metrics_page(proxy.metrics_port)  # type: ignore[attr-defined]
         assert 'corenet_pool_pinned_connections{pool="alpha"} 8.0' in page
@@ -252,8 +247,8 @@ OPS = st.sampled_from(
 def test_random_transaction_sequences_answer_as_redis(pair: Pair, ops: list[bytes]) -> None:
     proxy, servers = pair
     payload = b"".join(op + b"\r\n" for op in [*ops, b"DISCARD", b"UNWATCH", b"DEL {t}a {t}b"])
-    direct = _exchange(servers[2].address, payload)
-    through = _exchange(proxy.address(), payload)
+    direct = exchange(servers[2].address, payload)
+    through = exchange(proxy.address(), payload)
     assert through == direct
 
 
@@ -282,8 +277,8 @@ def test_interleaved_clients_each_get_their_own_replies_in_order(
     scripts = [_for_client(first, b"{c1}"), _for_client(second, b"{c2}")]
     expected = []
     for script in scripts:
-        expected.append(_exchange(servers[2].address, b"".join(script)))
-        _exchange(servers[2].address, _CLEAN)
+        expected.append(exchange(servers[2].address, b"".join(script)))
+        exchange(servers[2].address, _CLEAN)
     got = []
     with connect(proxy.address(), 5) as one, connect(proxy.address(), 5) as two:
         socks = [one, two]
@@ -292,9 +287,9 @@ def test_interleaved_clients_each_get_their_own_replies_in_order(
             if pending[int(turn)]:
                 socks[int(turn)].sendall(pending[int(turn)].pop(0))
         for sock in socks:
-            sock.sendall(END)
+            sock.sendall(END_REQUEST)
             data = read_until(sock, lambda d: d.endswith(END_REPLY), quiet=3)
             assert data.endswith(END_REPLY), data[-200:]
             got.append(data[: -len(END_REPLY)])
-    _exchange(proxy.address(), _CLEAN)
+    exchange(proxy.address(), _CLEAN)
     assert got == expected
