@@ -339,3 +339,9 @@ class CorenetProxy(_Proxy):
 
     def _program(self) -> list[str]:
         return self.command
+
+    def _options(self) -> list[str]:
+        # A fresh stats snapshot per read, so that a test sees what it just
+        # did (the default serves one for 30 s, as nutcracker); extra_args
+        # come after, so ``-i`` there wins.
+        return ["-i", "0"]
