@@ -132,3 +132,27 @@ def test_a_400000_key_mget_costs_a_small_multiple_of_its_size(redis_servers, cor
     )
     assert reply.startswith(b"*400000\r\n")
     assert growth <= 14 * len(request)
+
+
+@pytest.mark.slow
+def test_mget_of_five_16_mib_values_is_not_cut_by_the_output_limit(
+    redis_servers, corenet_proxy_factory
+):
+    # Issue 15, item 4 (twemproxy's test_mget_binary_value): an 80 MiB reply
+    # to a client that reads it is over client_output_limit (64 MiB) when
+    # queued, but only what waits behind the reply being written counts.
+    servers = redis_servers(2)
+    proxy = corenet_proxy_factory(pool_config("alpha", None, [s.address for s in servers]))
+    client = proxy.client()
+    keys = [f"binary:{i}" for i in range(5)]
+    for i, key in enumerate(keys):
+        client.set(key, bytes([i]) * (16 * MIB))
+    client.close()
+    sock = connect(proxy.address("alpha"), timeout=60)
+    sock.sendall(encode_command("MGET", *keys))
+    size = len(b"*5\r\n") + 5 * len(b"$16777216\r\n" + b"x" * 16 * MIB + b"\r\n")
+    reply = read_until(sock, lambda data: len(data) >= size)
+    sock.close()
+    assert len(reply) == size
+    assert reply[-3:] == b"\x04\r\n"
+    assert proxy.stats()["alpha"]["client_err"] == 0
