@@ -352,6 +352,11 @@ def format_bars(bars: list[Json]) -> str:
     return "\n".join(lines)
 
 
+def corenet_measured(rows: list[Json]) -> bool:
+    """Whether any case measured corenet at all (else the run must fail)."""
+    return any(row["targets"]["corenet"]["ok_runs"] for row in rows)
+
+
 def summary_line(rows: list[Json], bars: list[Json]) -> str:
     """``SUMMARY corenet/nutcracker ops: ... ; cpu/req: ... ; corenet/direct ops: ... ; bars``."""
 

@@ -943,6 +943,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(render(result))
     _write_outputs(result, opts)
     print(result["summary"], flush=True)
+    if not _report.corenet_measured(result["results"]):
+        # Bars "met 0/N" from a proxy that never ran is a failure, not a result.
+        print("corenet-proxy could not be measured in any case", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -8,6 +8,7 @@ one of the live servers.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -67,9 +68,9 @@ def apply_hash_tag(key: bytes, tag: bytes) -> bytes:
 
 def group_by_server(
     keys: Sequence[bytes], server_of: Callable[[bytes], int], step: int = 1
-) -> dict[int, list[int]]:
+) -> dict[int, array[int]]:
     """Group the positions of ``keys[::step]`` in ``keys`` by the server each
-    routes to: ``{server index: [positions, in request order]}``, servers in
+    routes to: ``{server index: array of positions, in request order}``, servers in
     order of first appearance.  For a protocol's ``fragment``: one group
     means the request can go whole.
 
@@ -80,11 +81,13 @@ def group_by_server(
     routed = keys[::step] if step > 1 else keys
     many = getattr(server_of, "many", None)
     servers: list[int] = many(routed) if many is not None else [server_of(k) for k in routed]
-    groups: dict[int, list[int]] = {}
+    # Positions as 4-byte integers, not a list of int objects: a request of
+    # 400 000 keys keeps 1.6 MB of them until it is answered, not 16 MB.
+    groups: dict[int, array[int]] = {}
     for i, index in enumerate(servers):
         group = groups.get(index)
         if group is None:
-            groups[index] = [i * step]
+            groups[index] = array("I", (i * step,))
         else:
             group.append(i * step)
     return groups

@@ -218,3 +218,34 @@ def test_meta_bench_quick_run_reports_every_scenario(
     for r in results:
         assert r["keys_per_s"] > 0
         assert (r["proxy_us_per_key"] is not None) == (r["target"] == "corenet")
+
+
+@pytest.mark.posix_only
+def test_a_run_that_cannot_measure_corenet_exits_non_zero(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # Issue 15, item 7: a proxy that never starts (here: a command that
+    # exits at once; in a python without the package, an ImportError) gave
+    # "bars met 0/9" and exit status 0.
+    for name in ("redis-server", "redis-benchmark", "nutcracker", "memcached", "memcaslap"):
+        need_binary(request.config, name)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--quick",
+            "--corenet-cmd=false",
+            "--out",
+            str(tmp_path / "result.json"),
+            "--plot",
+            "none",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "corenet-proxy could not be measured in any case" in done.stderr

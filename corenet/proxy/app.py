@@ -97,6 +97,7 @@ class ProxyOptions:
     Attributes:
         stats_addr: address of the nutcracker stats port.
         stats_port: its port; None turns it off.
+        stats_interval: how long one stats snapshot is served, seconds (``-i``).
         mbuf_size: read size for client connections (``-m``).
         event_backend: event backend name (None: $CORENET_EVENT_BACKEND or auto).
         metrics_addr: address of the Prometheus ``/metrics`` endpoint.
@@ -109,6 +110,7 @@ class ProxyOptions:
 
     stats_addr: str = "127.0.0.1"
     stats_port: int | None = 22222
+    stats_interval: float = 30.0
     mbuf_size: int = 16384
     event_backend: str | None = None
     metrics_addr: str = "127.0.0.1"
@@ -253,6 +255,7 @@ class Proxy:
                     started=self.started,
                     listeners=self.listener_count,
                     reloads=self.reload_state.figures,
+                    interval=self.options.stats_interval,
                 )
             if self.options.metrics_port:
                 self.metrics_server = self._serve_metrics()

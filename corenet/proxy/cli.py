@@ -141,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_number("-i"),
         default=30000,
         metavar="MS",
-        help="set stats aggregation interval in msec (default: 30000); accepted for "
-        "compatibility: corenet's stats are read live",
+        help="set stats aggregation interval in msec (default: 30000): the stats port "
+        "serves one snapshot for that long (0: a fresh one per reader)",
     )
     add("-p", "--pid-file", metavar="FILE", help="set pid file (default: off)")
     add(
@@ -419,6 +419,7 @@ def _serve(
     options = ProxyOptions(
         stats_addr=args.stats_addr,
         stats_port=args.stats_port or None,
+        stats_interval=args.stats_interval / 1000,
         mbuf_size=args.mbuf_size,
         event_backend=args.event_backend,
         metrics_addr=args.metrics_addr,

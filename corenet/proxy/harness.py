@@ -306,7 +306,7 @@ class Nutcracker(_Proxy):
 
 
 class CorenetProxy(_Proxy):
-    """``python -m corenet -c FILE -s STATSPORT -a 127.0.0.1 *extra_args``.
+    """``python -m corenet -c FILE -s STATSPORT -a 127.0.0.1 -i 0 *extra_args``.
 
     Runs with ``CORENET_DISABLE_PLUGIN_AUTOLOAD=1`` added to a copy of the
     environment (``env=`` replaces the copied environment; the variable is
@@ -339,3 +339,9 @@ class CorenetProxy(_Proxy):
 
     def _program(self) -> list[str]:
         return self.command
+
+    def _options(self) -> list[str]:
+        # A fresh stats snapshot per read, so that a test sees what it just
+        # did (the default serves one for 30 s, as nutcracker); extra_args
+        # come after, so ``-i`` there wins.
+        return ["-i", "0"]

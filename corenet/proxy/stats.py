@@ -28,10 +28,12 @@ nc_connection.c): pool listeners, client connections and server
 connections (a server connection counts from the moment its connect
 starts), but not the stats connections themselves.
 
-Unlike nutcracker, whose pool and server figures are a snapshot aggregated
-every ``-i`` ms by a separate thread, the figures are read live when a
-client connects: the data path only bumps integer attributes, and all the
-summing (queue lengths, connection counts) happens here, at request time.
+As nutcracker serves a snapshot aggregated every ``-i`` ms, the stats port
+serves prepared bytes: the snapshot is built when a reader connects and the
+one served is older than ``-i`` (``StatsServer.interval``), so any number of
+readers cost the data loop one build per interval, not one each (``-i 0``
+builds one per reader).  The data path only bumps integer attributes; all
+the summing (queue lengths, connection counts) happens at build time.
 """
 
 from __future__ import annotations
@@ -355,6 +357,7 @@ class StatsServer:
         listeners: returns how many pool listeners are open (nutcracker
             counts them as connections); default: one per pool.
         reloads: returns the reload figures shown at the top level.
+        interval: the longest a built snapshot is served, in seconds (``-i``).
     """
 
     loop: Loop
@@ -363,7 +366,10 @@ class StatsServer:
     version: str = NUTCRACKER_VERSION
     _listeners: Callable[[], int] | None = None
     _reloads: Callable[[], Mapping[str, int]] | None = None
+    interval: float = 0.0
     listener: Listener | None = attrs.field(default=None, init=False)
+    _prepared: bytes = attrs.field(default=b"", init=False)
+    _prepared_at: float = attrs.field(default=0.0, init=False)
 
     @classmethod
     def listen(
@@ -377,6 +383,7 @@ class StatsServer:
         started: float | None = None,
         listeners: Callable[[], int] | None = None,
         reloads: Callable[[], Mapping[str, int]] | None = None,
+        interval: float = 0.0,
     ) -> StatsServer:
         """Bind ``host:port`` and serve stats on ``loop``.
 
@@ -384,7 +391,13 @@ class StatsServer:
             OSError: the address cannot be bound.
         """
         server = cls(
-            loop, pools, time.time() if started is None else started, version, listeners, reloads
+            loop,
+            pools,
+            time.time() if started is None else started,
+            version,
+            listeners,
+            reloads,
+            interval,
         )
         address = ListenAddress(host=host, port=port)
         try:
@@ -413,11 +426,20 @@ class StatsServer:
         )
         return encode(stats)
 
+    def prepared(self) -> bytes:
+        """The snapshot to serve: :meth:`render`'s bytes, built again only
+        once they are older than :attr:`interval`."""
+        now = self.loop.now
+        if not self._prepared or now - self._prepared_at >= self.interval:
+            self._prepared = self.render()
+            self._prepared_at = now
+        return self._prepared
+
     def accept(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         client = _StatsClient(self.loop, sock)
         client.register(EV_READ)
-        client.send_bytes(self.render())
+        client.send_bytes(self.prepared())
         if not client.writing:
             client.close()
 

@@ -60,7 +60,7 @@ def merge_get(msg: Msg) -> bytes:
             continue
         if not reply.startswith(b"VALUE "):
             return reply
-        positions: list[int] = frag.info
+        positions: Sequence[int] = frag.info
         j = 0
         # The server answers in the order asked, skipping misses.
         for key, block in value_blocks(reply):

@@ -67,6 +67,7 @@ class Scans(NamedTuple):
     scan_multibulk: Callable[[bytes, int, int], tuple[int, tuple[int, ...]] | None] | None
     scan_keyed: Callable[[bytes, int, int, Any], tuple[bytes, int, Any, Any] | None] | None
     reply_end: Callable[[bytes, int], int] | None
+    reply_resume: Callable[[bytes, int, int], tuple[int, int]] | None = None
 
 
 def scans() -> Scans:
@@ -79,4 +80,4 @@ def scans() -> Scans:
     module: Any = accel.compiled(_EXTENSION)
     if module is None:
         return Scans(None, None, None)
-    return Scans(module.scan_multibulk, module.scan_keyed, module.reply_end)
+    return Scans(module.scan_multibulk, module.scan_keyed, module.reply_end, module.reply_resume)

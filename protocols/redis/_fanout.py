@@ -61,6 +61,10 @@ def fragment(msg: Msg, server_of: Callable[[bytes], int]) -> Sequence[tuple[int,
         frag = Msg(encode_command(args), 0, keys[positions[0]])
         frag.info = positions
         frags.append((index, frag))
+    # The fragments carry their own bytes and keys: the request's are no
+    # longer needed (a 400 000-key MGET holds 30 MB there until answered).
+    msg.data = b""
+    msg.keys = None
     return msg.split_into(frags, merge)
 
 
@@ -103,16 +107,21 @@ def _failed(reply: bytes) -> bytes:
 
 
 def _merge_mget(msg: Msg) -> bytes:
-    assert msg.frags is not None and msg.keys is not None
-    slots: list[bytes] = [b""] * len(msg.keys)
-    for frag in msg.frags:
+    frags = msg.frags
+    assert frags is not None
+    slots: list[bytes] = [b""] * sum(len(frag.info) for frag in frags)
+    for frag in frags:
         reply = frag.reply or b""
-        positions: list[int] = frag.info
+        positions: Sequence[int] = frag.info
         elements = _split_array(reply)
         if elements is None or len(elements) != len(positions):
             return _failed(reply)  # the first failed fragment, in request order
+        # Each fragment's bytes go as soon as its elements are placed, so a
+        # huge MGET holds its replies about once, not three times.
+        frag.reply = frag.data = b""
         for i, element in zip(positions, elements, strict=True):
             slots[i] = element
+        del elements
     return b"*%d\r\n" % len(slots) + b"".join(slots)
 
 

@@ -40,6 +40,7 @@ attribute 2n plus the value it decorates).
 from __future__ import annotations
 
 import functools
+from array import array
 from typing import TYPE_CHECKING
 
 from corenet.errors import RemoteProtocolError
@@ -68,6 +69,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INLINE_MAX",
+    "MAX_ARGS",
     "PROTO_MAX_BULK_LEN",
     "ReplyParser",
     "RequestParser",
@@ -89,6 +91,17 @@ INLINE_MAX = 64 * 1024  # Redis's PROTO_INLINE_MAX_SIZE
 REPLY_LINE_MAX = 1024 * 1024
 PROTO_MAX_BULK_LEN = 512 * 1024 * 1024  # Redis's proto-max-bulk-len default
 _INT_MAX = 2**31 - 1
+MAX_ARGS = 1024 * 1024
+"""Arguments one request may have: Redis 6's limit (Redis 7 takes up to
+``INT_MAX``, but each argument costs the proxy memory while it is split and
+merged, so corenet keeps the older cap); more is ``invalid multibulk length``."""
+# How far ahead of the bytes already buffered an incomplete reply may ask the
+# framer to wait (``need``, a lower bound on its size).  Waiting for more than
+# one read at a time is what keeps a reply of many small elements from being
+# joined again on every read (quadratic copying); the cap bounds the bytes
+# scanned per call.  (Requests keep asking for the next line: Redis answers
+# a malformed one as soon as its line is complete.)
+_NEED_AHEAD = 512 * 1024
 
 _OK = b"+OK\r\n"
 _NOPERM = b"NOPERM this user has no permissions to run the '%s' command"
@@ -131,7 +144,7 @@ class RequestParser:
         # its first byte: argument count, (start, end) spans so far, scan
         # offset, and the declared length of the bulk being read (-1: none).
         self._argc = -1
-        self._spans: list[int] = []
+        self._spans = array("q")
         self._off = 0
         self._bulk = -1
         # The commands :func:`_scan_keyed` may answer for, or None while the
@@ -177,7 +190,8 @@ class RequestParser:
                 data, end, key, fan = found
                 if fan is None:
                     return Msg(data, end, key)
-                return fanout_msg(data, end, key, fan)
+                if len(key) < MAX_ARGS:  # else _command refuses it
+                    return fanout_msg(data, end, key, fan)
         if self._argc < 0 and buf[pos : pos + 1] == b"*":
             msg = self._complete_multibulk(buf, pos)
             if msg is not None:
@@ -193,7 +207,7 @@ class RequestParser:
                         self._again(pos, 0)
                         return None
                     argc = string2ll(buf[pos + 1 : nl])
-                    if argc is None or argc > _INT_MAX:
+                    if argc is None or argc > MAX_ARGS:
                         # Looked for only now: a valid count costs nothing more.
                         if argc is None and buf.find(b"\0", pos, nl) >= 0:
                             _nul_wait(self, buf, pos, pos, b"too big mbulk count string")
@@ -205,7 +219,7 @@ class RequestParser:
                         pos = nl + 2
                         continue
                     self._argc = argc
-                    self._spans = []
+                    self._spans = array("q")
                     self._off = nl + 2 - pos
                     self._bulk = -1
                 return self._multibulk(buf, pos)
@@ -280,6 +294,7 @@ class RequestParser:
             off = data_end + 2
             bulk = -1
         self._argc = -1
+        self._spans = array("q")
         end = start + off
         return self._command(buf, start, end, spans, buf[start:end])
 
@@ -319,6 +334,9 @@ class RequestParser:
         name_raw = buf[start + spans[0] : start + spans[1]]
         cmd = COMMANDS.get(name_raw.lower())
         argc = len(spans) >> 1
+        if argc > MAX_ARGS:  # complete in one read, so not refused at its count
+            refused = _protocol_error(b"invalid multibulk length")
+            return Msg(data, end, None, ACTION_CLOSE, refused.reply)
         if cmd is None:
             return self._refused(data, end, encode_error(_unknown_command(buf, start, spans)))
         arity = cmd.arity
@@ -427,6 +445,13 @@ class RequestParser:
     @staticmethod
     def _local(data: bytes, end: int, reply: bytes) -> Msg:
         return Msg(data, end, None, ACTION_LOCAL, reply)
+
+
+def _ahead(known: int, elements: int, buffered: int) -> int:
+    """The ``need`` of an incomplete reply: ``known`` bytes from its start,
+    then at least 3 bytes (``+\\r\\n``) for each of ``elements`` more, but
+    no further than :data:`_NEED_AHEAD` past the ``buffered`` bytes."""
+    return min(known + 3 * elements, buffered + _NEED_AHEAD)
 
 
 def _nul_wait(parser: RequestParser, buf: bytes, start: int, line: int, text: bytes) -> None:
@@ -648,7 +673,9 @@ class ReplyParser:
         self.need = 0
         self._owed = 0  # elements still owed by an incomplete reply
         self._off = 0
-        self._reply_end = _accel.scans().reply_end
+        scans = _accel.scans()
+        self._reply_end = scans.reply_end
+        self._reply_resume = scans.reply_resume
 
     def parse(self, buf: bytes, pos: int) -> int:
         reply_end = self._reply_end
@@ -662,13 +689,19 @@ class ReplyParser:
         n = len(buf)
         # Resume an incomplete reply, or start one owing a single element.
         owed, p = (self._owed, pos + self._off) if self._owed else (1, pos)
+        if self._reply_resume is not None:
+            # Compiled walk over the complete elements (a 200 000-element
+            # array arriving in pieces costs milliseconds, not a second);
+            # the loop below takes the element it stopped at: it waits for
+            # the rest of it or raises the exact error.
+            p, owed = self._reply_resume(buf, p, owed)
         find = buf.find
         while owed:
             nl = find(b"\r\n", p)
             if nl < 0:
                 if n - p > REPLY_LINE_MAX:
                     raise _bad_reply(buf, p)
-                return self._again(pos, p, owed, 0)
+                return self._again(pos, p, owed, _ahead(p - pos, owed, n - pos))
             t = buf[p]
             owed -= 1
             if t in _LINE_TYPES:
@@ -680,7 +713,8 @@ class ReplyParser:
                 else:
                     end = nl + 4 + size
                     if end > n:
-                        return self._again(pos, p, owed + 1, end - pos)
+                        rest = _ahead(end - pos, owed, n - pos)
+                        return self._again(pos, p, owed + 1, max(end - pos, rest))
                     if buf[end - 2 : end] != b"\r\n":
                         raise _bad_reply(buf, p)
                     p = end
@@ -694,7 +728,7 @@ class ReplyParser:
             else:
                 raise _bad_reply(buf, p)
             if owed and p >= n:
-                return self._again(pos, p, owed, 0)
+                return self._again(pos, p, owed, _ahead(p - pos, owed, n - pos))
         self._owed = 0
         return p
 

@@ -28,6 +28,12 @@
  *       The end offset of the one reply starting at buf[pos], -1 when it is
  *       incomplete, -2 when ReplyParser.parse would raise on it.
  *
+ *   reply_resume(buf, p, owed) -> (p, owed)
+ *       The same walk resumed inside an incomplete reply: from buf[p], owed
+ *       elements to come, over every complete element, stopping at the first
+ *       incomplete or malformed one (its start, owed counting it), where
+ *       ReplyParser.parse goes on in Python to wait or raise.
+ *
  *   split_array(reply) -> list | None
  *       _fanout._split_array_pure: the elements of the one array reply
  *       that makes up all of reply, as bytes; None for anything else.
@@ -447,46 +453,56 @@ reply_length(const char *s, Py_ssize_t a, Py_ssize_t b, long long *out)
     return 0;
 }
 
-static Py_ssize_t
-reply_scan(const char *s, Py_ssize_t n, Py_ssize_t pos)
+/* Walk the elements of a reply from s[*p], *owed of them still to come,
+ * stopping at the first one that is incomplete or malformed: *p is then its
+ * start and *owed counts it.  Returns 0 when none is owed any more, -1 when
+ * stopped at an incomplete element, -2 at a malformed one. */
+static int
+reply_walk(const char *s, Py_ssize_t n, Py_ssize_t *p_io, long long *owed_io)
 {
-    Py_ssize_t p = pos;
-    long long owed = 1;
+    Py_ssize_t p = *p_io;
+    long long owed = *owed_io;
+    int status = 0;
 
-    if (pos >= n) {
-        return -1;
-    }
     while (owed) {
         long long len;
-        Py_ssize_t nl = find_crlf(s, p, n);
-        if (nl < 0) {
-            return -1;
+        Py_ssize_t next;
+        Py_ssize_t nl;
+        if (p >= n || (nl = find_crlf(s, p, n)) < 0) {
+            status = -1;
+            break;
         }
-        owed--;
         switch (s[p]) {
         case '+': case '-': case ':': case '_': case ',': case '#': case '(':
-            p = nl + 2;
+            next = nl + 2;
+            owed--;
             break;
         case '$': case '=': case '!':
             if (reply_length(s, p + 1, nl, &len) < 0) {
-                return -2;
+                status = -2;
+                goto stop;
             }
             if (len < 0) {
-                p = nl + 2;
-                break;
+                next = nl + 2;
+            } else {
+                if (len > (long long)(n - nl) - 4) {
+                    status = -1;
+                    goto stop;
+                }
+                next = nl + 4 + (Py_ssize_t)len;
+                if (s[next - 2] != '\r' || s[next - 1] != '\n') {
+                    status = -2;
+                    goto stop;
+                }
             }
-            if (len > (long long)(n - nl) - 4) {
-                return -1;
-            }
-            p = nl + 4 + (Py_ssize_t)len;
-            if (s[p - 2] != '\r' || s[p - 1] != '\n') {
-                return -2;
-            }
+            owed--;
             break;
         case '*': case '~': case '>': case '%': case '|':
             if (reply_length(s, p + 1, nl, &len) < 0) {
-                return -2;
+                status = -2;
+                goto stop;
             }
+            owed--;
             if (len > 0) {
                 owed += (s[p] == '%' || s[p] == '|') ? 2 * len : len;
             }
@@ -496,16 +512,61 @@ reply_scan(const char *s, Py_ssize_t n, Py_ssize_t pos)
             if (owed > SAT_MAX) {
                 owed = SAT_MAX;
             }
-            p = nl + 2;
+            next = nl + 2;
             break;
         default:
-            return -2;
+            status = -2;
+            goto stop;
         }
-        if (owed && p >= n) {
-            return -1;
-        }
+        p = next;
     }
-    return p;
+stop:
+    *p_io = p;
+    *owed_io = owed;
+    return status;
+}
+
+static Py_ssize_t
+reply_scan(const char *s, Py_ssize_t n, Py_ssize_t pos)
+{
+    long long owed = 1;
+    int status;
+
+    if (pos >= n) {
+        return -1;
+    }
+    status = reply_walk(s, n, &pos, &owed);
+    return status == 0 ? pos : status;
+}
+
+static PyObject *
+reply_resume(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    byte_source src;
+    Py_ssize_t p;
+    long long owed;
+
+    (void)module;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "reply_resume expected 3 arguments, got %zd", nargs);
+        return NULL;
+    }
+    p = PyLong_AsSsize_t(args[1]);
+    if (p == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    owed = PyLong_AsLongLong(args[2]);
+    if (owed == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (p >= 0 && owed > 0 && source_get(args[0], &src) == 0) {
+        if (owed > SAT_MAX) {
+            owed = SAT_MAX;
+        }
+        (void)reply_walk(src.view.buf, src.view.len, &p, &owed);
+        source_release(&src);
+    }
+    return Py_BuildValue("(nL)", p, owed);
 }
 
 static PyObject *
@@ -687,6 +748,11 @@ static PyMethodDef speedups_methods[] = {
                "(data, end, key or keys, fan) of the complete plain request at "
                "buf[pos:] whose lowercased name table maps to (arity, first_key, "
                "fan), or None.")},
+    {"reply_resume", (PyCFunction)(void (*)(void))reply_resume, METH_FASTCALL,
+     PyDoc_STR("reply_resume(buf, p, owed, /)\n--\n\n"
+               "(p, owed) after walking the complete elements of a reply from "
+               "buf[p:], owed of them to come: stops at the first incomplete or "
+               "malformed one.")},
     {"reply_end", (PyCFunction)(void (*)(void))reply_end, METH_FASTCALL,
      PyDoc_STR("reply_end(buf, pos, /)\n--\n\n"
                "End offset of the one reply at buf[pos:], -1 if incomplete, "

@@ -503,6 +503,8 @@ def test_corenet_proxy_command_line_and_env(
             str(proxy.stats_port),
             "-a",
             "127.0.0.1",
+            "-i",
+            "0",
             "-v",
             "6",
         ],

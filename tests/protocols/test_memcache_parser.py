@@ -493,7 +493,7 @@ def test_fragments_cover_every_key_once_in_order(keys, nservers):
     seen: list[int] = []
     for index, frag in frags:
         assert frag.parent is msg
-        positions = frag.info
+        positions = list(frag.info)
         assert positions == sorted(positions)
         assert all(server_of(keys[i]) == index for i in positions)
         assert frag.data == b"get " + b" ".join(keys[i] for i in positions) + b"\r\n"

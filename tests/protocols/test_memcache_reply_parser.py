@@ -214,7 +214,7 @@ def test_a_failed_get_answers_the_error_of_its_first_failed_key():
     # b-fragment key 2, so a's error comes first whatever the server order.
     keys = [b"c", b"a", b"b", b"a"]
     msg, frags = fan_out(keys, 3)
-    assert [frag.info for _, frag in frags] == [[0], [1, 3], [2]]
+    assert [list(frag.info) for _, frag in frags] == [[0], [1, 3], [2]]
     frags[0][1].reply = b"END\r\n"
     frags[1][1].reply = b"SERVER_ERROR Connection refused\r\n"
     frags[2][1].reply = b"SERVER_ERROR Connection timed out\r\n"
