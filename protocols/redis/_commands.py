@@ -5,14 +5,19 @@ arguments including the name, ``-n`` at least n), the argument index of its
 first key, and how the proxy routes it:
 
 ``key``
-    forwarded whole to the server owning its first key (multi-key commands
-    such as ``SINTERSTORE`` or ``RPOPLPUSH`` need all keys on one server,
-    which hash tags arrange, exactly as with nutcracker);
+    forwarded whole to the server owning its (only) key;
+``colocated``
+    several keys (``RENAME``, ``SINTERSTORE``, ``ZUNIONSTORE``...) that
+    must all live on one server, which hash tags arrange: the request is
+    forwarded whole to it, and answered ``-CROSSSLOT`` (Redis Cluster's
+    words) when they do not.  Which arguments are keys comes from Redis's
+    own key specs (:mod:`._command_info`, generated; :mod:`._keyspecs`);
 ``mget`` / ``sum`` / ``mset``
     split per key (``mset``: per key/value pair) across servers and merged
     back: an array in request order, a summed integer, or ``+OK``;
 ``eval``
-    routed by the first key after ``numkeys``, which must be at least 1;
+    ``EVAL``/``EVALSHA``/``FCALL``: the keys after ``numkeys``, which must
+    be at least 1, co-located as for ``colocated``;
 ``local``
     answered by the proxy itself;
 ``any``
@@ -31,8 +36,14 @@ Commands missing from the table get Redis's own "unknown command" error.
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
 
 import attrs
+
+from corenet.protocols.redis._command_info import COMMAND_INFO
+
+if TYPE_CHECKING:
+    from corenet.protocols.redis._keyspecs import KeySpec
 
 __all__ = [
     "COMMANDS",
@@ -55,6 +66,7 @@ class Route(enum.IntEnum):
     ANY = 6
     REFUSED = 7
     EVERY = 8
+    COLOCATED = 9
 
 
 @attrs.frozen
@@ -63,16 +75,20 @@ class Command:
     arity: int  # as Redis: n means exactly n arguments (name included), -n at least n
     first_key: int
     route: Route
+    specs: tuple[KeySpec, ...] = ()
+    """Redis's key specs, for the ``colocated`` commands (the others need none)."""
 
 
 _K, _MGET, _SUM, _MSET, _EVAL = Route.KEY, Route.MGET, Route.SUM, Route.MSET, Route.EVAL
 FANOUT_ROUTES = frozenset([_MGET, _SUM, _MSET])
 """The routes whose commands are split by key across servers (see _fanout)."""
 _LOCAL, _ANY, _REFUSED, _EVERY = Route.LOCAL, Route.ANY, Route.REFUSED, Route.EVERY
+_CO = Route.COLOCATED
 
 # name, arity, first key index, route
 _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     # keys
+    ("copy", -3, 1, _CO),
     ("del", -2, 1, _SUM),
     ("unlink", -2, 1, _SUM),
     ("exists", -2, 1, _SUM),
@@ -86,8 +102,10 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("pexpiretime", 2, 1, _K),
     ("persist", 2, 1, _K),
     ("pttl", 2, 1, _K),
+    ("rename", 3, 1, _CO),
+    ("renamenx", 3, 1, _CO),
     ("restore", -4, 1, _K),
-    ("sort", -2, 1, _K),
+    ("sort", -2, 1, _CO),
     ("sort_ro", -2, 1, _K),
     ("ttl", 2, 1, _K),
     ("type", 2, 1, _K),
@@ -96,6 +114,7 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("bitcount", -2, 1, _K),
     ("bitfield", -2, 1, _K),
     ("bitfield_ro", -2, 1, _K),
+    ("bitop", -4, 2, _CO),
     ("bitpos", -3, 1, _K),
     ("decr", 2, 1, _K),
     ("decrby", 3, 1, _K),
@@ -108,8 +127,10 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("incr", 2, 1, _K),
     ("incrby", 3, 1, _K),
     ("incrbyfloat", 3, 1, _K),
+    ("lcs", -3, 1, _CO),
     ("mget", -2, 1, _MGET),
     ("mset", -3, 1, _MSET),
+    ("msetnx", -3, 1, _CO),
     ("psetex", 4, 1, _K),
     ("set", -3, 1, _K),
     ("setbit", 4, 1, _K),
@@ -135,47 +156,67 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("hsetnx", 4, 1, _K),
     ("hstrlen", 3, 1, _K),
     ("hvals", 2, 1, _K),
+    # hash field expiry (Redis 7.4) and HGETDEL/HGETEX/HSETEX (Redis 8): one key
+    ("hexpire", -6, 1, _K),
+    ("hexpireat", -6, 1, _K),
+    ("hexpiretime", -5, 1, _K),
+    ("hgetdel", -5, 1, _K),
+    ("hgetex", -5, 1, _K),
+    ("hpersist", -5, 1, _K),
+    ("hpexpire", -6, 1, _K),
+    ("hpexpireat", -6, 1, _K),
+    ("hpexpiretime", -5, 1, _K),
+    ("hpttl", -5, 1, _K),
+    ("hsetex", -6, 1, _K),
+    ("httl", -5, 1, _K),
     # lists
     ("lindex", 3, 1, _K),
     ("linsert", 5, 1, _K),
     ("llen", 2, 1, _K),
-    ("lmove", 5, 1, _K),
+    ("lmove", 5, 1, _CO),
     ("lpop", -2, 1, _K),
     ("lpos", -3, 1, _K),
     ("lpush", -3, 1, _K),
     ("lpushx", -3, 1, _K),
     ("lrange", 4, 1, _K),
     ("lrem", 4, 1, _K),
+    ("lmpop", -4, 2, _CO),
     ("lset", 4, 1, _K),
     ("ltrim", 4, 1, _K),
     ("rpop", -2, 1, _K),
-    ("rpoplpush", 3, 1, _K),
+    ("rpoplpush", 3, 1, _CO),
     ("rpush", -3, 1, _K),
     ("rpushx", -3, 1, _K),
     # sets
     ("sadd", -3, 1, _K),
     ("scard", 2, 1, _K),
-    ("sdiff", -2, 1, _K),
-    ("sdiffstore", -3, 1, _K),
-    ("sinter", -2, 1, _K),
-    ("sinterstore", -3, 1, _K),
+    ("sdiff", -2, 1, _CO),
+    ("sdiffstore", -3, 1, _CO),
+    ("sinter", -2, 1, _CO),
+    ("sintercard", -3, 2, _CO),
+    ("sinterstore", -3, 1, _CO),
     ("sismember", 3, 1, _K),
     ("smembers", 2, 1, _K),
     ("smismember", -3, 1, _K),
-    ("smove", 4, 1, _K),
+    ("smove", 4, 1, _CO),
     ("spop", -2, 1, _K),
     ("srandmember", -2, 1, _K),
     ("srem", -3, 1, _K),
     ("sscan", -3, 1, _K),
-    ("sunion", -2, 1, _K),
-    ("sunionstore", -3, 1, _K),
+    ("sunion", -2, 1, _CO),
+    ("sunionstore", -3, 1, _CO),
     # sorted sets
     ("zadd", -4, 1, _K),
     ("zcard", 2, 1, _K),
     ("zcount", 4, 1, _K),
+    ("zdiff", -3, 2, _CO),
+    ("zdiffstore", -4, 1, _CO),
     ("zincrby", 4, 1, _K),
-    ("zinterstore", -4, 1, _K),
+    ("zinter", -3, 2, _CO),
+    ("zintercard", -3, 2, _CO),
+    ("zinterstore", -4, 1, _CO),
     ("zlexcount", 4, 1, _K),
+    ("zmpop", -4, 2, _CO),
     ("zmscore", -3, 1, _K),
     ("zpopmax", -2, 1, _K),
     ("zpopmin", -2, 1, _K),
@@ -183,7 +224,7 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("zrange", -4, 1, _K),
     ("zrangebylex", -4, 1, _K),
     ("zrangebyscore", -4, 1, _K),
-    ("zrangestore", -5, 1, _K),
+    ("zrangestore", -5, 1, _CO),
     ("zrank", -3, 1, _K),
     ("zrem", -3, 1, _K),
     ("zremrangebylex", 4, 1, _K),
@@ -195,7 +236,8 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("zrevrank", -3, 1, _K),
     ("zscan", -3, 1, _K),
     ("zscore", 3, 1, _K),
-    ("zunionstore", -4, 1, _K),
+    ("zunion", -3, 2, _CO),
+    ("zunionstore", -4, 1, _CO),
     # streams (single-key forms only)
     ("xack", -4, 1, _K),
     ("xadd", -5, 1, _K),
@@ -210,24 +252,26 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("xtrim", -4, 1, _K),
     # hyperloglog
     ("pfadd", -2, 1, _K),
-    ("pfcount", -2, 1, _K),
-    ("pfmerge", -2, 1, _K),
+    ("pfcount", -2, 1, _CO),
+    ("pfmerge", -2, 1, _CO),
     # geo
     ("geoadd", -5, 1, _K),
     ("geodist", -4, 1, _K),
     ("geohash", -2, 1, _K),
     ("geopos", -2, 1, _K),
-    ("georadius", -6, 1, _K),
+    ("georadius", -6, 1, _CO),
     ("georadius_ro", -6, 1, _K),
-    ("georadiusbymember", -5, 1, _K),
+    ("georadiusbymember", -5, 1, _CO),
     ("georadiusbymember_ro", -5, 1, _K),
     ("geosearch", -7, 1, _K),
-    ("geosearchstore", -8, 1, _K),
+    ("geosearchstore", -8, 1, _CO),
     # scripting
     ("eval", -3, 3, _EVAL),
     ("evalsha", -3, 3, _EVAL),
     ("eval_ro", -3, 3, _EVAL),
     ("evalsha_ro", -3, 3, _EVAL),
+    ("fcall", -3, 3, _EVAL),
+    ("fcall_ro", -3, 3, _EVAL),
     # answered by the proxy
     ("ping", -1, 0, _LOCAL),
     ("echo", 2, 0, _LOCAL),
@@ -250,22 +294,24 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     *(
         (name, -1, 0, _REFUSED)
         for name in (
-            "acl bgrewriteaof bgsave blmove blmpop blpop brpop brpoplpush bzmpop "
-            "bzpopmax bzpopmin cluster config copy debug discard exec "
-            "failover flushall flushdb function info lastsave latency lcs "
-            "lmpop memory migrate module monitor move msetnx multi object "
-            "psubscribe psync publish pubsub punsubscribe readonly "
-            "readwrite rename renamenx replconf replicaof reset role save "
-            "shutdown sintercard slaveof slowlog spublish "
-            "ssubscribe subscribe sunsubscribe swapdb sync unsubscribe unwatch wait "
-            "waitaof watch xgroup xinfo xread xreadgroup zdiff zdiffstore zinter "
-            "zintercard zmpop zunion"
+            "acl bgrewriteaof bgsave blmove blmpop blpop brpop brpoplpush bzmpop bzpopmax "
+            "bzpopmin cluster config debug discard exec failover flushall flushdb function "
+            "info lastsave latency memory migrate module monitor move multi object psubscribe "
+            "psync publish pubsub punsubscribe readonly readwrite replconf replicaof reset "
+            "role save shutdown slaveof slowlog spublish ssubscribe subscribe sunsubscribe "
+            "swapdb sync unsubscribe unwatch wait waitaof watch xgroup xinfo xread xreadgroup"
         ).split()
     ),
 )
 
 COMMANDS: dict[bytes, Command] = {
-    name.encode(): Command(name.encode(), arity, first_key, route)
+    name.encode(): Command(
+        name.encode(),
+        arity,
+        first_key,
+        route,
+        COMMAND_INFO[name.encode()].specs if route is _CO else (),
+    )
     for name, arity, first_key, route in _TABLE
 }
 
