@@ -24,8 +24,9 @@ first key, and how the proxy routes it:
     keyless and side-effect free: sent to the first live server;
 ``every``
     about the whole keyspace (``DBSIZE``, ``KEYS``, ``SCAN``, ``RANDOMKEY``,
-    ``SCRIPT LOAD/EXISTS/FLUSH``): sent to every live server (``SCAN``: to
-    the one its cursor names) and merged (see ``_every``);
+    ``SCRIPT LOAD/EXISTS/FLUSH``, ``INFO``, ``FLUSHDB``, ``FLUSHALL``): sent
+    to every live server (``SCAN``: to the one its cursor names) and merged
+    (see ``_every``);
 ``refused``
     known to Redis but meaningless through a sharding proxy (MULTI,
     SUBSCRIBE...): answered with an error, never forwarded.
@@ -290,13 +291,16 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("scan", -2, 0, _EVERY),
     ("randomkey", 1, 0, _EVERY),
     ("script", -2, 0, _EVERY),
+    ("info", -1, 0, _EVERY),
+    ("flushdb", -1, 0, _EVERY),
+    ("flushall", -1, 0, _EVERY),
     # known to Redis, not served through a sharding proxy
     *(
         (name, -1, 0, _REFUSED)
         for name in (
             "acl bgrewriteaof bgsave blmove blmpop blpop brpop brpoplpush bzmpop bzpopmax "
-            "bzpopmin cluster config debug discard exec failover flushall flushdb function "
-            "info lastsave latency memory migrate module monitor move multi object psubscribe "
+            "bzpopmin cluster config debug discard exec failover function "
+            "lastsave latency memory migrate module monitor move multi object psubscribe "
             "psync publish pubsub punsubscribe readonly readwrite replconf replicaof reset "
             "role save shutdown slaveof slowlog spublish ssubscribe subscribe sunsubscribe "
             "swapdb sync unsubscribe unwatch wait waitaof watch xgroup xinfo xread xreadgroup"

@@ -131,6 +131,8 @@ def _sort_keys(args: Sequence[bytes]) -> list[int] | None:
     ``BY`` and ``GET`` as Redis's ``sortGetKeys`` does.  (The keys that
     ``BY`` and ``GET`` patterns name are read on the server that sorts, as
     with nutcracker.)"""
+    if len(args) < 2:
+        return None  # no key at all (the parser refuses the arity first)
     skips = {b"limit": 2, b"get": 1, b"by": 1}
     dest = 0
     i = 2

@@ -15,7 +15,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from corenet.msg import ACTION_FANOUT, ACTION_FORWARD, Msg
@@ -132,6 +132,7 @@ def test_keys_are_those_command_getkeys_names(live: redis.Redis, args: list[byte
     assert [args[i] for i in positions] == _getkeys(live, args)
 
 
+@example(args=[b"sort"])
 @given(args=_arguments(sorted(COMMAND_INFO)))
 def test_key_positions_never_raise_and_stay_in_range(args: list[bytes]) -> None:
     positions = _positions(args[0], args)
