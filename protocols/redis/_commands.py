@@ -18,6 +18,10 @@ first key, and how the proxy routes it:
 ``eval``
     ``EVAL``/``EVALSHA``/``FCALL``: the keys after ``numkeys``, which must
     be at least 1, co-located as for ``colocated``;
+``subcommand``
+    ``OBJECT ENCODING key``, ``MEMORY USAGE key``, ``XINFO STREAM key``,
+    ``XGROUP CREATE key ...``: routed by the key its subcommand's key spec
+    names; subcommands without a key (``MEMORY STATS``) are refused;
 ``local``
     answered by the proxy itself;
 ``any``
@@ -51,9 +55,11 @@ __all__ = [
     "FANOUT_ROUTES",
     "READ_ONLY",
     "SCRIPT_SUBCOMMANDS",
+    "SUBCOMMANDS",
     "Command",
     "Route",
     "every_refusal",
+    "subcommand_refusal",
 ]
 
 
@@ -68,6 +74,7 @@ class Route(enum.IntEnum):
     REFUSED = 7
     EVERY = 8
     COLOCATED = 9
+    SUBCOMMAND = 10
 
 
 @attrs.frozen
@@ -84,7 +91,7 @@ _K, _MGET, _SUM, _MSET, _EVAL = Route.KEY, Route.MGET, Route.SUM, Route.MSET, Ro
 FANOUT_ROUTES = frozenset([_MGET, _SUM, _MSET])
 """The routes whose commands are split by key across servers (see _fanout)."""
 _LOCAL, _ANY, _REFUSED, _EVERY = Route.LOCAL, Route.ANY, Route.REFUSED, Route.EVERY
-_CO = Route.COLOCATED
+_CO, _SUB = Route.COLOCATED, Route.SUBCOMMAND
 
 # name, arity, first key index, route
 _TABLE: tuple[tuple[str, int, int, Route], ...] = (
@@ -251,6 +258,8 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("xrevrange", -4, 1, _K),
     ("xsetid", -3, 1, _K),
     ("xtrim", -4, 1, _K),
+    ("xgroup", -2, 2, _SUB),
+    ("xinfo", -2, 2, _SUB),
     # hyperloglog
     ("pfadd", -2, 1, _K),
     ("pfcount", -2, 1, _CO),
@@ -291,6 +300,9 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("scan", -2, 0, _EVERY),
     ("randomkey", 1, 0, _EVERY),
     ("script", -2, 0, _EVERY),
+    # subcommands about one key
+    ("memory", -2, 2, _SUB),
+    ("object", -2, 2, _SUB),
     ("info", -1, 0, _EVERY),
     ("flushdb", -1, 0, _EVERY),
     ("flushall", -1, 0, _EVERY),
@@ -300,10 +312,10 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
         for name in (
             "acl bgrewriteaof bgsave blmove blmpop blpop brpop brpoplpush bzmpop bzpopmax "
             "bzpopmin cluster config debug discard exec failover function "
-            "lastsave latency memory migrate module monitor move multi object psubscribe "
+            "lastsave latency migrate module monitor move multi psubscribe "
             "psync publish pubsub punsubscribe readonly readwrite replconf replicaof reset "
             "role save shutdown slaveof slowlog spublish ssubscribe subscribe sunsubscribe "
-            "swapdb sync unsubscribe unwatch wait waitaof watch xgroup xinfo xread xreadgroup"
+            "swapdb sync unsubscribe unwatch wait waitaof watch xread xreadgroup"
         ).split()
     ),
 )
@@ -338,6 +350,36 @@ READ_ONLY: frozenset[bytes] = frozenset(
 
 SCRIPT_SUBCOMMANDS = frozenset([b"load", b"exists", b"flush"])
 """What ``SCRIPT`` may do through the proxy: the same on every server."""
+
+
+SUBCOMMANDS: dict[bytes, tuple[int, tuple[KeySpec, ...]]] = {
+    name: (info.arity, info.specs)
+    for name, info in COMMAND_INFO.items()
+    if info.specs and name.split(b"|")[0] in (b"memory", b"object", b"xgroup", b"xinfo")
+}
+"""``command|subcommand`` -> (arity, key specs) of the subcommands routed by key."""
+
+
+def subcommand_refusal(cmd: Command, args: list[bytes]) -> bytes | None:
+    """The error for a ``subcommand``-routed request the proxy does not
+    route (a subcommand without a key, an unknown one, a wrong argument
+    count, in Redis's words), or None."""
+    sub = args[1].lower()
+    found = SUBCOMMANDS.get(cmd.name + b"|" + sub)
+    if found is None:
+        if cmd.name + b"|" + sub in COMMAND_INFO:
+            return b"-ERR %s %s is not supported by the proxy\r\n" % (
+                cmd.name.upper(),
+                sub.upper(),
+            )
+        return b"-ERR unknown subcommand '%s'. Try %s HELP.\r\n" % (
+            args[1][:128],
+            cmd.name.upper(),
+        )
+    arity = found[0]
+    if len(args) != arity if arity > 0 else len(args) < -arity:
+        return b"-ERR wrong number of arguments for '%s|%s' command\r\n" % (cmd.name, sub)
+    return None
 
 
 def every_refusal(cmd: Command, args: list[bytes]) -> bytes | None:

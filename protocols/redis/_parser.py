@@ -48,9 +48,11 @@ from corenet.protocols.redis import _accel
 from corenet.protocols.redis._commands import (
     COMMANDS,
     FANOUT_ROUTES,
+    SUBCOMMANDS,
     Command,
     Route,
     every_refusal,
+    subcommand_refusal,
 )
 from corenet.protocols.redis._keyspecs import FINDERS, key_positions
 from corenet.protocols.redis._local import HANDLERS, Session
@@ -70,6 +72,7 @@ __all__ = [
 # Module constants: an Enum attribute costs a class lookup per request.
 _KEY, _LOCAL, _EVAL, _ANY, _EVERY = Route.KEY, Route.LOCAL, Route.EVAL, Route.ANY, Route.EVERY
 _MGET, _SUM, _MSET, _COLOCATED = Route.MGET, Route.SUM, Route.MSET, Route.COLOCATED
+_SUBCOMMAND = Route.SUBCOMMAND
 
 KeyedTable = dict[bytes, tuple[int, int, Command | None]]
 """What :func:`_scan_keyed` looks commands up in (see :func:`_keyed_table`)."""
@@ -336,7 +339,7 @@ class RequestParser:
                 buf[start + spans[i] : start + spans[i + 1]] for i in range(6, 6 + 2 * numkeys, 2)
             ]
             return fanout_msg(data, end, keys, cmd)
-        if route is _COLOCATED:
+        if route is _COLOCATED or route is _SUBCOMMAND:
             args = [buf[start + spans[i] : start + spans[i + 1]] for i in range(0, len(spans), 2)]
             return self._colocated(cmd, args, data, end)
         if route is _ANY:
@@ -354,14 +357,21 @@ class RequestParser:
         )
 
     def _colocated(self, cmd: Command, args: list[bytes], data: bytes, end: int) -> Msg:
-        """A command whose keys must share a server: forwarded by its one
-        key, or marked for ``fragment`` to check that its keys co-locate."""
+        """A command whose keys must share a server (or a subcommand about a
+        key): forwarded by its one key, or marked for ``fragment`` to check
+        that its keys co-locate."""
         if cmd.name == b"copy" and any(a.lower() == b"db" for a in args[3:]):
             # Another database of the same server: not what the pool's
             # redis_db names, and not where the keys' shard keeps them.
             return self._local(data, end, b"-ERR COPY with DB is not supported by the proxy\r\n")
+        specs = cmd.specs
+        if cmd.route is _SUBCOMMAND:
+            refusal = subcommand_refusal(cmd, args)
+            if refusal is not None:
+                return self._local(data, end, refusal)
+            specs = SUBCOMMANDS[cmd.name + b"|" + args[1].lower()][1]
         finder = FINDERS.get(cmd.name)
-        positions = finder(args) if finder is not None else key_positions(cmd.specs, args)
+        positions = finder(args) if finder is not None else key_positions(specs, args)
         if not positions:
             # Arguments that do not fit the key specs: Redis refuses the
             # request with its own error (a count that is no number...),

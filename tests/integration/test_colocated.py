@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
     from tests.servers import CorenetProxy, RedisServer
 
+    Tagged = tuple[CorenetProxy, list[RedisServer], RedisServer]
+
 CROSSSLOT = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
 
 # (set-up commands, the multi-key command, read-backs); words A B C are keys.
@@ -94,7 +96,7 @@ def _run(address: str, case: Case, keys: dict[str, str]) -> bytes:
 def tagged(
     redis_servers: Callable[..., list[RedisServer]],
     corenet_proxy_factory: Callable[..., CorenetProxy],
-) -> tuple[CorenetProxy, list[RedisServer], RedisServer]:
+) -> Tagged:
     *servers, reference = redis_servers(4)
     proxy = corenet_proxy_factory(
         pool_config("alpha", None, [s.address for s in servers], hash_tag="{}")
@@ -115,14 +117,17 @@ def _apart(proxy: CorenetProxy, servers: list[RedisServer]) -> tuple[str, str, s
     raise AssertionError("no keys on three servers")
 
 
+def _both(tagged: Tagged, case: Case, tag: str) -> tuple[bytes, bytes, dict[str, str]]:
+    """``case`` through the proxy and on the reference server, keys ``{tag}a``..."""
+    proxy, _, reference = tagged
+    keys = {k: f"{{{tag}}}{k.lower()}" for k in "ABC"}
+    return _run(proxy.address(), case, keys), _run(reference.address, case, keys), keys
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_colocated_keys_answer_as_one_redis(
-    tagged: tuple[CorenetProxy, list[RedisServer], RedisServer], name: str
-) -> None:
-    proxy, servers, reference = tagged
-    keys = {k: f"{{{name}}}{k.lower()}" for k in "ABC"}
-    through = _run(proxy.address(), CASES[name], keys)
-    direct = _run(reference.address, CASES[name], keys)
+def test_colocated_keys_answer_as_one_redis(tagged: Tagged, name: str) -> None:
+    servers = tagged[1]
+    through, direct, keys = _both(tagged, CASES[name], name)
     assert through == direct
     assert b"CROSSSLOT" not in through and b"unknown command" not in through
     # The keys live on the server that owns their tag, none elsewhere.
@@ -132,7 +137,7 @@ def test_colocated_keys_answer_as_one_redis(
 
 
 def test_keys_on_different_servers_get_crossslot(
-    tagged: tuple[CorenetProxy, list[RedisServer], RedisServer],
+    tagged: Tagged,
 ) -> None:
     proxy, servers, _ = tagged
     a, b, c = _apart(proxy, servers)
@@ -165,7 +170,7 @@ def test_a_one_server_pool_accepts_every_multi_key_command(
 
 
 def test_copy_to_another_db_is_refused(
-    tagged: tuple[CorenetProxy, list[RedisServer], RedisServer],
+    tagged: Tagged,
 ) -> None:
     proxy, _, _ = tagged
     reply = redis_raw(proxy.address(), _wire("COPY {t}a {t}b DB 1", {}), expect_replies=1)
@@ -173,7 +178,7 @@ def test_copy_to_another_db_is_refused(
 
 
 def test_arguments_that_do_not_fit_the_key_specs_get_redis_own_error(
-    tagged: tuple[CorenetProxy, list[RedisServer], RedisServer],
+    tagged: Tagged,
 ) -> None:
     proxy, _, reference = tagged
     for line in ("ZUNIONSTORE d x a", "SINTERCARD 5 a b", "LMPOP -1 a LEFT", "ZINTER 0 a"):
@@ -184,7 +189,7 @@ def test_arguments_that_do_not_fit_the_key_specs_get_redis_own_error(
 
 
 def test_fcall_with_co_located_keys(
-    tagged: tuple[CorenetProxy, list[RedisServer], RedisServer],
+    tagged: Tagged,
 ) -> None:
     proxy, servers, _ = tagged
     library = (
@@ -248,9 +253,7 @@ _IDS = [line.split()[0] for _, line in NEWER]
 
 
 @pytest.mark.parametrize(("since", "line"), NEWER, ids=_IDS)
-def test_newer_hash_commands_are_routed_by_their_key(
-    tagged: tuple[CorenetProxy, list[RedisServer], RedisServer], since: str, line: str
-) -> None:
+def test_newer_hash_commands_are_routed_by_their_key(tagged: Tagged, since: str, line: str) -> None:
     proxy, servers, _ = tagged
     keys = {"A": "{h}a"}
     owner = _owner(proxy, servers, keys)
@@ -263,9 +266,7 @@ def test_newer_hash_commands_are_routed_by_their_key(
 
 
 @pytest.mark.parametrize(("since", "line"), NEWER, ids=_IDS)
-def test_newer_hash_commands_answer_as_one_redis(
-    tagged: tuple[CorenetProxy, list[RedisServer], RedisServer], since: str, line: str
-) -> None:
+def test_newer_hash_commands_answer_as_one_redis(tagged: Tagged, since: str, line: str) -> None:
     proxy, servers, reference = tagged
     if _version(reference) < tuple(int(p) for p in since.split(".")):
         pytest.skip(f"the installed redis-server predates {since}, which added {line.split()[0]}")
@@ -274,3 +275,33 @@ def test_newer_hash_commands_answer_as_one_redis(
     redis_raw(reference.address, _wire("HSET A f 1", keys), expect_replies=1)
     through = redis_raw(proxy.address(), _wire(line, keys), expect_replies=1)
     assert through == redis_raw(reference.address, _wire(line, keys), expect_replies=1)
+
+
+SUBCASES: dict[str, Case] = {
+    "object": (["SET A 12345", "RPUSH B x"], "OBJECT ENCODING A", ["OBJECT ENCODING B"]),
+    "object_refcount": (["SET A v"], "OBJECT REFCOUNT A", ["OBJECT FREQ A"]),
+    "memory_usage": (["SET A value"], "MEMORY USAGE A SAMPLES 0", []),
+    "xgroup": (
+        ["XGROUP CREATE A g $ MKSTREAM"],
+        "XGROUP CREATECONSUMER A g c",
+        ["XINFO GROUPS A", "XINFO CONSUMERS A g", "XGROUP DESTROY A g"],
+    ),
+    "refused": ([], "MEMORY STATS", ["OBJECT HELP", "OBJECT NOPE A", "OBJECT ENCODING"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUBCASES))
+def test_subcommands_about_a_key_are_routed_by_it(tagged: Tagged, name: str) -> None:
+    through, direct, keys = _both(tagged, SUBCASES[name], name)
+    if name != "refused":
+        assert through == direct
+        return
+    assert through == (
+        b"-ERR MEMORY STATS is not supported by the proxy\r\n"
+        b"-ERR OBJECT HELP is not supported by the proxy\r\n"
+        b"-ERR unknown subcommand 'NOPE'. Try OBJECT HELP.\r\n"
+        b"-ERR wrong number of arguments for 'object|encoding' command\r\n"
+    )
+    # The last two in Redis's own words.
+    direct = _run(tagged[2].address, ([], "OBJECT NOPE A", ["OBJECT ENCODING"]), keys)
+    assert through.endswith(direct)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from corenet.msg import ACTION_FANOUT, ACTION_FORWARD, Msg
 from corenet.protocols.redis import RequestParser, encode_command
 from corenet.protocols.redis._command_info import COMMAND_INFO, REDIS_VERSION
-from corenet.protocols.redis._commands import COMMANDS, Route
+from corenet.protocols.redis._commands import COMMANDS, SUBCOMMANDS, Route
 from corenet.protocols.redis._fanout import CROSSSLOT, fragment
 from corenet.protocols.redis._keyspecs import FINDERS, UNKNOWN, key_positions
 
@@ -132,6 +132,23 @@ def test_keys_are_those_command_getkeys_names(live: redis.Redis, args: list[byte
     assert [args[i] for i in positions] == _getkeys(live, args)
 
 
+@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    name=st.sampled_from(sorted(SUBCOMMANDS)),
+    rest=st.lists(st.sampled_from([b"k1", b"k2", b"0", b"$", b"x"]), max_size=5),
+)
+def test_subcommand_keys_are_those_command_getkeys_names(
+    live: redis.Redis, name: bytes, rest: list[bytes]
+) -> None:
+    args = [*name.split(b"|"), *rest]
+    arity, specs = SUBCOMMANDS[name]
+    if len(args) != arity if arity > 0 else len(args) < -arity:
+        return
+    positions = key_positions(specs, args)
+    assert positions is not None
+    assert [args[i] for i in positions] == _getkeys(live, args)
+
+
 @example(args=[b"sort"])
 @given(args=_arguments(sorted(COMMAND_INFO)))
 def test_key_positions_never_raise_and_stay_in_range(args: list[bytes]) -> None:
@@ -164,6 +181,8 @@ def test_colocated_commands_carry_every_key_and_one_key_is_forwarded() -> None:
     assert msg.action == ACTION_FANOUT and msg.keys == [b"{t}d", b"{t}a", b"{t}b"]
     msg = _parse(b"SORT", b"k", b"BY", b"store", b"LIMIT", b"0", b"1", b"STORE", b"dest")
     assert msg.keys == [b"k", b"dest"]
+    about = _parse(b"OBJECT", b"ENCODING", b"k")
+    assert about.action == ACTION_FORWARD and about.key == b"k"
     single = _parse(b"PFCOUNT", b"h")
     assert single.action == ACTION_FORWARD and single.key == b"h"
     evalsha = _parse(b"EVALSHA", b"0" * 40, b"2", b"a", b"b", b"arg")
