@@ -193,3 +193,19 @@ def test_deny_commands_keeps_flushall_and_info_off(pool_of: Pool) -> None:
         assert client.get("k") == b"v"
         assert client.flushdb() is True
         assert client.get("k") is None
+
+
+@pytest.mark.parametrize("flag", ["--bigkeys", "--memkeys"])
+def test_redis_cli_bigkeys_and_memkeys_see_every_key(
+    sharded: tuple[CorenetProxy, list[RedisServer], list[bytes]], flag: str
+) -> None:
+    # --bigkeys: DBSIZE, SCAN, TYPE and a size command per key; --memkeys:
+    # MEMORY USAGE per key, routed by its key.
+    proxy, _, keys = sharded
+    port = proxy.address().rsplit(":", 1)[1]
+    out = subprocess.run(
+        ["redis-cli", "-p", port, flag], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"Sampled {len(keys)} keys in the keyspace!" in out.stdout
+    assert f"{len(keys)} strings with" in out.stdout
