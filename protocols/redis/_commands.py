@@ -28,7 +28,8 @@ first key, and how the proxy routes it:
     keyless and side-effect free: sent to the first live server;
 ``every``
     about the whole keyspace (``DBSIZE``, ``KEYS``, ``SCAN``, ``RANDOMKEY``,
-    ``SCRIPT LOAD/EXISTS/FLUSH``, ``INFO``, ``FLUSHDB``, ``FLUSHALL``): sent
+    ``SCRIPT LOAD/EXISTS/FLUSH``, ``FUNCTION LOAD/DELETE/FLUSH/LIST``,
+    ``INFO``, ``FLUSHDB``, ``FLUSHALL``): sent
     to every live server (``SCAN``: to the one its cursor names) and merged
     (see ``_every``);
 ``refused``
@@ -54,7 +55,7 @@ __all__ = [
     "COMMANDS",
     "FANOUT_ROUTES",
     "READ_ONLY",
-    "SCRIPT_SUBCOMMANDS",
+    "ALLOWED_SUBCOMMANDS",
     "SUBCOMMANDS",
     "Command",
     "Route",
@@ -300,6 +301,7 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("scan", -2, 0, _EVERY),
     ("randomkey", 1, 0, _EVERY),
     ("script", -2, 0, _EVERY),
+    ("function", -2, 0, _EVERY),
     # subcommands about one key
     ("memory", -2, 2, _SUB),
     ("object", -2, 2, _SUB),
@@ -311,7 +313,7 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
         (name, -1, 0, _REFUSED)
         for name in (
             "acl bgrewriteaof bgsave blmove blmpop blpop brpop brpoplpush bzmpop bzpopmax "
-            "bzpopmin cluster config debug discard exec failover function "
+            "bzpopmin cluster config debug discard exec failover "
             "lastsave latency migrate module monitor move multi psubscribe "
             "psync publish pubsub punsubscribe readonly readwrite replconf replicaof reset "
             "role save shutdown slaveof slowlog spublish ssubscribe subscribe sunsubscribe "
@@ -348,35 +350,41 @@ READ_ONLY: frozenset[bytes] = frozenset(
 ``read_from: replica`` may send to a replica (lower-case names)."""
 
 
-SCRIPT_SUBCOMMANDS = frozenset([b"load", b"exists", b"flush"])
-"""What ``SCRIPT`` may do through the proxy: the same on every server."""
-
-
+_KEYED_PARENTS = (b"memory", b"object", b"xgroup", b"xinfo")
 SUBCOMMANDS: dict[bytes, tuple[int, tuple[KeySpec, ...]]] = {
     name: (info.arity, info.specs)
     for name, info in COMMAND_INFO.items()
-    if info.specs and name.split(b"|")[0] in (b"memory", b"object", b"xgroup", b"xinfo")
+    if info.specs and name.split(b"|")[0] in _KEYED_PARENTS
 }
 """``command|subcommand`` -> (arity, key specs) of the subcommands routed by key."""
 
+ALLOWED_SUBCOMMANDS: dict[bytes, frozenset[bytes]] = {
+    # The same on every server, so sent to all of them (see _every).
+    b"script": frozenset([b"load", b"exists", b"flush"]),
+    b"function": frozenset([b"load", b"delete", b"flush", b"list"]),
+    # About one key (route ``subcommand``).
+    **{
+        parent: frozenset(n.split(b"|")[1] for n in SUBCOMMANDS if n.startswith(parent + b"|"))
+        for parent in _KEYED_PARENTS
+    },
+}
+"""What the proxy serves of each command with subcommands."""
+
 
 def subcommand_refusal(cmd: Command, args: list[bytes]) -> bytes | None:
-    """The error for a ``subcommand``-routed request the proxy does not
-    route (a subcommand without a key, an unknown one, a wrong argument
-    count, in Redis's words), or None."""
+    """The error for a subcommand the proxy does not serve (see
+    :data:`ALLOWED_SUBCOMMANDS`), an unknown one or a wrong argument count
+    (in Redis's words, the arity from the generated table), or None."""
     sub = args[1].lower()
-    found = SUBCOMMANDS.get(cmd.name + b"|" + sub)
-    if found is None:
-        if cmd.name + b"|" + sub in COMMAND_INFO:
-            return b"-ERR %s %s is not supported by the proxy\r\n" % (
-                cmd.name.upper(),
-                sub.upper(),
-            )
+    info = COMMAND_INFO.get(cmd.name + b"|" + sub)
+    if info is None:
         return b"-ERR unknown subcommand '%s'. Try %s HELP.\r\n" % (
             args[1][:128],
             cmd.name.upper(),
         )
-    arity = found[0]
+    if sub not in ALLOWED_SUBCOMMANDS[cmd.name]:
+        return b"-ERR %s %s is not supported by the proxy\r\n" % (cmd.name.upper(), sub.upper())
+    arity = info.arity
     if len(args) != arity if arity > 0 else len(args) < -arity:
         return b"-ERR wrong number of arguments for '%s|%s' command\r\n" % (cmd.name, sub)
     return None
@@ -386,16 +394,11 @@ def every_refusal(cmd: Command, args: list[bytes]) -> bytes | None:
     """The error for an ``every``-routed request the proxy cannot serve, or None.
 
     ``SCAN`` needs a cursor the proxy made (decimal digits, as Redis parses
-    it); ``SCRIPT`` only its subcommands that mean the same on every server.
+    it); ``SCRIPT`` and ``FUNCTION`` only their subcommands that mean the
+    same on every server.
     """
     if cmd.name == b"scan" and not (args[1].isdigit() and args[1].isascii()):
         return b"-ERR invalid cursor\r\n"
-    if cmd.name == b"script":
-        sub = args[1].lower()
-        if sub not in SCRIPT_SUBCOMMANDS:
-            return b"-ERR SCRIPT %s is not supported by the proxy\r\n" % sub.upper()
-        if sub == b"load" and len(args) != 3:
-            return b"-ERR wrong number of arguments for 'script|load' command\r\n"
-        if sub == b"exists" and len(args) < 3:
-            return b"-ERR wrong number of arguments for 'script|exists' command\r\n"
+    if cmd.name in ALLOWED_SUBCOMMANDS:
+        return subcommand_refusal(cmd, args)
     return None

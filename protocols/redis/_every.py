@@ -7,6 +7,11 @@
   any of them); the SHA1, which every server computes alike.
   ``SCRIPT EXISTS``: 1 for a script only if every server has it.
   ``SCRIPT FLUSH``: on every server.
+* ``FUNCTION LOAD``, ``DELETE``, ``FLUSH``: on every server (so ``FCALL``
+  works for keys on any of them); ``LOAD`` answers the library name, which
+  every server answers alike.  ``FUNCTION LIST``: the servers' list when
+  they all answer the same, else ``-ERR Protocol error`` (libraries were
+  loaded on some servers directly).
 * ``INFO [section ...]``: one reply, as one Redis (see ``_info``).
 * ``FLUSHDB`` / ``FLUSHALL`` ``[ASYNC|SYNC]``: on every server; ``+OK``
   when every server said so (``deny_commands`` refuses them, like any
@@ -88,12 +93,12 @@ def _merge_for(cmd: Command, args: list[bytes]) -> Callable[[Msg], bytes]:
         return _merge_info
     if cmd.name in (b"flushdb", b"flushall"):
         return _merge_ok
-    sub = args[1].lower()
-    if sub == b"load":
+    sub = args[1].lower()  # SCRIPT or FUNCTION
+    if sub in (b"load", b"list"):
         return _merge_same
     if sub == b"exists":
         return _merge_all_have
-    return _merge_ok  # flush
+    return _merge_ok  # flush, delete
 
 
 def _replies(msg: Msg) -> list[bytes]:

@@ -188,18 +188,21 @@ def test_arguments_that_do_not_fit_the_key_specs_get_redis_own_error(
         assert through[:1] == b"-"
 
 
-def test_fcall_with_co_located_keys(
-    tagged: Tagged,
-) -> None:
+def test_functions_load_everywhere_and_fcall_needs_co_located_keys(tagged: Tagged) -> None:
     proxy, servers, _ = tagged
     library = (
         "#!lua name=lib\n"
         "redis.register_function('two', function(keys, args) "
         "return redis.call('mget', keys[1], keys[2]) end)"
     )
-    for server in servers:  # FUNCTION LOAD is not served by the proxy yet
-        load = encode_command(b"FUNCTION", b"LOAD", library.encode())
-        assert redis_raw(server.address, load, expect_replies=1) == b"$3\r\nlib\r\n"
+    load = encode_command(b"FUNCTION", b"LOAD", library.encode())
+    assert redis_raw(proxy.address(), load, expect_replies=1) == b"$3\r\nlib\r\n"
+    listing = _wire("FUNCTION LIST", {})
+    for server in servers:  # loaded on every server
+        assert redis_raw(server.address, listing, expect_replies=1).count(b"two") == 1
+    assert redis_raw(proxy.address(), listing, expect_replies=1) == redis_raw(
+        servers[0].address, listing, expect_replies=1
+    )
     keys = {"A": "{f}a", "B": "{f}b"}
     payload = _wire("MSET A 1 B 2", keys) + _wire("FCALL two 2 A B", keys)
     assert redis_raw(proxy.address(), payload, expect_replies=2) == (
@@ -208,6 +211,12 @@ def test_fcall_with_co_located_keys(
     a, b, _ = _apart(proxy, servers)
     reply = redis_raw(proxy.address(), _wire(f"FCALL two 2 {a} {b}", {}), expect_replies=1)
     assert reply == CROSSSLOT
+    refused = redis_raw(proxy.address(), _wire("FUNCTION DUMP", {}), expect_replies=1)
+    assert refused == b"-ERR FUNCTION DUMP is not supported by the proxy\r\n"
+    deleted = redis_raw(proxy.address(), _wire("FUNCTION DELETE lib", {}), expect_replies=1)
+    assert deleted == b"+OK\r\n"
+    for server in servers:
+        assert redis_raw(server.address, listing, expect_replies=1) == b"*0\r\n"
 
 
 NEWER = [  # Redis 7.4 hash field expiry, Redis 8 HGETDEL/HGETEX/HSETEX: one key each
