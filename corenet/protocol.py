@@ -45,7 +45,9 @@ set to the request; it sets on the request ``frags`` (the fragments),
 called once every fragment has its ``reply`` that builds the client's one
 reply (``protocols/memcache/_fanout.py`` is a short example).  When all
 keys route to one server it may return ``[(index, msg)]`` and forward the
-request whole.
+request whole; when no server may serve it (Redis: keys that must share a
+server and do not), it sets ``msg.reply`` and returns no fragment, and that
+reply is the answer.
 
 Error replies: :meth:`Protocol.error_reply` words the errors the proxy
 makes up itself (a server refused the connection, timed out, too many

@@ -337,6 +337,9 @@ class Pool:
         except Exception as exc:  # a plugin's bug: answer this request, keep the client
             self.plugin_failed(msg, exc)
             return
+        if not frags:  # answered by the protocol itself (CROSSSLOT)
+            complete(msg, msg.reply or self.protocol.error_reply("no server for the request"))
+            return
         client_index = client.index
         variant = client.parser.variant
         if len(frags) > 1:

@@ -5,22 +5,33 @@ arguments including the name, ``-n`` at least n), the argument index of its
 first key, and how the proxy routes it:
 
 ``key``
-    forwarded whole to the server owning its first key (multi-key commands
-    such as ``SINTERSTORE`` or ``RPOPLPUSH`` need all keys on one server,
-    which hash tags arrange, exactly as with nutcracker);
+    forwarded whole to the server owning its (only) key;
+``colocated``
+    several keys (``RENAME``, ``SINTERSTORE``, ``ZUNIONSTORE``...) that
+    must all live on one server, which hash tags arrange: the request is
+    forwarded whole to it, and answered ``-CROSSSLOT`` (Redis Cluster's
+    words) when they do not.  Which arguments are keys comes from Redis's
+    own key specs (:mod:`._command_info`, generated; :mod:`._keyspecs`);
 ``mget`` / ``sum`` / ``mset``
     split per key (``mset``: per key/value pair) across servers and merged
     back: an array in request order, a summed integer, or ``+OK``;
 ``eval``
-    routed by the first key after ``numkeys``, which must be at least 1;
+    ``EVAL``/``EVALSHA``/``FCALL``: the keys after ``numkeys``, which must
+    be at least 1, co-located as for ``colocated``;
+``subcommand``
+    ``OBJECT ENCODING key``, ``MEMORY USAGE key``, ``XINFO STREAM key``,
+    ``XGROUP CREATE key ...``: routed by the key its subcommand's key spec
+    names; subcommands without a key (``MEMORY STATS``) are refused;
 ``local``
     answered by the proxy itself;
 ``any``
     keyless and side-effect free: sent to the first live server;
 ``every``
     about the whole keyspace (``DBSIZE``, ``KEYS``, ``SCAN``, ``RANDOMKEY``,
-    ``SCRIPT LOAD/EXISTS/FLUSH``): sent to every live server (``SCAN``: to
-    the one its cursor names) and merged (see ``_every``);
+    ``SCRIPT LOAD/EXISTS/FLUSH``, ``FUNCTION LOAD/DELETE/FLUSH/LIST``,
+    ``INFO``, ``FLUSHDB``, ``FLUSHALL``): sent
+    to every live server (``SCAN``: to the one its cursor names) and merged
+    (see ``_every``);
 ``pin``
     transactions (``MULTI``, ``EXEC``, ``DISCARD``, ``WATCH``, ``UNWATCH``)
     and blocking reads (``BLPOP``... and ``XREAD``/``XREADGROUP``): sent on a
@@ -37,18 +48,26 @@ Commands missing from the table get Redis's own "unknown command" error.
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
 
 import attrs
+
+from corenet.protocols.redis._command_info import COMMAND_INFO
+
+if TYPE_CHECKING:
+    from corenet.protocols.redis._keyspecs import KeySpec
 
 __all__ = [
     "COMMANDS",
     "FANOUT_ROUTES",
     "PUBSUB_SUBCOMMANDS",
     "READ_ONLY",
-    "SCRIPT_SUBCOMMANDS",
+    "ALLOWED_SUBCOMMANDS",
+    "SUBCOMMANDS",
     "Command",
     "Route",
     "every_refusal",
+    "subcommand_refusal",
 ]
 
 
@@ -62,8 +81,10 @@ class Route(enum.IntEnum):
     ANY = 6
     REFUSED = 7
     EVERY = 8
-    PIN = 9
-    PUBSUB = 10
+    COLOCATED = 9
+    SUBCOMMAND = 10
+    PIN = 11
+    PUBSUB = 12
 
 
 @attrs.frozen
@@ -72,17 +93,21 @@ class Command:
     arity: int  # as Redis: n means exactly n arguments (name included), -n at least n
     first_key: int
     route: Route
+    specs: tuple[KeySpec, ...] = ()
+    """Redis's key specs, for the ``colocated`` commands (the others need none)."""
 
 
 _K, _MGET, _SUM, _MSET, _EVAL = Route.KEY, Route.MGET, Route.SUM, Route.MSET, Route.EVAL
 FANOUT_ROUTES = frozenset([_MGET, _SUM, _MSET])
 """The routes whose commands are split by key across servers (see _fanout)."""
 _LOCAL, _ANY, _REFUSED, _EVERY = Route.LOCAL, Route.ANY, Route.REFUSED, Route.EVERY
+_CO, _SUB = Route.COLOCATED, Route.SUBCOMMAND
 _PIN, _PUBSUB = Route.PIN, Route.PUBSUB
 
 # name, arity, first key index, route
 _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     # keys
+    ("copy", -3, 1, _CO),
     ("del", -2, 1, _SUM),
     ("unlink", -2, 1, _SUM),
     ("exists", -2, 1, _SUM),
@@ -96,8 +121,10 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("pexpiretime", 2, 1, _K),
     ("persist", 2, 1, _K),
     ("pttl", 2, 1, _K),
+    ("rename", 3, 1, _CO),
+    ("renamenx", 3, 1, _CO),
     ("restore", -4, 1, _K),
-    ("sort", -2, 1, _K),
+    ("sort", -2, 1, _CO),
     ("sort_ro", -2, 1, _K),
     ("ttl", 2, 1, _K),
     ("type", 2, 1, _K),
@@ -106,6 +133,7 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("bitcount", -2, 1, _K),
     ("bitfield", -2, 1, _K),
     ("bitfield_ro", -2, 1, _K),
+    ("bitop", -4, 2, _CO),
     ("bitpos", -3, 1, _K),
     ("decr", 2, 1, _K),
     ("decrby", 3, 1, _K),
@@ -118,8 +146,10 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("incr", 2, 1, _K),
     ("incrby", 3, 1, _K),
     ("incrbyfloat", 3, 1, _K),
+    ("lcs", -3, 1, _CO),
     ("mget", -2, 1, _MGET),
     ("mset", -3, 1, _MSET),
+    ("msetnx", -3, 1, _CO),
     ("psetex", 4, 1, _K),
     ("set", -3, 1, _K),
     ("setbit", 4, 1, _K),
@@ -145,47 +175,67 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("hsetnx", 4, 1, _K),
     ("hstrlen", 3, 1, _K),
     ("hvals", 2, 1, _K),
+    # hash field expiry (Redis 7.4) and HGETDEL/HGETEX/HSETEX (Redis 8): one key
+    ("hexpire", -6, 1, _K),
+    ("hexpireat", -6, 1, _K),
+    ("hexpiretime", -5, 1, _K),
+    ("hgetdel", -5, 1, _K),
+    ("hgetex", -5, 1, _K),
+    ("hpersist", -5, 1, _K),
+    ("hpexpire", -6, 1, _K),
+    ("hpexpireat", -6, 1, _K),
+    ("hpexpiretime", -5, 1, _K),
+    ("hpttl", -5, 1, _K),
+    ("hsetex", -6, 1, _K),
+    ("httl", -5, 1, _K),
     # lists
     ("lindex", 3, 1, _K),
     ("linsert", 5, 1, _K),
     ("llen", 2, 1, _K),
-    ("lmove", 5, 1, _K),
+    ("lmove", 5, 1, _CO),
     ("lpop", -2, 1, _K),
     ("lpos", -3, 1, _K),
     ("lpush", -3, 1, _K),
     ("lpushx", -3, 1, _K),
     ("lrange", 4, 1, _K),
     ("lrem", 4, 1, _K),
+    ("lmpop", -4, 2, _CO),
     ("lset", 4, 1, _K),
     ("ltrim", 4, 1, _K),
     ("rpop", -2, 1, _K),
-    ("rpoplpush", 3, 1, _K),
+    ("rpoplpush", 3, 1, _CO),
     ("rpush", -3, 1, _K),
     ("rpushx", -3, 1, _K),
     # sets
     ("sadd", -3, 1, _K),
     ("scard", 2, 1, _K),
-    ("sdiff", -2, 1, _K),
-    ("sdiffstore", -3, 1, _K),
-    ("sinter", -2, 1, _K),
-    ("sinterstore", -3, 1, _K),
+    ("sdiff", -2, 1, _CO),
+    ("sdiffstore", -3, 1, _CO),
+    ("sinter", -2, 1, _CO),
+    ("sintercard", -3, 2, _CO),
+    ("sinterstore", -3, 1, _CO),
     ("sismember", 3, 1, _K),
     ("smembers", 2, 1, _K),
     ("smismember", -3, 1, _K),
-    ("smove", 4, 1, _K),
+    ("smove", 4, 1, _CO),
     ("spop", -2, 1, _K),
     ("srandmember", -2, 1, _K),
     ("srem", -3, 1, _K),
     ("sscan", -3, 1, _K),
-    ("sunion", -2, 1, _K),
-    ("sunionstore", -3, 1, _K),
+    ("sunion", -2, 1, _CO),
+    ("sunionstore", -3, 1, _CO),
     # sorted sets
     ("zadd", -4, 1, _K),
     ("zcard", 2, 1, _K),
     ("zcount", 4, 1, _K),
+    ("zdiff", -3, 2, _CO),
+    ("zdiffstore", -4, 1, _CO),
     ("zincrby", 4, 1, _K),
-    ("zinterstore", -4, 1, _K),
+    ("zinter", -3, 2, _CO),
+    ("zintercard", -3, 2, _CO),
+    ("zinterstore", -4, 1, _CO),
     ("zlexcount", 4, 1, _K),
+    ("zmpop", -4, 2, _CO),
     ("zmscore", -3, 1, _K),
     ("zpopmax", -2, 1, _K),
     ("zpopmin", -2, 1, _K),
@@ -193,7 +243,7 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("zrange", -4, 1, _K),
     ("zrangebylex", -4, 1, _K),
     ("zrangebyscore", -4, 1, _K),
-    ("zrangestore", -5, 1, _K),
+    ("zrangestore", -5, 1, _CO),
     ("zrank", -3, 1, _K),
     ("zrem", -3, 1, _K),
     ("zremrangebylex", 4, 1, _K),
@@ -205,7 +255,8 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("zrevrank", -3, 1, _K),
     ("zscan", -3, 1, _K),
     ("zscore", 3, 1, _K),
-    ("zunionstore", -4, 1, _K),
+    ("zunion", -3, 2, _CO),
+    ("zunionstore", -4, 1, _CO),
     # streams (single-key forms only)
     ("xack", -4, 1, _K),
     ("xadd", -5, 1, _K),
@@ -218,29 +269,30 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("xrevrange", -4, 1, _K),
     ("xsetid", -3, 1, _K),
     ("xtrim", -4, 1, _K),
-    # XGROUP/XINFO: the stream follows the subcommand (HELP has none: any server)
-    ("xgroup", -2, 2, _K),
-    ("xinfo", -2, 2, _K),
+    ("xgroup", -2, 2, _SUB),
+    ("xinfo", -2, 2, _SUB),
     # hyperloglog
     ("pfadd", -2, 1, _K),
-    ("pfcount", -2, 1, _K),
-    ("pfmerge", -2, 1, _K),
+    ("pfcount", -2, 1, _CO),
+    ("pfmerge", -2, 1, _CO),
     # geo
     ("geoadd", -5, 1, _K),
     ("geodist", -4, 1, _K),
     ("geohash", -2, 1, _K),
     ("geopos", -2, 1, _K),
-    ("georadius", -6, 1, _K),
+    ("georadius", -6, 1, _CO),
     ("georadius_ro", -6, 1, _K),
-    ("georadiusbymember", -5, 1, _K),
+    ("georadiusbymember", -5, 1, _CO),
     ("georadiusbymember_ro", -5, 1, _K),
     ("geosearch", -7, 1, _K),
-    ("geosearchstore", -8, 1, _K),
+    ("geosearchstore", -8, 1, _CO),
     # scripting
     ("eval", -3, 3, _EVAL),
     ("evalsha", -3, 3, _EVAL),
     ("eval_ro", -3, 3, _EVAL),
     ("evalsha_ro", -3, 3, _EVAL),
+    ("fcall", -3, 3, _EVAL),
+    ("fcall_ro", -3, 3, _EVAL),
     # answered by the proxy
     ("ping", -1, 0, _LOCAL),
     ("echo", 2, 0, _LOCAL),
@@ -259,6 +311,13 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     ("scan", -2, 0, _EVERY),
     ("randomkey", 1, 0, _EVERY),
     ("script", -2, 0, _EVERY),
+    ("function", -2, 0, _EVERY),
+    # subcommands about one key
+    ("memory", -2, 2, _SUB),
+    ("object", -2, 2, _SUB),
+    ("info", -1, 0, _EVERY),
+    ("flushdb", -1, 0, _EVERY),
+    ("flushall", -1, 0, _EVERY),
     ("pubsub", -2, 0, _EVERY),
     # on a server connection of the client's own
     ("multi", 1, 0, _PIN),
@@ -289,18 +348,22 @@ _TABLE: tuple[tuple[str, int, int, Route], ...] = (
     *(
         (name, -1, 0, _REFUSED)
         for name in (
-            "acl bgrewriteaof bgsave cluster config copy debug failover "
-            "flushall flushdb function info lastsave latency lcs lmpop memory "
-            "migrate module monitor move msetnx object psync readonly "
-            "readwrite rename renamenx replconf replicaof reset role save "
-            "shutdown sintercard slaveof slowlog swapdb sync wait waitaof zdiff "
-            "zdiffstore zinter zintercard zmpop zunion"
+            "acl bgrewriteaof bgsave cluster config debug failover lastsave "
+            "latency migrate module monitor move psync readonly readwrite "
+            "replconf replicaof reset role save shutdown slaveof slowlog swapdb "
+            "sync wait waitaof"
         ).split()
     ),
 )
 
 COMMANDS: dict[bytes, Command] = {
-    name.encode(): Command(name.encode(), arity, first_key, route)
+    name.encode(): Command(
+        name.encode(),
+        arity,
+        first_key,
+        route,
+        COMMAND_INFO[name.encode()].specs if route is _CO else (),
+    )
     for name, arity, first_key, route in _TABLE
 }
 
@@ -321,31 +384,61 @@ READ_ONLY: frozenset[bytes] = frozenset(
 ``read_from: replica`` may send to a replica (lower-case names)."""
 
 
+_KEYED_PARENTS = (b"memory", b"object", b"xgroup", b"xinfo")
+SUBCOMMANDS: dict[bytes, tuple[int, tuple[KeySpec, ...]]] = {
+    name: (info.arity, info.specs)
+    for name, info in COMMAND_INFO.items()
+    if info.specs and name.split(b"|")[0] in _KEYED_PARENTS
+}
+"""``command|subcommand`` -> (arity, key specs) of the subcommands routed by key."""
+
 PUBSUB_SUBCOMMANDS = frozenset(
     [b"channels", b"shardchannels", b"numpat", b"numsub", b"shardnumsub"]
 )
 """What ``PUBSUB`` may ask through the proxy: every server's answers merged."""
 
-SCRIPT_SUBCOMMANDS = frozenset([b"load", b"exists", b"flush"])
-"""What ``SCRIPT`` may do through the proxy: the same on every server."""
+ALLOWED_SUBCOMMANDS: dict[bytes, frozenset[bytes]] = {
+    # The same on every server, or merged over them, so sent to all (see _every).
+    b"pubsub": PUBSUB_SUBCOMMANDS,
+    b"script": frozenset([b"load", b"exists", b"flush"]),
+    b"function": frozenset([b"load", b"delete", b"flush", b"list"]),
+    # About one key (route ``subcommand``).
+    **{
+        parent: frozenset(n.split(b"|")[1] for n in SUBCOMMANDS if n.startswith(parent + b"|"))
+        for parent in _KEYED_PARENTS
+    },
+}
+"""What the proxy serves of each command with subcommands."""
+
+
+def subcommand_refusal(cmd: Command, args: list[bytes]) -> bytes | None:
+    """The error for a subcommand the proxy does not serve (see
+    :data:`ALLOWED_SUBCOMMANDS`), an unknown one or a wrong argument count
+    (in Redis's words, the arity from the generated table), or None."""
+    sub = args[1].lower()
+    info = COMMAND_INFO.get(cmd.name + b"|" + sub)
+    if info is None:
+        return b"-ERR unknown subcommand '%s'. Try %s HELP.\r\n" % (
+            args[1][:128],
+            cmd.name.upper(),
+        )
+    if sub not in ALLOWED_SUBCOMMANDS[cmd.name]:
+        return b"-ERR %s %s is not supported by the proxy\r\n" % (cmd.name.upper(), sub.upper())
+    arity = info.arity
+    if len(args) != arity if arity > 0 else len(args) < -arity:
+        return b"-ERR wrong number of arguments for '%s|%s' command\r\n" % (cmd.name, sub)
+    return None
 
 
 def every_refusal(cmd: Command, args: list[bytes]) -> bytes | None:
     """The error for an ``every``-routed request the proxy cannot serve, or None.
 
     ``SCAN`` needs a cursor the proxy made (decimal digits, as Redis parses
-    it); ``SCRIPT`` only its subcommands that mean the same on every server.
+    it); ``SCRIPT`` and ``FUNCTION`` only their subcommands that mean the
+    same on every server.
     """
     if cmd.name == b"scan" and not (args[1].isdigit() and args[1].isascii()):
         return b"-ERR invalid cursor\r\n"
-    if cmd.name == b"pubsub" and args[1].lower() not in PUBSUB_SUBCOMMANDS:
-        return b"-ERR PUBSUB %s is not supported by the proxy\r\n" % args[1].upper()[:64]
-    if cmd.name == b"script":
-        sub = args[1].lower()
-        if sub not in SCRIPT_SUBCOMMANDS:
-            return b"-ERR SCRIPT %s is not supported by the proxy\r\n" % sub.upper()
-        if sub == b"load" and len(args) != 3:
-            return b"-ERR wrong number of arguments for 'script|load' command\r\n"
-        if sub == b"exists" and len(args) < 3:
-            return b"-ERR wrong number of arguments for 'script|exists' command\r\n"
+    if cmd.name in ALLOWED_SUBCOMMANDS:
+        return subcommand_refusal(cmd, args)
     return None

@@ -7,6 +7,15 @@
   any of them); the SHA1, which every server computes alike.
   ``SCRIPT EXISTS``: 1 for a script only if every server has it.
   ``SCRIPT FLUSH``: on every server.
+* ``FUNCTION LOAD``, ``DELETE``, ``FLUSH``: on every server (so ``FCALL``
+  works for keys on any of them); ``LOAD`` answers the library name, which
+  every server answers alike.  ``FUNCTION LIST``: the servers' list when
+  they all answer the same, else ``-ERR Protocol error`` (libraries were
+  loaded on some servers directly).
+* ``INFO [section ...]``: one reply, as one Redis (see ``_info``).
+* ``FLUSHDB`` / ``FLUSHALL`` ``[ASYNC|SYNC]``: on every server; ``+OK``
+  when every server said so (``deny_commands`` refuses them, like any
+  command, before they reach here).
 * ``SCAN cursor [MATCH p] [COUNT n] [TYPE t]``: one server at a time.  The
   proxy's cursor is ``server_cursor * servers + index``: it names the server
   (``index``, 0 first) and that server's own cursor.  When a server's scan
@@ -27,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from corenet.msg import Msg
 from corenet.protocols.redis._fanout import _failed, _merge_ok, _merge_sum, _split_array
+from corenet.protocols.redis._info import merge_info
 from corenet.protocols.redis._resp import encode_command
 
 if TYPE_CHECKING:
@@ -68,19 +78,27 @@ def _merge_for(cmd: Command, args: list[bytes]) -> Callable[[Msg], bytes]:
         return _merge_concat
     if cmd.name == b"randomkey":
         return _merge_first_key
-    sub = args[1].lower()
+    if cmd.name == b"info":
+        return _merge_info
+    if cmd.name in (b"flushdb", b"flushall"):
+        return _merge_ok
+    sub = args[1].lower()  # PUBSUB, SCRIPT or FUNCTION
     if cmd.name == b"pubsub":
         return _PUBSUB_MERGES[sub]
-    if sub == b"load":
+    if sub in (b"load", b"list"):
         return _merge_same
     if sub == b"exists":
         return _merge_all_have
-    return _merge_ok  # flush
+    return _merge_ok  # flush, delete
 
 
 def _replies(msg: Msg) -> list[bytes]:
     assert msg.frags is not None
     return [frag.reply or b"" for frag in msg.frags]
+
+
+def _merge_info(msg: Msg) -> bytes:
+    return merge_info(_replies(msg))
 
 
 def _merge_concat(msg: Msg) -> bytes:

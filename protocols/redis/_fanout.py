@@ -1,5 +1,9 @@
 """Splitting multi-key Redis requests across servers and merging the replies.
 
+Commands whose keys must share a server (``RENAME``, ``SINTERSTORE``,
+``EVAL`` with several keys...) are never cut: forwarded whole when their keys
+all route to one server, else answered ``-CROSSSLOT``.
+
 ``MGET``, ``DEL``/``UNLINK``/``TOUCH``/``EXISTS`` and ``MSET`` are cut into
 one request per server holding some of their keys.  When every key lands on
 the same server the original request is forwarded untouched (the reply is
@@ -45,6 +49,8 @@ def fragment(msg: Msg, server_of: Callable[[bytes], int]) -> Sequence[tuple[int,
     cmd: Command = msg.info
     keys = msg.keys
     assert keys is not None
+    if cmd.route not in _FANOUT:
+        return _colocated(msg, keys, server_of)
     step, merge = _FANOUT[cmd.route]
     groups = group_by_server(keys, server_of, step)
     if len(groups) == 1:
@@ -66,6 +72,24 @@ def fragment(msg: Msg, server_of: Callable[[bytes], int]) -> Sequence[tuple[int,
     msg.data = b""
     msg.keys = None
     return msg.split_into(frags, merge)
+
+
+CROSSSLOT = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+"""Redis Cluster's answer to a request whose keys live on different nodes."""
+
+
+def _colocated(
+    msg: Msg, keys: list[bytes], server_of: Callable[[bytes], int]
+) -> Sequence[tuple[int, Msg]]:
+    """A command that cannot be split (``RENAME``, ``SINTERSTORE``, ``EVAL``
+    ...): forwarded whole to the server of all its keys, or answered
+    :data:`CROSSSLOT` without a server (no fragment: the reply is set)."""
+    index = server_of(keys[0])
+    for key in keys[1:]:
+        if server_of(key) != index:
+            msg.reply = CROSSSLOT
+            return ()
+    return [(index, msg)]
 
 
 def _split_array_pure(reply: bytes) -> list[bytes] | None:

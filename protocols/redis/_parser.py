@@ -50,10 +50,13 @@ from corenet.protocols.redis._acl import ALWAYS_ALLOWED
 from corenet.protocols.redis._commands import (
     COMMANDS,
     FANOUT_ROUTES,
+    SUBCOMMANDS,
     Command,
     Route,
     every_refusal,
+    subcommand_refusal,
 )
+from corenet.protocols.redis._keyspecs import FINDERS, key_positions
 from corenet.protocols.redis._local import HANDLERS, Session
 from corenet.protocols.redis._pin import pin_request
 from corenet.protocols.redis._pubsub import (
@@ -78,7 +81,8 @@ __all__ = [
 
 # Module constants: an Enum attribute costs a class lookup per request.
 _KEY, _LOCAL, _EVAL, _ANY, _EVERY = Route.KEY, Route.LOCAL, Route.EVAL, Route.ANY, Route.EVERY
-_MGET, _SUM, _MSET = Route.MGET, Route.SUM, Route.MSET
+_MGET, _SUM, _MSET, _COLOCATED = Route.MGET, Route.SUM, Route.MSET, Route.COLOCATED
+_SUBCOMMAND = Route.SUBCOMMAND
 _PIN, _PUBSUB = Route.PIN, Route.PUBSUB
 
 KeyedTable = dict[bytes, tuple[int, int, Command | None]]
@@ -406,7 +410,15 @@ class RequestParser:
                         b"ERR %s needs at least one key to be routed by the proxy" % cmd.name
                     ),
                 )
-            return Msg(data, end, buf[start + spans[6] : start + spans[7]])
+            if numkeys == 1:
+                return Msg(data, end, buf[start + spans[6] : start + spans[7]])
+            keys = [
+                buf[start + spans[i] : start + spans[i + 1]] for i in range(6, 6 + 2 * numkeys, 2)
+            ]
+            return fanout_msg(data, end, keys, cmd)
+        if route is _COLOCATED or route is _SUBCOMMAND:
+            args = [buf[start + spans[i] : start + spans[i + 1]] for i in range(0, len(spans), 2)]
+            return self._colocated(cmd, args, data, end)
         if route is _ANY:
             return Msg(data, end, b"")
         if route is _EVERY:
@@ -420,6 +432,31 @@ class RequestParser:
         return self._local(
             data, end, encode_error(b"ERR command '%s' is not supported by the proxy" % cmd.name)
         )
+
+    def _colocated(self, cmd: Command, args: list[bytes], data: bytes, end: int) -> Msg:
+        """A command whose keys must share a server (or a subcommand about a
+        key): forwarded by its one key, or marked for ``fragment`` to check
+        that its keys co-locate."""
+        if cmd.name == b"copy" and any(a.lower() == b"db" for a in args[3:]):
+            # Another database of the same server: not what the pool's
+            # redis_db names, and not where the keys' shard keeps them.
+            return self._local(data, end, b"-ERR COPY with DB is not supported by the proxy\r\n")
+        specs = cmd.specs
+        if cmd.route is _SUBCOMMAND:
+            refusal = subcommand_refusal(cmd, args)
+            if refusal is not None:
+                return self._local(data, end, refusal)
+            specs = SUBCOMMANDS[cmd.name + b"|" + args[1].lower()][1]
+        finder = FINDERS.get(cmd.name)
+        positions = finder(args) if finder is not None else key_positions(specs, args)
+        if not positions:
+            # Arguments that do not fit the key specs: Redis refuses the
+            # request with its own error (a count that is no number...),
+            # whichever server gets it.
+            return Msg(data, end, b"")
+        if len(positions) == 1:
+            return Msg(data, end, args[positions[0]])
+        return fanout_msg(data, end, [args[i] for i in positions], cmd)
 
     def _answer(
         self, cmd: Command, buf: bytes, start: int, end: int, spans: Sequence[int], data: bytes

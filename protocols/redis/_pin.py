@@ -23,7 +23,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from corenet.msg import ACTION_LOCAL, ACTION_PIN, Msg, PinStep
-from corenet.protocols.redis._commands import FANOUT_ROUTES, Route
+from corenet.protocols.redis._commands import (
+    FANOUT_ROUTES,
+    SUBCOMMANDS,
+    Route,
+    subcommand_refusal,
+)
+from corenet.protocols.redis._keyspecs import FINDERS, key_positions
 from corenet.protocols.redis._resp import encode_command, encode_error
 
 if TYPE_CHECKING:
@@ -156,6 +162,15 @@ def transaction_keys(cmd: Command, args: list[bytes]) -> list[bytes] | None:
             return []
         found = blocking_keys(cmd, args)
         return [] if isinstance(found, bytes) else found[0]
+    if route is Route.COLOCATED or route is Route.SUBCOMMAND:
+        specs = cmd.specs
+        if route is Route.SUBCOMMAND:
+            if subcommand_refusal(cmd, args) is not None:
+                return None
+            specs = SUBCOMMANDS[cmd.name + b"|" + args[1].lower()][1]
+        finder = FINDERS.get(cmd.name)
+        positions = finder(args) if finder is not None else key_positions(specs, args)
+        return [args[i] for i in positions or ()]
     if route is Route.ANY or route is Route.LOCAL:
         return []
     return None

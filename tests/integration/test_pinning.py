@@ -53,6 +53,7 @@ SCRIPT = (
     b"MULTI\r\nSET {t}c 3\r\nDISCARD\r\nGET {t}c\r\n"
     b"WATCH {t}a\r\nMULTI\r\nINCR {t}a\r\nEXEC\r\n"
     b"WATCH {t}a\r\nUNWATCH\r\nMULTI\r\nEXEC\r\n"
+    b"SET {t}r 1\r\nMULTI\r\nRENAME {t}r {t}s\r\nSINTERSTORE {t}d {t}x {t}y\r\nGET {t}s\r\nEXEC\r\n"
     b"PING\r\n"
 )
 

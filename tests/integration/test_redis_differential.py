@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from corenet.protocols.redis import COMMANDS, Route
+from corenet.protocols.redis._command_info import COMMAND_INFO
 from tests.servers import (
     count_resp_replies,
     encode_command,
@@ -80,6 +81,8 @@ def test_every_key_routed_command_matches_redis(twins):
     for name, cmd in sorted(COMMANDS.items()):
         if cmd.route is not Route.KEY or name in NONDETERMINISTIC:
             continue
+        if name not in COMMAND_INFO:
+            continue  # newer than the installed redis-server (see test_colocated.py)
         reset()
         commands = invocations(name)
         payload = b"".join(encode_command(*c) for c in commands)
