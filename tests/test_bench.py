@@ -34,6 +34,12 @@ LABELS = [
 TARGETS = ["direct", "nutcracker", "corenet"]
 
 
+def need_bench_tools(request: pytest.FixtureRequest) -> None:
+    """Skip (or, with CORENET_REQUIRE_SERVERS, fail) without bench.run's programs."""
+    for name in ("redis-server", "redis-benchmark", "nutcracker", "memcached", "memcaslap"):
+        need_binary(request.config, name)
+
+
 def run_bench(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     """``python -m MODULE --quick *args`` from the checkout; fails the test on a non-zero exit."""
     done = subprocess.run(
@@ -52,8 +58,7 @@ def run_bench(module: str, *args: str, timeout: float) -> subprocess.CompletedPr
 def test_quick_run_writes_well_formed_result(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    for name in ("redis-server", "redis-benchmark", "nutcracker", "memcached", "memcaslap"):
-        need_binary(request.config, name)
+    need_bench_tools(request)
     out = tmp_path / "result.json"
     done = run_bench("bench.run", "--out", str(out), "--plot", "none", timeout=90)
     last = done.stdout.strip().splitlines()[-1]
@@ -227,8 +232,7 @@ def test_a_run_that_cannot_measure_corenet_exits_non_zero(
     # Issue 15, item 7: a proxy that never starts (here: a command that
     # exits at once; in a python without the package, an ImportError) gave
     # "bars met 0/9" and exit status 0.
-    for name in ("redis-server", "redis-benchmark", "nutcracker", "memcached", "memcaslap"):
-        need_binary(request.config, name)
+    need_bench_tools(request)
     done = subprocess.run(
         [
             sys.executable,
