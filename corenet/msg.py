@@ -68,7 +68,8 @@ class PinStep:
         its requests are answered, for another client's next pin.
     ``keys``
         every key of the request: all must live on the pinned server, else
-        the request is answered ``cross_reply`` and the pin is marked failed.
+        the request is answered the protocol's ``cross_server_error`` and
+        the pin is marked failed.
     ``parked_reply``
         for a keyless request from a client not pinned yet: answer this at
         once and send the request later, ahead of the first one with a key

@@ -189,6 +189,14 @@ class Protocol(TypingProtocol):
     # and the pool's new options, between two requests; the client's next
     # requests then follow them (Redis: deny_commands, redis_auth).  Without
     # it, connected clients keep the options they were accepted with.
+    #
+    # Optional, for protocols with server-side session state
+    # (corenet.msg.ACTION_PIN, corenet.msg.PinStep):
+    # ``cross_server_error: bytes``, the reply to a pinned request with a key
+    # on another server (Redis: -CROSSSLOT); ``is_push(frame) -> bool``, which
+    # frames of a subscriber connection are pushed messages rather than
+    # replies; ``check_pool(pool) -> None``, raising ``ValueError(key,
+    # message)`` for a bad value of one of the protocol's ``pool_keys``.
 
     def new_reply_parser(self) -> ReplyParser:
         """Return a fresh reply parser; called once per new server connection."""

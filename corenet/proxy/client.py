@@ -106,6 +106,7 @@ class ClientConn(Stream):
         self.last_active = loop.now
         self.partial_since = 0.0
         self.pin: ClientPin | None = None
+        """This client's dedicated server connection, while it has one (pinning)."""
         self.streams: dict[Any, Any] = {}
         """Subscriber connections by server (corenet.proxy.subscribers)."""
         self.stream_epoch = 0
@@ -115,7 +116,6 @@ class ClientConn(Stream):
         self.switches: list[tuple[Msg, int, int]] = getattr(parser, "switches", [])
         """(request, variant before, after) for requests that switched the
         parser's variant since the last dispatch (see _dispatch_switching)."""
-        """This client's dedicated server connection, while it has one (pinning)."""
         self._timer: TimerHandle | None = None
         if pool.client_check_interval is not None:
             self._timer = loop.timers.call_later(pool.client_check_interval, self._check_timeouts)
@@ -191,22 +191,37 @@ class ClientConn(Stream):
                 self.held.append((msg, self.parser.variant))
                 continue
             action = msg.action
-            if action == ACTION_FORWARD:
-                if self.pin is None:
-                    pool.forward(msg, msg.key or b"", self)
-                else:
-                    pool.forward_beside_pin(msg, self)
+            if action == ACTION_FORWARD and self.pin is None:
+                # The common request, inlined: one call from bytes to a server.
+                pool.forward(msg, msg.key or b"", self)
                 if msg.done:  # noreply: nothing to wait for
                     self.loop.schedule_flush(self)
-            elif action >= ACTION_FANOUT:
-                if not self._route_far(msg):
-                    # Routed once the requests before it are answered (pinning).
-                    self.held = deque([(msg, self.parser.variant)])
+            elif not self._route(msg):
+                # Routed once the requests before it are answered (pinning).
+                self.held = deque([(msg, self.parser.variant)])
+            elif action == ACTION_CLOSE:
+                return False
+        return True
+
+    def _route(self, msg: Msg) -> bool:
+        """Route one request; False: it must wait for the earlier ones (pinning)."""
+        action = msg.action
+        pool = self.pool
+        if action == ACTION_FORWARD:
+            if self.pin is None:
+                pool.forward(msg, msg.key or b"", self)
             else:
+                pool.forward_beside_pin(msg, self)
+            if msg.done:
                 self.loop.schedule_flush(self)
-                if action == ACTION_CLOSE:
-                    self._stop_reading()
-                    return False
+        elif action == ACTION_PIN:
+            return pool.forward_pinned(msg, self)
+        elif action >= ACTION_FANOUT:  # ACTION_FANOUT or ACTION_EVERY
+            pool.fanout(msg, self)
+        else:
+            self.loop.schedule_flush(self)
+            if action == ACTION_CLOSE:
+                self._stop_reading()
         return True
 
     def _dispatch_switching(self, frames: list[Msg]) -> None:
@@ -243,16 +258,10 @@ class ClientConn(Stream):
                 return True
         return False
 
-    def _route_far(self, msg: Msg) -> bool:
-        """Route a fanned-out or pinned request; False: it must wait (pinning)."""
-        if msg.action == ACTION_PIN:
-            return self.pool.forward_pinned(msg, self)
-        self.pool.fanout(msg, self)  # ACTION_FANOUT or ACTION_EVERY
-        return True
-
     def _route_held(self) -> None:
         # The requests before the first held one are answered: route the held
-        # ones in order, as _route_frames would have, up to the next that waits.
+        # ones in order, each in the variant it was parsed in, up to the next
+        # that waits.
         held = self.held
         assert held is not None
         self.held = None
@@ -260,12 +269,7 @@ class ClientConn(Stream):
         final = parser.variant
         while held:
             msg, parser.variant = held[0]
-            if msg.action == ACTION_FORWARD:
-                if self.pin is None:
-                    self.pool.forward(msg, msg.key or b"", self)
-                else:
-                    self.pool.forward_beside_pin(msg, self)
-            elif msg.action >= ACTION_FANOUT and not self._route_far(msg):
+            if not self._route(msg):
                 self.held = held
                 break
             held.popleft()

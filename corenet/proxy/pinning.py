@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 IDLE_DEDICATED = 4
-"""Idle dedicated connections kept per server and variant for later pins."""
+"""Idle dedicated connections kept per server for later pins."""
 
 
 class PinServer(Protocol):
@@ -89,20 +89,15 @@ def forward_pinned(pool: PinPool, msg: Msg, client: ClientConn) -> bool:
     if pin is None:
         pin = client.pin = ClientPin()
     conn = pin.conn
-    live = pool.live
     if conn is not None and not pin.hold:
         # The pinned state is over but its connection still answers: a new
-        # one may go on it only to the same server; any other waits for it
-        # to end and starts afresh.
-        try:
-            same = (
-                msg.key is not None
-                and conn.variant == client.parser.variant
-                and live
-                and live[pool.index_of(msg.key)] is pin.server
-            )
-        except Exception:
-            same = True  # the plugin fails again below, with an answer
+        # one may go on it only to the same server and database; any other
+        # waits for it to end and starts afresh.
+        same = (
+            msg.key is not None
+            and conn.variant == client.parser.variant
+            and _server_of(pool, msg.key) is pin.server
+        )
         if not same:
             return False
     if conn is None:
@@ -114,6 +109,7 @@ def forward_pinned(pool: PinPool, msg: Msg, client: ClientConn) -> bool:
             return True
         if client.waits_before(msg):
             return False
+        live = pool.live
         if not live:
             pool.unroutable(msg)
             return True
@@ -160,21 +156,29 @@ def forward_pinned(pool: PinPool, msg: Msg, client: ClientConn) -> bool:
 
 def forward_beside_pin(pool: PinPool, msg: Msg, client: ClientConn) -> None:
     """A plain request from a pinned client: on the pinned connection when it
-    goes to the pinned server (it must not overtake the pinned requests, nor
-    they it), else as usual."""
+    goes to the pinned server and database (it must not overtake the pinned
+    requests, nor they it), else as usual."""
     pin = client.pin
     key = msg.key or b""
     conn = pin.conn if pin is not None else None
-    if conn is not None and conn.variant == client.parser.variant and pool.live:
-        try:
-            here = pool.live[pool.index_of(key)] is pin.server  # type: ignore[union-attr]
-        except Exception:
-            here = False
-        if here:
-            conn.timeout = pool.timeout
-            conn.enqueue(msg)
-            return
+    if (
+        conn is not None
+        and conn.variant == client.parser.variant
+        and _server_of(pool, key) is pin.server  # type: ignore[union-attr]
+    ):
+        conn.timeout = pool.timeout
+        conn.enqueue(msg)
+        return
     pool.forward(msg, key, client)
+
+
+def _server_of(pool: PinPool, key: bytes) -> Any:
+    """The live server ``key`` routes to, or None (no live server, or a
+    routing plugin failed: the usual path then answers the request)."""
+    try:
+        return pool.live[pool.index_of(key)] if pool.live else None
+    except Exception:
+        return None
 
 
 def no_connection_reason(pool: PinPool, server: PinServer) -> str:
@@ -184,16 +188,9 @@ def no_connection_reason(pool: PinPool, server: PinServer) -> str:
     return server.connect_reason
 
 
-def _co_located(pool: PinPool, server: PinServer | None, step: PinStep) -> bool:
-    keys = step.keys
-    if not keys:
-        return True
-    live = pool.live
-    index_of = pool.index_of
-    try:
-        return all(live[index_of(key)] is server for key in keys)
-    except Exception:  # a plugin's bug: refused like a key elsewhere
-        return False
+def _co_located(pool: PinPool, server: PinServer, step: PinStep) -> bool:
+    # A key whose routing fails counts as elsewhere: refused, not misrouted.
+    return all(_server_of(pool, key) is server for key in step.keys)
 
 
 def _refuse(pool: PinPool, msg: Msg, pin: ClientPin, step: PinStep) -> None:
@@ -209,14 +206,13 @@ def _take(pool: PinPool, server: PinServer, client: ClientConn) -> ServerConn | 
     ``max_pinned_connections``, or the server is backing off)."""
     variant = client.parser.variant
     idle = server.idle_dedicated
-    conn: ServerConn | None = None
-    while idle and conn is None:
-        candidate = idle.pop()
-        if candidate.variant == variant and not candidate.closed:
-            conn = candidate
-        else:
-            candidate.close()  # another variant's: not worth keeping for later
-    if conn is None:
+    # Closed ones leave the list as they close (Server.conn_closed).
+    conn = next((c for c in reversed(idle) if c.variant == variant), None)
+    if conn is not None:
+        idle.remove(conn)
+    else:
+        if pool.pinned >= pool.config.max_pinned_connections and idle:
+            idle[0].close()  # an idle one of another database or protocol makes room
         if pool.pinned >= pool.config.max_pinned_connections:
             return None
         conn = server.connect_dedicated(variant)

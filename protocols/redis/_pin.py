@@ -30,7 +30,7 @@ from corenet.protocols.redis._commands import (
     subcommand_refusal,
 )
 from corenet.protocols.redis._keyspecs import FINDERS, key_positions
-from corenet.protocols.redis._resp import encode_command, encode_error
+from corenet.protocols.redis._resp import encode_command, encode_error, string2ll
 
 if TYPE_CHECKING:
     from corenet.protocols.redis._commands import Command
@@ -65,7 +65,7 @@ def blocking_keys(cmd: Command, args: list[bytes]) -> tuple[list[bytes], float] 
     if name == b"blmove":
         return args[1:3], _seconds(args[5])
     if name in (b"blmpop", b"bzmpop"):
-        numkeys = _int(args[2])
+        numkeys = string2ll(args[2])
         if numkeys is None or numkeys <= 0 or 3 + numkeys > len(args):
             return b"-ERR numkeys should be greater than 0\r\n"
         return args[3 : 3 + numkeys], _seconds(args[1])
@@ -83,7 +83,7 @@ def blocking_keys(cmd: Command, args: list[bytes]) -> tuple[list[bytes], float] 
     wait = 0.0
     if b"block" in lowered[:at]:
         block = lowered.index(b"block")
-        ms = _int(args[block + 1]) if block + 1 < at else None
+        ms = string2ll(args[block + 1]) if block + 1 < at else None
         wait = ms / 1000 if ms is not None and ms > 0 else 0.0
     return rest[: len(rest) // 2], wait
 
@@ -155,7 +155,7 @@ def transaction_keys(cmd: Command, args: list[bytes]) -> list[bytes] | None:
         step = 2 if route is Route.MSET else 1
         return args[1::step]
     if route is Route.EVAL:
-        numkeys = _int(args[2])
+        numkeys = string2ll(args[2])
         return args[3 : 3 + numkeys] if numkeys is not None and numkeys >= 0 else []
     if route is Route.PIN:
         if cmd.name in _TRANSACTION:
@@ -188,13 +188,6 @@ def _pin(data: bytes, end: int, key: bytes | None, step: PinStep) -> Msg:
 
 def _local(data: bytes, end: int, reply: bytes) -> Msg:
     return Msg(data, end, None, ACTION_LOCAL, reply)
-
-
-def _int(value: bytes) -> int | None:
-    try:
-        return int(value)
-    except ValueError:
-        return None
 
 
 def _seconds(value: bytes) -> float:
