@@ -39,8 +39,9 @@ first key, and how the proxy routes it:
 ``pubsub``
     (un)subscriptions, on the client's subscriber connections (see ``_pubsub``);
 ``refused``
-    known to Redis but meaningless through a sharding proxy (MULTI,
-    SUBSCRIBE...): answered with an error, never forwarded.
+    known to Redis but meaningless through a sharding proxy (cluster and
+    admin commands, ``WAIT``, ``MOVE``...): answered with an error, never
+    forwarded.
 
 Commands missing from the table get Redis's own "unknown command" error.
 """

@@ -359,9 +359,7 @@ class RequestParser:
             return self._refused(
                 data,
                 end,
-                encode_error(
-                    b"NOPERM this user has no permissions to run the '%s' command" % cmd.name
-                ),
+                encode_error(_NOPERM % cmd.name),
             )
         if not self.session.authenticated and cmd.name not in _BEFORE_AUTH:
             return self._refused(data, end, b"-NOAUTH Authentication required.\r\n")
@@ -370,19 +368,19 @@ class RequestParser:
         if subscribed and cmd.name not in SUBSCRIBED_ALLOWED:
             return self._local(data, end, not_allowed(cmd.name))
         if (route is _PIN or self.session.multi) and cmd.name != b"quit":
-            args = [buf[start + spans[i] : start + spans[i + 1]] for i in range(0, len(spans), 2)]
+            args = _arguments(buf, start, spans)
             was_multi = self.session.multi
             msg = pin_request(self.session, cmd, args, data, end)
             if self.session.multi != was_multi:
                 self._update_keyed()  # no fast path inside a transaction
             return msg
         if route is _PUBSUB:
-            args = [buf[start + spans[i] : start + spans[i + 1]] for i in range(0, len(spans), 2)]
+            args = _arguments(buf, start, spans)
             msg = pubsub_request(session, cmd.name, args, data, end)
             self._update_keyed()  # a subscribed RESP2 client takes no fast path
             return msg
         if subscribed and cmd.name == b"ping":
-            args = [buf[start + spans[i] : start + spans[i + 1]] for i in range(0, len(spans), 2)]
+            args = _arguments(buf, start, spans)
             return self._local(data, end, subscribed_ping(args))
         if route is _KEY:
             k = cmd.first_key << 1
@@ -417,12 +415,12 @@ class RequestParser:
             ]
             return fanout_msg(data, end, keys, cmd)
         if route is _COLOCATED or route is _SUBCOMMAND:
-            args = [buf[start + spans[i] : start + spans[i + 1]] for i in range(0, len(spans), 2)]
+            args = _arguments(buf, start, spans)
             return self._colocated(cmd, args, data, end)
         if route is _ANY:
             return Msg(data, end, b"")
         if route is _EVERY:
-            args = [buf[start + spans[i] : start + spans[i + 1]] for i in range(0, len(spans), 2)]
+            args = _arguments(buf, start, spans)
             refusal = every_refusal(cmd, args)
             if refusal is not None:
                 return self._local(data, end, refusal)
@@ -463,7 +461,7 @@ class RequestParser:
     ) -> Msg:
         if cmd.name == b"quit":
             return Msg(data, end, None, ACTION_CLOSE, _OK)
-        args = [buf[start + spans[i] : start + spans[i + 1]] for i in range(0, len(spans), 2)]
+        args = _arguments(buf, start, spans)
         reply = HANDLERS[cmd.name](self.session, args)
         msg = self._local(data, end, reply)
         if cmd.name in _SESSION_CHANGERS:
@@ -482,6 +480,11 @@ class RequestParser:
     @staticmethod
     def _local(data: bytes, end: int, reply: bytes) -> Msg:
         return Msg(data, end, None, ACTION_LOCAL, reply)
+
+
+def _arguments(buf: bytes, start: int, spans: Sequence[int]) -> list[bytes]:
+    """The arguments of a request whose (start, end) ``spans`` are relative to ``start``."""
+    return [buf[start + spans[i] : start + spans[i + 1]] for i in range(0, len(spans), 2)]
 
 
 def _ahead(known: int, elements: int, buffered: int) -> int:
@@ -578,7 +581,7 @@ def _scan_keyed_pure(
     argc = len(spans) >> 1
     if (argc != arity if arity > 0 else argc < -arity) or not 0 <= first_key < min(argc, 8):
         return None
-    args = [buf[pos + spans[i] : pos + spans[i + 1]] for i in range(0, len(spans), 2)]
+    args = _arguments(buf, pos, spans)
     return buf[pos:end], end, args[first_key] if fan is None else args[first_key:], fan
 
 
