@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from corenet.msg import ACTION_FANOUT, ACTION_FORWARD, Msg
 from corenet.protocols.redis import RequestParser, encode_command
+from corenet.protocols.redis._acl_table import CATEGORIES
 from corenet.protocols.redis._command_info import COMMAND_INFO, REDIS_VERSION
 from corenet.protocols.redis._commands import COMMANDS, SUBCOMMANDS, Route
 from corenet.protocols.redis._fanout import CROSSSLOT, fragment
@@ -92,9 +93,13 @@ def test_the_generated_table_is_the_installed_servers(redis_server: RedisServer)
     port = int(redis_server.address.rsplit(":", 1)[1])
     if generator.server_version(port) != REDIS_VERSION:
         pytest.skip(f"the table is from redis-server {REDIS_VERSION}; regenerate it for this one")
+    info_source, acl_source = generator.generate(port)
     namespace: dict[str, Any] = {}
-    exec(compile(generator.generate(port), "<generated>", "exec"), namespace)  # noqa: S102
+    exec(compile(info_source, "<generated>", "exec"), namespace)  # noqa: S102
     assert namespace["COMMAND_INFO"] == COMMAND_INFO
+    acl: dict[str, Any] = {}
+    exec(compile(acl_source, "<generated acl>", "exec"), acl)  # noqa: S102
+    assert acl["CATEGORIES"] == CATEGORIES
 
 
 def _getkeys(client: redis.Redis, args: list[bytes]) -> list[bytes]:
