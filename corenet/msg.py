@@ -122,6 +122,7 @@ class Msg:
         "end",
         "expect_reply",
         "frags",
+        "hops",
         "info",
         "key",
         "keys",
@@ -132,6 +133,9 @@ class Msg:
         "reply_filter",
         "start_time",
     )
+
+    hops: int
+    """Times the request was sent on to another server; unset until then."""
 
     def __init__(
         self,
@@ -160,6 +164,9 @@ class Msg:
         self.merge: Callable[[Msg], bytes] | None = None
         self.reply_filter: Callable[[bytes], bytes] | None = None
         """Rewrites the server's reply before it is recorded (``b""``: send nothing)."""
+        # ``hops`` is left unset: only a request an application sends on to
+        # another server (a Redis Cluster redirection) counts them, and
+        # reads it with ``getattr(msg, "hops", 0)``.
 
     def split_into(
         self, frags: list[tuple[int, Msg]], merge: Callable[[Msg], bytes]

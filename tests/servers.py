@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
+import redis
 
 from corenet.proxy.harness import (
     CorenetProxy,
     Memcached,
     Nutcracker,
+    RedisCluster,
     RedisSentinel,
     RedisServer,
     ServerPool,
@@ -78,7 +80,9 @@ __all__ = [
     "Memcached",
     "Nutcracker",
     "Process",
+    "Writer",
     "RawReplyTimeout",
+    "RedisCluster",
     "RedisSentinel",
     "RedisServer",
     "ServerPool",
@@ -217,6 +221,56 @@ def read_until(
         if quiet is None:
             raise
     return bytes(data)
+
+
+class Writer:
+    """A redis-py client in a thread writing ``<prefix><i> = v<i>`` and reading
+    it back in one pipeline, until stopped (two minutes at most).
+
+    ``errors`` has each failure's time and text; ``wrong`` each reply that
+    was not the value just written (a missing value counts as wrong unless
+    ``allow_missing``: a failover may lose an acknowledged write).
+    """
+
+    def __init__(self, address: str, *, prefix: bytes = b"k", allow_missing: bool = True) -> None:
+        host, port = address.rsplit(":", 1)
+        self.client = redis.Redis(host=host, port=int(port), socket_timeout=5, driver_info=None)
+        self.prefix = prefix
+        self.allow_missing = allow_missing
+        self.errors: list[tuple[float, str]] = []
+        self.wrong: list[str] = []
+        self.done = 0
+        self.written = 0
+        """Keys ``<prefix>0`` .. ``<prefix>{written-1}`` were written (or tried)."""
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 120
+        i = 0
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            key, value = self.prefix + b"%d" % i, b"v%d" % i
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                pipe.set(key, value)
+                pipe.get(key)
+                ok, got = pipe.execute()
+                expected = (value, None) if self.allow_missing else (value,)
+                if ok is not True or got not in expected:
+                    self.wrong.append(f"{key!r}: {ok!r} {got!r}")
+                self.done += 1
+            except redis.RedisError as exc:
+                self.errors.append((time.monotonic(), str(exc)))
+                time.sleep(0.01)
+            i += 1
+            self.written = i
+            time.sleep(0.002)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(30)
+        self.client.close()
 
 
 def run_corenet(

@@ -39,6 +39,7 @@ import attrs
 from corenet.errors import CorenetError
 from corenet.event import select_backend
 from corenet.loop import Loop
+from corenet.proxy.cluster import cluster_watches
 from corenet.proxy.config import load_config
 from corenet.proxy.health import start_checks
 from corenet.proxy.plugins import load_plugins
@@ -416,7 +417,11 @@ class Proxy:
         return report
 
     def _watch_backends(self) -> None:
-        self.watchers = [*watches(self.loop, self.pools), *start_checks(self.loop, self.pools)]
+        self.watchers = [
+            *watches(self.loop, self.pools),
+            *start_checks(self.loop, self.pools),
+            *cluster_watches(self.pools),
+        ]
 
     def _stop_watchers(self) -> None:
         for watcher in self.watchers:

@@ -9,6 +9,7 @@ Sentinel, its replicas.  The pool owns the servers and routes to them.
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -19,7 +20,10 @@ from corenet.proxy.server import BackendOwner, ServerConn, TLSServerConn
 from corenet.proxy.subscribers import stream_lost
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from corenet.loop import Loop
+    from corenet.msg import Msg
     from corenet.proxy.config import ServerConfig
 
 
@@ -83,8 +87,20 @@ class Server:
         self.switches = 0
         """Times Sentinel moved this server to another address."""
         self.replicas: list[Server] = []
-        """Its replicas, as Sentinel lists them (``read_from``); not on the ring."""
+        """Its replicas, as Sentinel or the cluster's map lists them (``read_from``);
+        not on the ring."""
+        self.slots = 0
+        """Cluster slots this master serves (Redis Cluster pools)."""
         self.connect_reason = ""
+        self.setup: tuple[bytes, ...] = ()
+        """Requests each new connection sends after the protocol's handshake
+        (a Redis Cluster replica's ``READONLY``)."""
+        self.reply_hook: Callable[[ServerConn, Msg, bytes], None] | None = None
+        """Where this server's replies go instead of straight to their
+        clients (a Redis Cluster node's redirections, corenet.proxy.cluster)."""
+        self.retry_hook: Callable[[Server, Msg, int], bool] | None = None
+        """``hook(server, msg, variant)``: True if it takes a request a
+        connection failed before sending (a Redis Cluster node, corenet.proxy.cluster)."""
         self.dedicated: set[ServerConn] = set()
         """Connections of one client's own (corenet.proxy.pinning), busy or idle."""
         self.idle_dedicated: list[ServerConn] = []
@@ -121,6 +137,10 @@ class Server:
         # Looked up per connect, so a reload that swaps pool.tls takes effect.
         kind = ServerConn if pool.tls.connect is None else TLSServerConn
         conn = kind.connect(pool.loop, pool, self, pool.protocol.new_reply_parser(), variant)
+        if self.reply_hook is not None:
+            conn.on_reply = partial(self.reply_hook, conn)
+        if self.retry_hook is not None:
+            conn.on_unsent = partial(self.retry_hook, self)
         self.total_connections += 1
         return conn
 

@@ -22,6 +22,7 @@ import yaml
 from corenet.errors import ConfigError
 from corenet.net import ListenAddress
 from corenet.protocol import PoolOptions
+from corenet.proxy._config_rules import check_cluster_keys, check_tls_keys
 from corenet.proxy.naming import server_name
 from corenet.tls import TLS_VERSIONS
 
@@ -99,7 +100,11 @@ class PoolConfig:
     sentinel_masters: Mapping[str, str] = attrs.field(factory=dict, hash=False)
     """Server name -> the master name Sentinel knows it by (default: the server name)."""
     read_from: str = "master"
-    """``master``, ``replica`` or ``prefer-replica``: where read-only commands go (Sentinel)."""
+    """``master``, ``replica`` or ``prefer-replica``: where read-only commands go
+    (Sentinel or Redis Cluster replicas)."""
+    redis_cluster: bool = False
+    """The servers are seed nodes of one Redis Cluster, whose slots route keys
+    (docs/cluster.md)."""
     health_check_interval: int | None = None
     """ms between active checks of each server (off by default, as in nutcracker)."""
     health_check_timeout: int = 1000
@@ -265,61 +270,24 @@ def _build_pool(name: str, node: yaml.Node, where: _Where) -> PoolConfig:
     }
     for key, value in values.items():
         kwargs[key] = _FIELDS[key](value, _KeyWhere(where, key, lines[key]))
-    _check_tls_keys(kwargs, lines, where)
+    check_tls_keys(kwargs, lines, where)
     pool = PoolConfig(**kwargs)
     if pool.sentinels and pool.protocol != "redis":
         raise where.error("sentinels", "Sentinel serves Redis pools only", lines["sentinels"])
-    if pool.read_from != "master" and not pool.sentinels:
+    if pool.redis_cluster:
+        check_cluster_keys(pool, lines, where)
+    elif pool.read_from != "master" and not pool.sentinels:
         raise where.error(
-            "read_from", "replicas are found through sentinels: add sentinels", lines["read_from"]
+            "read_from",
+            "replicas are found through sentinels or a cluster: add sentinels "
+            "or redis_cluster: true",
+            lines["read_from"],
         )
     names = {server.name for server in pool.servers}
     for named in pool.sentinel_masters:
         if named not in names:
             raise where.error("sentinel_masters", f'"{named}" is not a server name of this pool')
     return pool
-
-
-# key -> the key it needs (with the value that key must have, for messages)
-_TLS_NEEDS = {
-    "tls_key": "tls_cert",
-    "tls_ca": "tls_cert",
-    "tls_protocols": "tls_cert",
-    "tls_ciphers": "tls_cert",
-    "server_tls_key": "server_tls_cert",
-}
-
-
-def _check_tls_keys(values: dict[str, Any], lines: Mapping[str, int], where: _Where) -> None:
-    """Refuse TLS keys that cannot take effect: a key without the key it
-    qualifies, server-side keys without ``server_tls: true``, and a server
-    whose host name cannot be verified."""
-    for key in sorted(lines, key=lines.__getitem__):
-        needed = _TLS_NEEDS.get(key)
-        if needed is not None and values.get(needed) is None:
-            raise where.error(key, f'directive "{key}" needs "{needed}"', lines[key])
-        if key.startswith("server_tls_") and not values.get("server_tls"):
-            raise where.error(key, f'directive "{key}" needs "server_tls: true"', lines[key])
-        if (
-            key == "tls_handshake_timeout"
-            and values.get("tls_cert") is None
-            and not values.get("server_tls")
-        ):
-            message = 'directive "tls_handshake_timeout" needs "tls_cert" or "server_tls"'
-            raise where.error(key, message, lines[key])
-    verify_names = (
-        values.get("server_tls")
-        and values.get("server_tls_verify", True)
-        and values.get("server_tls_sni") is None
-    )
-    for server in values["servers"] if verify_names else ():
-        if server.address.is_unix:
-            raise where.error(
-                "servers",
-                f'server "{server.spec}": no host name to verify its TLS certificate '
-                'against; set "server_tls_sni" (or "server_tls_verify: false")',
-                lines["servers"],
-            )
 
 
 @attrs.frozen
@@ -542,6 +510,7 @@ _FIELDS: Mapping[str, Callable[[Any, _KeyWhere], Any]] = {
     "sentinel_auth": _as_secret,
     "sentinel_masters": _as_name_map,
     "read_from": _as_read_from,
+    "redis_cluster": _as_bool,
     "health_check_interval": _as_int(10),
     "health_check_timeout": _as_int(1),
     "tls_cert": _as_path,

@@ -20,6 +20,12 @@ class PoolStats:
     # corenet only, reported for pools with tls_cert:
     tls_handshake_failures: int = 0
     tls_connections: int = 0
+    # corenet only, reported for Redis Cluster pools:
+    cluster_moved: int = 0
+    cluster_ask: int = 0
+    cluster_retries: int = 0
+    cluster_refreshes: int = 0
+    cluster_refresh_errors: int = 0
 
 
 @attrs.define(slots=True)

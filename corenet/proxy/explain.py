@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from corenet.proxy.cluster import ask_slots, key_slot
 from corenet.proxy.naming import sort_key
-from corenet.routing import Router
+from corenet.routing import Router, apply_hash_tag
 
 if TYPE_CHECKING:
     from corenet.plugin import Plugins
@@ -25,6 +26,8 @@ def explain_key(pool: PoolConfig, plugins: Plugins, key: bytes) -> str:
     Raises:
         PluginError: the pool's hash function or distribution is unknown.
     """
+    if pool.redis_cluster:
+        return _explain_cluster(pool, key)
     servers = sorted(pool.servers, key=lambda s: sort_key(s.name))
     router = Router(
         plugins.hash_functions.get(pool.hash),
@@ -59,4 +62,27 @@ def explain_key(pool: PoolConfig, plugins: Plugins, key: bytes) -> str:
         now = ask_masters(pool)
         where = "no sentinel answered" if now is None else str(now.get(server.name, "unknown"))
         lines.append(f"master now:    {where} (asked the pool's sentinels)")
+    return "\n".join(lines)
+
+
+def _explain_cluster(pool: PoolConfig, key: bytes) -> str:
+    """A Redis Cluster pool: the key's slot, and its master as a seed says now."""
+    slot = key_slot(key)
+    hashed = apply_hash_tag(key, b"{}")
+    lines = [
+        f"pool:          {pool.name} (Redis Cluster, {len(pool.servers)} seed nodes)",
+        f"key:           {key!r}",
+        f"slot:          crc16({hashed!r}) mod 16384 = {slot}",
+    ]
+    ranges, seed = ask_slots(pool)
+    if ranges is None:
+        lines.append("node:          unknown (no seed node answered CLUSTER SLOTS)")
+        return "\n".join(lines)
+    span = next((r for r in ranges if r.first <= slot <= r.last), None)
+    if span is None:
+        lines.append(f"node:          none: slot {slot} is not served (asked {seed})")
+    else:
+        replicas = ", ".join(map(str, span.replicas)) or "none"
+        lines.append(f"node:          {span.master} (slots {span.first}-{span.last}; asked {seed})")
+        lines.append(f"replicas:      {replicas}")
     return "\n".join(lines)

@@ -34,6 +34,7 @@ from corenet.proxy._harness_backends import (
     redis_raw,
     resp_reply_end,
 )
+from corenet.proxy._harness_cluster import RedisCluster
 from corenet.testing import process
 from corenet.testing.process import (
     LOOPBACK,
@@ -55,6 +56,7 @@ __all__ = [
     "CorenetProxy",
     "Memcached",
     "Nutcracker",
+    "RedisCluster",
     "RedisSentinel",
     "RedisServer",
     "ServerPool",
@@ -88,7 +90,7 @@ def pool_config(
     (weight 1 is appended), or full ``"host:port:weight [name]"`` /
     ``"/path:weight [name]"`` entries kept as they are.  Defaults: redis
     true, hash fnv1a_64, distribution ketama; ``keys`` add or override
-    (``redis=False`` for a memcache pool).
+    (``redis=False`` for a memcache pool; a key given as None is left out).
     """
     if listen_port is None:
         listen = f"{LOOPBACK}:{process.free_port()}"
@@ -111,7 +113,7 @@ def pool_config(
     }
     pool.update(keys)
     pool["servers"] = entries
-    return {name: pool}
+    return {name: {key: value for key, value in pool.items() if value is not None}}
 
 
 def dump_config(cfg: Mapping[str, Any]) -> str:

@@ -38,6 +38,10 @@ and ``corenet_pool_tls_connections{pool}`` (clients, ``tls_cert``),
 ``corenet_server_ejected{pool,server}`` (1 while ejected),
 ``corenet_pool_pinned_connections{pool}`` (dedicated server connections:
 transactions, blocking commands, Pub/Sub; docs/redis.md),
+for Redis Cluster pools ``corenet_pool_cluster_moved_total{pool}``,
+``..._ask_total``, ``..._retries_total``, ``..._refreshes_total``,
+``..._refresh_errors_total`` and ``corenet_server_cluster_slots{pool,server}``
+(docs/cluster.md),
 ``corenet_build_info{version,nutcracker_version}``,
 ``corenet_start_time_seconds``, the ``process_*`` metrics, and
 ``corenet_pool_request_duration_seconds{pool}``: the time from the loop turn
@@ -63,6 +67,7 @@ from corenet.proxy.http import HttpRequest, HttpResponse, HttpServer
 from corenet.proxy.latency import LATENCY_BUCKETS, LatencyHistogram
 from corenet.proxy.stats import (
     NUTCRACKER_VERSION,
+    POOL_CLUSTER_STATS,
     POOL_STATS,
     POOL_TLS_STATS,
     SERVER_STATS,
@@ -195,7 +200,12 @@ class ProxyCollector(Collector):
 
     def _pool_metrics(self, pools: list[Pool]) -> Iterator[Metric]:
         tls_pools = [pool for pool in pools if pool.tls.accept is not None]
-        for figures, members in ((POOL_STATS, pools), (POOL_TLS_STATS, tls_pools)):
+        cluster_pools = [pool for pool in pools if pool.cluster is not None]
+        for figures, members in (
+            (POOL_STATS, pools),
+            (POOL_TLS_STATS, tls_pools),
+            (POOL_CLUSTER_STATS, cluster_pools),
+        ):
             for figure, (kind, desc) in figures.items():
                 family = _family(figure, kind, desc, ["pool"])
                 for pool in members:
@@ -243,6 +253,7 @@ class ProxyCollector(Collector):
                 family.add_metric(label_values, value)
             yield family
         yield from self._server_tls_metrics([(values, server) for values, server, _ in rows])
+        yield from self._server_cluster_metrics([(values, server) for values, server, _ in rows])
         ejected = GaugeMetricFamily(
             "corenet_server_ejected", "1 while the server is ejected from its pool", labels=labels
         )
@@ -271,6 +282,17 @@ class ProxyCollector(Collector):
             yield where
             yield switches
             yield replicas
+
+    def _server_cluster_metrics(self, rows: list[tuple[list[str], Server]]) -> Iterator[Metric]:
+        slots = GaugeMetricFamily(
+            "corenet_server_cluster_slots",
+            "Redis Cluster slots the master serves, as the pool's map says",
+            labels=["pool", "server"],
+        )
+        for label_values, server in rows:
+            if server.pool.config.redis_cluster:
+                slots.add_metric(label_values, server.slots)
+        yield slots
 
     def _server_tls_metrics(self, rows: list[tuple[list[str], Server]]) -> Iterator[Metric]:
         labels = ["pool", "server"]

@@ -61,6 +61,7 @@ class PinPool(Protocol):
     """What pinning needs of a pool (:class:`corenet.proxy.pool.Pool`)."""
 
     live: list[Any]  # its servers, each a PinServer
+    owners: list[Any]  # what index_of's values index, each a PinServer
     index_of: Callable[[bytes], int]
     config: PoolConfig
     protocol: Any
@@ -114,7 +115,7 @@ def forward_pinned(pool: PinPool, msg: Msg, client: ClientConn) -> bool:
             pool.unroutable(msg)
             return True
         try:
-            server = live[pool.index_of(msg.key) if msg.key is not None else 0]
+            server = pool.owners[pool.index_of(msg.key)] if msg.key is not None else live[0]
         except Exception as exc:  # a hash or distribution plugin's bug
             pool.plugin_failed(msg, exc)
             return True
@@ -176,7 +177,7 @@ def _server_of(pool: PinPool, key: bytes) -> Any:
     """The live server ``key`` routes to, or None (no live server, or a
     routing plugin failed: the usual path then answers the request)."""
     try:
-        return pool.live[pool.index_of(key)] if pool.live else None
+        return pool.owners[pool.index_of(key)] if pool.owners else None
     except Exception:
         return None
 

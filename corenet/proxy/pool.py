@@ -29,6 +29,7 @@ from corenet.msg import ACTION_EVERY
 from corenet.net import Listener, bind_listener, file_identity
 from corenet.proxy.backends import SERVER_TLS_KEYS, Server, ServerChanges
 from corenet.proxy.client import ClientConn, TLSClientConn, complete
+from corenet.proxy.cluster import Cluster, key_slot
 from corenet.proxy.config import pool_options
 from corenet.proxy.counters import PoolStats, ServerStats
 from corenet.proxy.naming import sort_key
@@ -101,6 +102,11 @@ class Pool:
         ]
         self.router = Router(hash_fn, distribution, config.hash_tag, len(self.servers))
         self.index_of = self.router.index_of
+        self.owners: list[Server] = []
+        """The servers :attr:`index_of`'s values index: the live servers, or
+        for a Redis Cluster pool the 16 384 slots' masters."""
+        self.cluster = Cluster(self) if config.redis_cluster else None
+        """The slot map of a Redis Cluster pool (corenet.proxy.cluster)."""
         self.stats = PoolStats()
         # Set by the proxy when /metrics is on; read on every reply.
         self.latency: LatencyHistogram | None = None
@@ -157,9 +163,15 @@ class Pool:
         def identity(s: Server) -> object:
             return s.name if followed else (s.name, s.config.address)
 
-        old_servers = {identity(s): s for s in self.servers}
         changes = ServerChanges()
         servers: list[Server] = []
+        if self.cluster is not None and new.cluster is not None:
+            # The map names the nodes, not the file: only the seeds change.
+            self.cluster.adopt(new.cluster, handshake_changed=handshake_changed)
+            changes.kept.extend(s.name for s in self.servers)
+            servers = self.servers
+            new.servers = []
+        old_servers = {identity(s): s for s in self.servers} if not servers else {}
         for fresh in new.servers:
             server = old_servers.pop(identity(fresh), None)
             if server is None:
@@ -234,13 +246,20 @@ class Pool:
 
     def rebuild(self) -> None:
         """Recompute the live servers and the distribution over them."""
+        if self.cluster is not None:
+            # The cluster decides which node serves what (and fails over by
+            # itself): no ejection, the map's masters are the live servers.
+            self.live = self.cluster.masters
+            self.owners = self.cluster.owners
+            self.index_of = key_slot
+            return
         now = time.monotonic()
         for server in self.servers:
             if server.ejected and server.next_retry <= now:
                 server.ejected = False
                 server.failures = 0
                 server.connect_after = 0.0  # the retry is a real connect
-        self.live = [s for s in self.servers if not s.ejected]
+        self.live = self.owners = [s for s in self.servers if not s.ejected]
         self.router.rebuild([(s.name, s.weight) for s in self.live])
         self.index_of = self.router.index_of
         if self._retry_timer is not None:
@@ -256,12 +275,12 @@ class Pool:
 
     def forward(self, msg: Msg, key: bytes, client: ClientConn) -> None:
         """Send ``client``'s single-server request, routed by ``key``, on its way."""
-        live = self.live
-        if not live:
+        owners = self.owners
+        if not owners:
             self.unroutable(msg)
             return
         try:
-            server = live[self.index_of(key)]
+            server = owners[self.index_of(key)]
         except Exception as exc:  # a hash or distribution plugin's bug
             self.plugin_failed(msg, exc)
             return
@@ -278,10 +297,10 @@ class Pool:
     def _forward_read(self, msg: Msg, key: bytes, client: ClientConn) -> None:
         """``forward`` for ``read_from: replica``: read-only commands go to a replica."""
         assert self.read_only is not None
-        live = self.live
-        if live and self.read_only(msg):
+        owners = self.owners
+        if owners and self.read_only(msg):
             try:
-                master = live[self.index_of(key)]
+                master = owners[self.index_of(key)]
             except Exception as exc:  # a hash or distribution plugin's bug
                 self.plugin_failed(msg, exc)
                 return
@@ -334,6 +353,7 @@ class Pool:
                 frags = self.protocol.fragment_every(msg, len(live))  # type: ignore[attr-defined]
             else:
                 frags = self.protocol.fragment(msg, self.index_of)
+                live = self.owners
         except Exception as exc:  # a plugin's bug: answer this request, keep the client
             self.plugin_failed(msg, exc)
             return
@@ -374,6 +394,13 @@ class Pool:
         forward_beside_pin(self, msg, client)
 
     def _backing_off(self, msg: Msg, server: Server) -> None:
+        cluster = self.cluster
+        if cluster is not None:
+            # The cluster may be failing the node over: try again by the new map.
+            variant = (msg.client or msg.parent.client).parser.variant  # type: ignore[union-attr]
+            if cluster.retry_later(msg, server, variant):
+                cluster.node_failed(server)
+                return
         self.forward_failed(msg, server.connect_reason)
         # Each request refused this way is a failure too, so auto_eject_hosts
         # takes the server out instead of failing requests until the back-off ends.
@@ -403,6 +430,9 @@ class Pool:
             logger.info(
                 "pool %s: server %s: %s", self.name, server.name, errno.errorcode.get(err, err)
             )
+        if self.cluster is not None:
+            self.cluster.node_failed(server)
+            return
         if not self.config.auto_eject_hosts:
             return
         server.failures += 1
@@ -516,5 +546,7 @@ class Pool:
             client.close()
         for server in self.servers:
             server.close()
+        if self.cluster is not None:
+            self.cluster.close()
         if self._retry_timer is not None:
             self._retry_timer.cancel()

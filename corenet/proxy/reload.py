@@ -212,7 +212,13 @@ class _RetirePool:
 
 
 def _kept_in_place(old: PoolConfig, new: PoolConfig) -> bool:
-    return old.listen == new.listen and old.protocol == new.protocol
+    # A pool that becomes (or stops being) a Redis Cluster's has other
+    # servers altogether: it is replaced, like one whose protocol changed.
+    return (
+        old.listen == new.listen
+        and old.protocol == new.protocol
+        and old.redis_cluster == new.redis_cluster
+    )
 
 
 def leaving_listens(

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import hiredis
 
 from corenet.net import Connection, ListenAddress, make_socket
+from corenet.proxy.control import read_replies, redis_command
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -51,10 +52,6 @@ RECONNECT_MAX = 2.0
 SWITCH_CHANNEL = b"+switch-master"
 
 
-def _command(*args: bytes) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
-
-
 def master_names(config: PoolConfig) -> dict[str, str]:
     """Server name -> the master name Sentinel knows (``sentinel_masters``, else the name)."""
     return {s.name: config.sentinel_masters.get(s.name, s.name) for s in config.servers}
@@ -63,9 +60,10 @@ def master_names(config: PoolConfig) -> dict[str, str]:
 def _queries(config: PoolConfig, masters: Iterable[str]) -> list[bytes]:
     requests = []
     if config.sentinel_auth is not None:
-        requests.append(_command(b"AUTH", config.sentinel_auth.encode()))
+        requests.append(redis_command(b"AUTH", config.sentinel_auth.encode()))
     requests.extend(
-        _command(b"SENTINEL", b"get-master-addr-by-name", master.encode()) for master in masters
+        redis_command(b"SENTINEL", b"get-master-addr-by-name", master.encode())
+        for master in masters
     )
     return requests
 
@@ -93,7 +91,7 @@ def ask_masters(config: PoolConfig, timeout: float = 1.0) -> dict[str, ListenAdd
         try:
             with socket.create_connection((sentinel.host, sentinel.port), timeout=timeout) as sock:
                 sock.sendall(b"".join(requests))
-                replies = _read_replies(sock, len(requests))
+                replies = read_replies(sock, len(requests))
         except OSError as exc:
             logger.warning("pool %s: sentinel %s: %s", config.name, sentinel, exc)
             continue
@@ -126,21 +124,6 @@ def _replica_addresses(reply: Any) -> list[ListenAddress]:
         except (KeyError, ValueError, UnicodeDecodeError):
             continue
     return found
-
-
-def _read_replies(sock: socket.socket, count: int) -> list[Any]:
-    reader = hiredis.Reader()
-    replies: list[Any] = []
-    for _ in range(1000):  # a few small replies; bounded whatever the peer does
-        while len(replies) < count and (reply := reader.gets()) is not False:
-            replies.append(reply)
-        if len(replies) == count:
-            return replies
-        data = sock.recv(65536)
-        if not data:
-            raise ConnectionResetError(errno.ECONNRESET, "sentinel closed the connection")
-        reader.feed(data)
-    raise TimeoutError("sentinel sent too many fragments")
 
 
 class _SentinelConn(Connection):
@@ -216,8 +199,8 @@ class SentinelWatch:
         config = self.pool.config
         requests = []
         if config.sentinel_auth is not None:
-            requests.append(_command(b"AUTH", config.sentinel_auth.encode()))
-        requests.append(_command(b"SUBSCRIBE", SWITCH_CHANNEL))
+            requests.append(redis_command(b"AUTH", config.sentinel_auth.encode()))
+        requests.append(redis_command(b"SUBSCRIBE", SWITCH_CHANNEL))
         try:
             self._sub = _SentinelConn(
                 self.loop, self._sentinel(), requests, self._on_message, self._sub_closed
@@ -274,7 +257,7 @@ class SentinelWatch:
         requests = _queries(config, masters)
         reads = config.read_from != "master"
         if reads:
-            requests.extend(_command(b"SENTINEL", b"replicas", m.encode()) for m in masters)
+            requests.extend(redis_command(b"SENTINEL", b"replicas", m.encode()) for m in masters)
         replies: list[Any] = []
 
         def on_reply(reply: Any) -> None:

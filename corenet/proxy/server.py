@@ -44,6 +44,8 @@ class Backend(Protocol):
     config: ServerConfig
     stats: ServerStats
     failures: int
+    setup: tuple[bytes, ...]
+    """Requests sent on each new connection after the protocol's handshake."""
 
     def connect_succeeded(self) -> None: ...
 
@@ -79,6 +81,12 @@ class ServerConn(Connection):
     """The client a dedicated connection serves (corenet.proxy.pinning), if any."""
     push_to: Any = None
     """The client a subscriber connection's pushed messages go to (corenet.proxy.subscribers)."""
+    on_unsent: Callable[[Msg, int], bool] | None = None
+    """Given each request never written when the connection fails (and its
+    variant): True if it took the request (to send it elsewhere later)."""
+    on_reply: Callable[[Msg, bytes], None] = staticmethod(complete)
+    """What a request's reply goes to: :func:`complete`, unless the server
+    may answer "ask elsewhere" (a Redis Cluster node, corenet.proxy.cluster)."""
 
     def __init__(
         self,
@@ -119,7 +127,7 @@ class ServerConn(Connection):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         conn = cls(loop, pool, server, sock, parser)
         conn.variant = variant
-        for request in pool.protocol.server_handshake(pool.options, variant):
+        for request in (*pool.protocol.server_handshake(pool.options, variant), *server.setup):
             # Set-up requests (AUTH, SELECT) go out before anything a client
             # queued; their replies are matched and dropped like any other.
             conn.out_q.append(Msg(request, len(request)))
@@ -194,6 +202,7 @@ class ServerConn(Connection):
         out_q = self.out_q
         stats = self.stats
         push_to = self.push_to
+        finish = self.on_reply
         for reply in replies:
             if push_to is not None and self.pool.protocol.is_push(reply):  # type: ignore[attr-defined]
                 stats.response_bytes += len(reply)
@@ -210,7 +219,7 @@ class ServerConn(Connection):
                 return
             stats.responses += 1
             stats.response_bytes += len(reply)
-            complete(out_q.popleft(), reply)
+            finish(out_q.popleft(), reply)
         when_idle = self.when_idle
         if when_idle is not None and not out_q and not self.in_q:
             when_idle(self)
@@ -263,9 +272,13 @@ class ServerConn(Connection):
         pending = list(self.out_q)
         pending.extend(self.in_q)
         self.out_q.clear()
+        unsent = self.on_unsent if self.pinned_by is None and self.push_to is None else None
+        written = len(pending) - len(self.in_q)
         self.in_q.clear()
         errors = 0
-        for msg in pending:
+        for i, msg in enumerate(pending):
+            if unsent is not None and i >= written and unsent(msg, self.variant):
+                continue
             # Set-up requests have no client, and a request sent with
             # ``noreply`` was answered (with nothing) when it was parsed.
             if (msg.client is not None or msg.parent is not None) and msg.expect_reply:

@@ -12,7 +12,9 @@ exporters and dashboards keep working (checked against Debian's
   says), holding the six pool figures and then one object per server, in
   the pool's server order; a pool with TLS adds corenet's own figures after
   nutcracker's (``POOL_TLS_STATS`` after the six, ``SERVER_TLS_STATS`` after
-  a server's 13), so a plain pool's layout stays nutcracker's exactly;
+  a server's 13), and so does a Redis Cluster pool (``POOL_CLUSTER_STATS``,
+  and ``slots``/``replicas`` per master), so a plain pool's layout stays
+  nutcracker's exactly;
 * every value an integer except the three header strings; the separators
   are nutcracker's (``"key":value, ``, ``"name": {``, ``},"next"``), and
   the object ends with ``}`` and a newline.
@@ -60,6 +62,7 @@ __all__ = [
     "HEADER_FIELDS",
     "NUTCRACKER_VERSION",
     "POOL_STATS",
+    "POOL_CLUSTER_STATS",
     "POOL_TLS_STATS",
     "SERVER_STATS",
     "SERVER_TLS_STATS",
@@ -121,6 +124,17 @@ POOL_TLS_STATS: dict[str, tuple[str, str]] = {
     "tls_handshake_failures": ("counter", "# failed TLS handshakes with clients"),
     "tls_connections": ("gauge", "# client connections with TLS established"),
 }
+POOL_CLUSTER_STATS: dict[str, tuple[str, str]] = {
+    "cluster_moved": ("counter", "# MOVED redirections followed"),
+    "cluster_ask": ("counter", "# ASK redirections followed"),
+    "cluster_retries": (
+        "counter",
+        "# requests sent again (TRYAGAIN, CLUSTERDOWN, node unreachable)",
+    ),
+    "cluster_refreshes": ("counter", "# slot maps read from the cluster"),
+    "cluster_refresh_errors": ("counter", "# slot map queries unanswered or refused"),
+}
+"""corenet's own figures of a Redis Cluster pool (after nutcracker's)."""
 SERVER_TLS_STATS: dict[str, tuple[str, str]] = {
     "tls_handshake_failures": ("counter", "# failed TLS handshakes with the server"),
     "tls_connections": ("gauge", "# server connections with TLS established"),
@@ -147,6 +161,9 @@ def server_figures(server: Server) -> dict[str, int | str]:
     out: dict[str, int | str] = {name: figures[name] for name in SERVER_STATS}
     if server.pool.tls.connect is not None:
         out.update({name: int(getattr(stats, name)) for name in SERVER_TLS_STATS})
+    if server.pool.config.redis_cluster:
+        out["slots"] = server.slots
+        out["replicas"] = ",".join(str(r.config.address) for r in server.replicas)
     if server.pool.config.sentinels:
         out["address"] = str(server.config.address)
         out["sentinel_switches"] = server.switches
@@ -214,6 +231,8 @@ def snapshot(
         entry: dict[str, Any] = {name: int(getattr(stats, name)) for name in _POOL_COUNTERS}
         if pool.tls.accept is not None:
             entry.update({name: int(getattr(stats, name)) for name in POOL_TLS_STATS})
+        if pool.cluster is not None:
+            entry.update({name: int(getattr(stats, name)) for name in POOL_CLUSTER_STATS})
         for server in pool.servers:
             entry[server.name] = server_figures(server)
         out[pool.name] = entry
@@ -223,7 +242,8 @@ def snapshot(
 _HEADER_TEXT = ("service", "source", "version")
 # Server figures combined by taking the largest value instead of the sum.
 # (Each worker follows Sentinel itself: its switches are the same switches.)
-_MAX_FIGURES = frozenset({"server_ejected_at", "sentinel_switches"})
+# (and each follows the cluster's map: its slots are the same slots.)
+_MAX_FIGURES = frozenset({"server_ejected_at", "sentinel_switches", "slots"})
 
 
 def _merge_into(out: dict[str, Any], part: Mapping[str, Any]) -> None:

@@ -42,9 +42,18 @@ def forward_streams(pool: PinPool, msg: Msg, client: ClientConn) -> None:
         pool.unroutable(msg)
         return
     targets: list[tuple[PinServer, Msg]] = []
+    # A Redis Cluster sends every published message to every node: one
+    # node's subscriptions hear them all (two nodes' would hear each twice),
+    # so a client keeps to the node it subscribed on first.
+    one_node = [next(iter(client.streams), live[0])] if pool.config.redis_cluster else None
     try:
         for key, request in step.streams:
-            servers = live if key is None else [live[pool.index_of(key)]]
+            if one_node is not None:
+                servers = one_node
+            elif key is None:
+                servers = live
+            else:
+                servers = [pool.owners[pool.index_of(key)]]
             targets.extend((server, Msg(request, len(request))) for server in servers)
     except Exception as exc:  # a hash or distribution plugin's bug
         pool.plugin_failed(msg, exc)

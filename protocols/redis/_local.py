@@ -45,6 +45,8 @@ class Session:
     name: bytes | None = None
     client_id: int = 0
     proxy_version: bytes = b""
+    cluster: bool = False
+    """The pool fronts a Redis Cluster, which has database 0 only."""
     # Transaction state, as Redis keeps it per connection (see _pin).
     multi: bool = False
     watching: bool = False
@@ -170,6 +172,9 @@ def _select(session: Session, args: list[bytes]) -> bytes:
     if session.watching and db != session.db:
         # The watch lives on a connection of the old database (see _pin).
         return b"-ERR SELECT while watching keys is not supported by the proxy\r\n"
+    if session.cluster:
+        # A cluster's own words (its nodes refuse SELECT of another database).
+        return _OK if db == 0 else b"-ERR SELECT is not allowed in cluster mode\r\n"
     if 0 <= db < SELECTABLE or db == session.default_db:
         session.db = db
         return _OK

@@ -91,6 +91,7 @@ class RedisProtocol:
             authenticated=password is None,
             client_id=self._clients,
             proxy_version=__version__.encode(),
+            cluster=bool(pool.get("redis_cluster", False)),
         )
         return RequestParser(session, denied=_denied(pool))
 

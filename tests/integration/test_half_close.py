@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from tests.servers import encode_command, pool_config, read_until
+from tests.servers import encode_command, poll_until, pool_config, read_until
 
 
 def _half_closed(address: str, payload: bytes) -> bytes:
@@ -29,7 +29,9 @@ def test_redis_pipeline_then_eof_gets_every_reply(pairs, redis_servers, corenet_
         for i in range(pairs)
     )
     expected = b"".join(b"+OK\r\n" + b"$%d\r\nv%d\r\n" % (len(b"v%d" % i), i) for i in range(pairs))
-    eofs = proxy.stats()["alpha"]["client_eof"]  # the harness's readiness probe
+    # The harness's readiness probe may still be closing: its EOF first.
+    poll_until(lambda: proxy.stats()["alpha"]["client_connections"] == 0, "the probe to close")
+    eofs = proxy.stats()["alpha"]["client_eof"]
     assert _half_closed(proxy.address("alpha"), payload + b"PING\r\n") == expected + b"+PONG\r\n"
     assert _half_closed(proxy.address("alpha"), b"PING\r\n") == b"+PONG\r\n"
     assert proxy.stats()["alpha"]["client_eof"] == eofs + 2

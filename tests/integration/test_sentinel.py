@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from tests.conftest import need_binary
 from tests.servers import (
     RedisSentinel,
     RedisServer,
+    Writer,
     assert_nutcracker_finds,
     free_port,
     metrics_page,
@@ -94,44 +94,6 @@ def _sentinel_pool(
         timeout=1000,
         **keys,
     )
-
-
-class Writer:
-    """Writes k<i> = v<i> then reads it back, recording each failure's time."""
-
-    def __init__(self, address: str) -> None:
-        host, port = address.rsplit(":", 1)
-        self.client = redis_py.Redis(host=host, port=int(port), socket_timeout=5, driver_info=None)
-        self.errors: list[tuple[float, str]] = []
-        self.wrong: list[str] = []
-        self.done = 0
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + 120
-        i = 0
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            key, value = b"k%d" % i, b"v%d" % i
-            try:
-                pipe = self.client.pipeline(transaction=False)
-                pipe.set(key, value)
-                pipe.get(key)
-                ok, got = pipe.execute()
-                if ok is not True or got not in (value, None):
-                    self.wrong.append(f"{key!r}: {ok!r} {got!r}")
-                self.done += 1
-            except redis_py.RedisError as exc:
-                self.errors.append((time.monotonic(), str(exc)))
-                time.sleep(0.01)
-            i += 1
-            time.sleep(0.002)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(30)
-        self.client.close()
 
 
 def _server_stats(proxy: CorenetProxy, name: str) -> dict[str, Any]:
