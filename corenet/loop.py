@@ -54,6 +54,8 @@ class Loop:
         self.handlers: dict[int, Handler] = {}
         self.dirty: list[Handler] = []
         self.now = time.monotonic()
+        self.started = self.now
+        """When the loop was made (``time.monotonic()``): what an uptime counts from."""
         self.running = False
 
     def add(self, fd: int, handler: Handler, mask: int) -> None:

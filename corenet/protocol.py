@@ -60,6 +60,13 @@ their replies are read with the reply parser and discarded.
 :attr:`Protocol.variants` says how many flavours of server connection a
 pool keeps (a request parser's ``variant`` picks one).
 
+Pool facts: a protocol that speaks for the proxy itself (Redis ``INFO``
+reports the proxy's own process, clients and counters) may ask the
+application for them when it builds such a reply, never per message:
+``msg.client.facts()`` (read it with ``getattr``: an application may not
+offer it, and a request made in a test has no client) returns a read-only
+snapshot mapping with the keys of :data:`POOL_FACTS`.
+
 TLS: the stream layer does it, so a protocol knows nothing of it.  A
 protocol whose peers cannot speak TLS may say so with ``supports_tls =
 False`` (read with ``getattr``, default True); the application then refuses
@@ -77,7 +84,30 @@ if TYPE_CHECKING:
 
     from corenet.msg import Msg
 
-__all__ = ["PoolOptions", "Protocol", "ReplyParser", "RequestParser"]
+__all__ = [
+    "POOL_COUNTER_FACTS",
+    "POOL_FACTS",
+    "PoolOptions",
+    "Protocol",
+    "ReplyParser",
+    "RequestParser",
+]
+
+POOL_COUNTER_FACTS = ("client_eof", "client_err", "server_ejects", "forward_error", "fragments")
+"""The pool's counters among :data:`POOL_FACTS`, named as the stats port names them."""
+
+POOL_FACTS: tuple[str, ...] = (
+    "pool",  # the pool's name
+    "listen",  # where it accepts clients, as written (host:port or a socket path)
+    "port",  # its TCP port, 0 for a unix socket
+    "process_id",  # the proxy process's pid
+    "uptime",  # whole seconds since the process's loop started
+    "version",  # the application's version
+    "client_connections",  # the pool's client connections now
+    "total_connections",  # client connections it accepted since it started
+    *POOL_COUNTER_FACTS,
+)
+"""What ``Msg.client.facts()`` tells a protocol about the pool (module docstring)."""
 
 
 class PoolOptions(Mapping[str, Any]):

@@ -23,11 +23,13 @@ from corenet.msg import (
     Msg,
 )
 from corenet.proxy._client_state import ClientEvent, ClientState, next_state
+from corenet.proxy.facts import pool_facts
 from corenet.stream import Stream
 from corenet.tls import TLSStream
 
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Mapping
 
     from corenet.errors import ProtocolError
     from corenet.loop import Loop
@@ -54,6 +56,7 @@ class ClientOwner(Protocol):
     stats: PoolStats
     latency: LatencyHistogram | None
     client_check_interval: float | None
+    total_clients: int
 
     def forward(self, msg: Msg, key: bytes, client: ClientConn) -> None: ...
 
@@ -129,6 +132,12 @@ class ClientConn(Stream):
                 pool.client_check_interval, self._check_timeouts
             )
         self._maybe_resume()
+
+    def facts(self) -> Mapping[str, object]:
+        """The proxy's facts about this client's pool, now (``corenet.protocol.POOL_FACTS``)."""
+        pool = self.pool
+        uptime = self.loop.now - self.loop.started
+        return pool_facts(pool.name, pool.config.listen, pool.stats, pool.total_clients, uptime)
 
     def _move(self, event: ClientEvent) -> None:
         self.state = next_state(self.state, event)

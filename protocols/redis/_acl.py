@@ -55,16 +55,16 @@ class User:
         return self.enabled and (self.nopass or password in self.passwords)
 
 
-def _in_category(category: bytes) -> frozenset[bytes]:
+def _in_category(category: bytes, every: frozenset[bytes]) -> frozenset[bytes]:
     if category == b"all":
-        return ALL_COMMANDS
+        return every
     members = frozenset(name for name, cats in CATEGORIES.items() if category in cats)
     if not members:
         raise ValueError(f"unknown ACL category '@{category.decode(errors='replace')}'")
     return members
 
 
-def _user(name: str, rules: str) -> User:
+def _user(name: str, rules: str, every: frozenset[bytes]) -> User:
     enabled = nopass = False
     passwords: set[bytes] = set()
     allowed: set[bytes] = set()
@@ -77,15 +77,15 @@ def _user(name: str, rules: str) -> User:
         elif low == b"nopass":
             nopass = True
         elif low in (b"allcommands", b"+@all"):
-            allowed |= ALL_COMMANDS
+            allowed |= every
         elif low in (b"nocommands", b"-@all"):
             allowed.clear()
         elif low[:2] in (b"+@", b"-@"):
-            members = _in_category(low[2:])
+            members = _in_category(low[2:], every)
             allowed = allowed | members if low[:1] == b"+" else allowed - members
         elif low[:1] in (b"+", b"-") and b"|" not in low:
             command = low[1:]
-            if command not in ALL_COMMANDS:
+            if command not in every:
                 raise ValueError(f"unknown command '{command.decode(errors='replace')}'")
             allowed = allowed | {command} if low[:1] == b"+" else allowed - {command}
         elif low in _EVERY_KEY:
@@ -93,13 +93,13 @@ def _user(name: str, rules: str) -> User:
         else:
             shown = "a password rule" if rule[:1] in (b"<", b"#") else repr(rule.decode("latin-1"))
             raise ValueError(f"unsupported ACL rule {shown}")
-    return User(
-        name.encode(), enabled, nopass, frozenset(passwords), ALL_COMMANDS - frozenset(allowed)
-    )
+    return User(name.encode(), enabled, nopass, frozenset(passwords), every - frozenset(allowed))
 
 
-def parse_users(spec: object) -> dict[bytes, User]:
-    """``redis_users`` (a mapping of user name to rule string) resolved.
+def parse_users(spec: object, added: frozenset[bytes] = frozenset()) -> dict[bytes, User]:
+    """``redis_users`` (a mapping of user name to rule string) resolved;
+    ``added``: the pool's ``redis_commands`` names, in no category, so a
+    user may run one only with ``+name``, ``+@all`` or ``allcommands``.
 
     Raises:
         ValueError: the message says which user and why, never a password.
@@ -113,13 +113,16 @@ def parse_users(spec: object) -> dict[bytes, User]:
         if name == "default":
             raise ValueError("redis_users: the default user is redis_auth's")
         try:
-            users[name.encode()] = _user(name, rules)
+            users[name.encode()] = _user(name, rules, ALL_COMMANDS | added)
         except ValueError as exc:
             raise ValueError(f"redis_users: user {name}: {exc}") from None
     return users
 
 
-def users_of(options: Mapping[str, object]) -> dict[bytes, User] | None:
-    """The pool's users, or None without ``redis_users``."""
+def users_of(
+    options: Mapping[str, object], added: frozenset[bytes] = frozenset()
+) -> dict[bytes, User] | None:
+    """The pool's users, or None without ``redis_users`` (``added``: see
+    :func:`parse_users`)."""
     spec = options.get("redis_users")
-    return None if spec is None else parse_users(spec)
+    return None if spec is None else parse_users(spec, added)

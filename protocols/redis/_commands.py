@@ -43,7 +43,8 @@ first key, and how the proxy routes it:
     admin commands, ``WAIT``, ``MOVE``...): answered with an error, never
     forwarded.
 
-Commands missing from the table get Redis's own "unknown command" error.
+Commands missing from the table get Redis's own "unknown command" error,
+unless the pool's ``redis_commands`` routes them (see ``_pool_commands``).
 """
 
 from __future__ import annotations

@@ -12,10 +12,14 @@
   every server answers alike.  ``FUNCTION LIST``: the servers' list when
   they all answer the same, else ``-ERR Protocol error`` (libraries were
   loaded on some servers directly).
-* ``INFO [section ...]``: one reply, as one Redis (see ``_info``).
+* ``INFO [section ...]``: one reply, as one Redis, with the proxy's own
+  process, client and counter fields from ``msg.client.facts()`` (see
+  ``_info``).
 * ``FLUSHDB`` / ``FLUSHALL`` ``[ASYNC|SYNC]``: on every server; ``+OK``
   when every server said so (``deny_commands`` refuses them, like any
   command, before they reach here).
+* A command the pool's ``redis_commands`` routes ``every``: the servers'
+  answer when they all give the same one, else ``-ERR Protocol error``.
 * ``SCAN cursor [MATCH p] [COUNT n] [TYPE t]``: one server at a time.  The
   proxy's cursor is ``server_cursor * servers + index``: it names the server
   (``index``, 0 first) and that server's own cursor.  When a server's scan
@@ -72,24 +76,21 @@ def fragment_every(msg: Msg, servers: int) -> Sequence[tuple[int, Msg]]:
 
 
 def _merge_for(cmd: Command, args: list[bytes]) -> Callable[[Msg], bytes]:
-    if cmd.name == b"dbsize":
-        return _merge_sum
-    if cmd.name == b"keys":
-        return _merge_concat
-    if cmd.name == b"randomkey":
-        return _merge_first_key
-    if cmd.name == b"info":
-        return _merge_info
-    if cmd.name in (b"flushdb", b"flushall"):
-        return _merge_ok
-    sub = args[1].lower()  # PUBSUB, SCRIPT or FUNCTION
-    if cmd.name == b"pubsub":
-        return _PUBSUB_MERGES[sub]
-    if sub in (b"load", b"list"):
-        return _merge_same
-    if sub == b"exists":
-        return _merge_all_have
-    return _merge_ok  # flush, delete
+    merge = _MERGES.get(cmd.name)
+    if merge is not None:
+        return merge
+    if cmd.name in (b"pubsub", b"script", b"function"):
+        sub = args[1].lower()
+        if cmd.name == b"pubsub":
+            return _PUBSUB_MERGES[sub]
+        if sub in (b"load", b"list"):
+            return _merge_same
+        if sub == b"exists":
+            return _merge_all_have
+        return _merge_ok  # flush, delete
+    # A command the pool's redis_commands sends to every server: one
+    # answer only when every server gives it.
+    return _merge_same
 
 
 def _replies(msg: Msg) -> list[bytes]:
@@ -98,7 +99,10 @@ def _replies(msg: Msg) -> list[bytes]:
 
 
 def _merge_info(msg: Msg) -> bytes:
-    return merge_info(_replies(msg))
+    # The application's pool facts (corenet.protocol.POOL_FACTS), taken now,
+    # once per INFO: nothing on the data path.
+    facts = getattr(msg.client, "facts", None)
+    return merge_info(_replies(msg), facts() if facts is not None else None)
 
 
 def _merge_concat(msg: Msg) -> bytes:
@@ -176,6 +180,14 @@ def _merge_counts(msg: Msg) -> bytes:
     return b"*%d\r\n" % (2 * len(names)) + pairs
 
 
+_MERGES: dict[bytes, Callable[[Msg], bytes]] = {
+    b"dbsize": _merge_sum,
+    b"keys": _merge_concat,
+    b"randomkey": _merge_first_key,
+    b"info": _merge_info,
+    b"flushdb": _merge_ok,
+    b"flushall": _merge_ok,
+}
 _PUBSUB_MERGES: dict[bytes, Callable[[Msg], bytes]] = {
     b"channels": _merge_concat,  # a channel lives on one server: no duplicates
     b"shardchannels": _merge_concat,

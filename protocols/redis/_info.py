@@ -15,16 +15,30 @@ and combines values so:
   command or error (``calls``, ``usec``, ``count``...), ``usec_per_call``
   recomputed;
 * everything else (the ``server`` section, versions, ratios, roles,
-  configuration): the first server's.
+  configuration): the first server's;
+* but the fields of :func:`proxy_fields`, where the servers' reply has their
+  section: the proxy's own, from the application's pool facts
+  (:data:`corenet.protocol.POOL_FACTS`).  They describe what the client is
+  connected to: the proxy process (``process_id``, ``tcp_port``,
+  ``uptime_in_seconds``), its clients (``connected_clients``,
+  ``total_connections_received``) and its counters; the proxy-only fields
+  are added at the end of their section.  Without facts (a request made in
+  a test) those fields are merged like the others.
 
 A server that answers an error fails the whole command with it.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from corenet.protocol import POOL_COUNTER_FACTS
 from corenet.protocols.redis._fanout import _failed
 
-__all__ = ["SUMMED", "merge_info"]
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["SUMMED", "merge_info", "proxy_fields"]
 
 SUMMED = frozenset(
     (
@@ -121,8 +135,35 @@ def _merge_field(section: str, name: str, values: list[str]) -> str:
     return values[0]
 
 
-def merge_info(replies: list[bytes]) -> bytes:
-    """One ``INFO`` reply from every server's (module docstring)."""
+def proxy_fields(facts: Mapping[str, object]) -> dict[str, dict[str, str]]:
+    """Section (lower-case) -> the fields the proxy reports itself, from its
+    pool facts: they replace the servers' value, or are added at the end of
+    the section (``proxy``, ``proxy_version``, ``proxy_pool``,
+    ``proxy_listen`` and the pool's counters, which Redis has not)."""
+    uptime = int(str(facts["uptime"]))
+    return {
+        "server": {
+            "process_id": str(facts["process_id"]),
+            "tcp_port": str(facts["port"]),
+            "uptime_in_seconds": str(uptime),
+            "uptime_in_days": str(uptime // 86400),
+            "proxy": "corenet",
+            "proxy_version": str(facts["version"]),
+            "proxy_pool": str(facts["pool"]),
+            "proxy_listen": str(facts["listen"]),
+        },
+        "clients": {"connected_clients": str(facts["client_connections"])},
+        "stats": {
+            "total_connections_received": str(facts["total_connections"]),
+            **{name: str(facts[name]) for name in POOL_COUNTER_FACTS},
+        },
+    }
+
+
+def merge_info(replies: list[bytes], facts: Mapping[str, object] | None = None) -> bytes:
+    """One ``INFO`` reply from every server's, with the proxy's own fields
+    when the application gave its pool ``facts`` (module docstring)."""
+    own = proxy_fields(facts) if facts is not None else {}
     texts = []
     for reply in replies:
         found = _text(reply)
@@ -140,6 +181,7 @@ def merge_info(replies: list[bytes]) -> bytes:
     for section, gathered in merged.items():
         lines = [f"# {section}\r\n"] if section else []
         values = {name: _merge_field(section, name, v) for name, v in gathered.items()}
+        values.update(own.get(section.lower(), {}))
         for name, value in values.items():
             base = name.removesuffix("_human")
             if base != name and base in SUMMED and base in values:

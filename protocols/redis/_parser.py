@@ -48,7 +48,6 @@ from corenet.msg import ACTION_CLOSE, ACTION_EVERY, ACTION_LOCAL, Msg, fanout_ms
 from corenet.protocols.redis import _accel
 from corenet.protocols.redis._acl import ALWAYS_ALLOWED
 from corenet.protocols.redis._commands import (
-    COMMANDS,
     FANOUT_ROUTES,
     SUBCOMMANDS,
     Command,
@@ -59,6 +58,7 @@ from corenet.protocols.redis._commands import (
 from corenet.protocols.redis._keyspecs import FINDERS, key_positions
 from corenet.protocols.redis._local import HANDLERS, Session
 from corenet.protocols.redis._pin import pin_request
+from corenet.protocols.redis._pool_commands import Overrides, commands_with
 from corenet.protocols.redis._pubsub import (
     SUBSCRIBED_ALLOWED,
     not_allowed,
@@ -131,12 +131,16 @@ class RequestParser:
         *,
         max_bulk_len: int = PROTO_MAX_BULK_LEN,
         denied: frozenset[bytes] = frozenset(),
+        commands: Overrides = (),
     ) -> None:
         self.resume_at = 0
         self.need = 0
         self.session = session if session is not None else Session()
         self.max_bulk_len = max_bulk_len
         self.denied = denied
+        self.overrides = commands
+        """The pool's ``redis_commands`` entries (see _pool_commands)."""
+        self.commands = commands_with(commands)
         self.user_denied: frozenset[bytes] = frozenset()
         """What the logged-in ``redis_users`` user may not run (see _acl)."""
         # Which backend connections: database << 1 | RESP3 (RedisProtocol.variants).
@@ -173,6 +177,12 @@ class RequestParser:
         self.denied = denied
         self._update_keyed()
 
+    def set_commands(self, commands: Overrides) -> None:
+        """Route by the pool's new ``redis_commands`` from the next request on."""
+        self.overrides = commands
+        self.commands = commands_with(commands)
+        self._update_keyed()
+
     def _update_keyed(self) -> None:
         session = self.session
         if (
@@ -181,7 +191,7 @@ class RequestParser:
             and not session.multi
             and not (session.protocol == 2 and session.subscribed)
         ):
-            self._keyed = _keyed_table(self.denied | self.user_denied)
+            self._keyed = _keyed_table(self.denied | self.user_denied, self.overrides)
         else:
             self._keyed = None
 
@@ -336,7 +346,7 @@ class RequestParser:
 
     def _command(self, buf: bytes, start: int, end: int, spans: Sequence[int], data: bytes) -> Msg:
         name_raw = buf[start + spans[0] : start + spans[1]]
-        cmd = COMMANDS.get(name_raw.lower())
+        cmd = self.commands.get(name_raw.lower())
         argc = len(spans) >> 1
         if argc > MAX_ARGS:  # complete in one read, so not refused at its count
             refused = _protocol_error(b"invalid multibulk length")
@@ -586,15 +596,16 @@ def _scan_keyed_pure(
 
 
 @functools.cache
-def _keyed_table(denied: frozenset[bytes]) -> KeyedTable:
+def _keyed_table(denied: frozenset[bytes], overrides: Overrides = ()) -> KeyedTable:
     """Lowercase name -> ``(arity, first_key, fan)`` of the commands that
     ``denied`` does not refuse and that are routed by one key (``fan`` None)
-    or split by their keys (``fan`` the Command): the fast path's whole
-    vocabulary.  One table per distinct ``deny_commands``, shared by the
-    pool's clients."""
+    or split by their keys (``fan`` the Command), in the table with the
+    pool's ``redis_commands`` applied: the fast path's whole vocabulary.
+    One table per distinct ``deny_commands`` and ``redis_commands``, shared
+    by the pool's clients."""
     return {
         name: (cmd.arity, cmd.first_key, cmd if cmd.route in FANOUT_ROUTES else None)
-        for name, cmd in COMMANDS.items()
+        for name, cmd in commands_with(overrides).items()
         if (cmd.route is _KEY or cmd.route in FANOUT_ROUTES)
         and cmd.name not in denied
         and not (cmd.arity < 0 and cmd.first_key >= -cmd.arity)  # the key may be absent

@@ -11,6 +11,7 @@ from corenet.protocols.redis._commands import READ_ONLY
 from corenet.protocols.redis._local import DATABASES, Session
 from corenet.protocols.redis._parser import ReplyParser, RequestParser
 from corenet.protocols.redis._pin import CROSSSLOT
+from corenet.protocols.redis._pool_commands import Overrides, overrides_of
 from corenet.protocols.redis._pubsub import is_push
 from corenet.protocols.redis._resp import encode_command, encode_error
 
@@ -36,18 +37,21 @@ def _command_name(data: bytes) -> bytes:
     return words[0] if words else b""
 
 
-def _users(pool: PoolOptions) -> dict[bytes, User] | None:
-    # One table per pool options object, shared by its clients.
+def _tables(pool: PoolOptions) -> tuple[dict[bytes, User] | None, Overrides]:
+    """The pool's users and ``redis_commands`` entries: resolved once per
+    pool options object, shared by its clients."""
     key = id(pool)
-    cached = _USERS.get(key)
+    cached = _TABLES.get(key)
     if cached is None or cached[0] is not pool:
-        if len(_USERS) > 64:  # old pools' options, after many reloads
-            _USERS.clear()
-        cached = _USERS[key] = (pool, users_of(pool))
-    return cached[1]
+        if len(_TABLES) > 64:  # old pools' options, after many reloads
+            _TABLES.clear()
+        overrides = overrides_of(pool)
+        users = users_of(pool, frozenset(name for name, _ in overrides))
+        cached = _TABLES[key] = (pool, users, overrides)
+    return cached[1], cached[2]
 
 
-_USERS: dict[int, tuple[PoolOptions, dict[bytes, User] | None]] = {}
+_TABLES: dict[int, tuple[PoolOptions, dict[bytes, User] | None, Overrides]] = {}
 
 
 def _denied(pool: PoolOptions) -> frozenset[bytes]:
@@ -69,34 +73,40 @@ class RedisProtocol:
     def __init__(self) -> None:
         self._clients = 0
 
-    pool_keys = ("redis_users",)
-    """Pool keys of this protocol's own (see ``_acl``)."""
+    pool_keys = ("redis_users", "redis_commands")
+    """Pool keys of this protocol's own (see ``_acl`` and ``_pool_commands``)."""
 
     @staticmethod
     def check_pool(pool: PoolOptions) -> None:
-        """Refuse a bad ``redis_users`` at load time (and ``-t``)."""
+        """Refuse a bad ``redis_commands`` or ``redis_users`` at load time (and ``-t``)."""
         try:
-            users_of(pool)
+            overrides = overrides_of(pool)
+        except ValueError as exc:
+            raise ValueError("redis_commands", str(exc)) from None
+        try:
+            users_of(pool, frozenset(name for name, _ in overrides))
         except ValueError as exc:
             raise ValueError("redis_users", str(exc)) from None
 
     def new_request_parser(self, pool: PoolOptions) -> RequestParser:
         password = pool.redis_auth.encode() if pool.redis_auth is not None else None
         self._clients += 1
+        users, commands = _tables(pool)
         session = Session(
             password=password,
             db=pool.redis_db,
             default_db=pool.redis_db,
-            users=_users(pool),
+            users=users,
             authenticated=password is None,
             client_id=self._clients,
             proxy_version=__version__.encode(),
             cluster=bool(pool.get("redis_cluster", False)),
         )
-        return RequestParser(session, denied=_denied(pool))
+        return RequestParser(session, denied=_denied(pool), commands=commands)
 
     def update_request_parser(self, parser: RequestParser, pool: PoolOptions) -> None:
-        """A reload changed the pool: the client's next requests follow it.
+        """A reload changed the pool: the client's next requests follow it
+        (password, users, database, ``deny_commands``, ``redis_commands``).
 
         Like ``CONFIG SET requirepass`` on a Redis server, a new password
         does not log out a client already authenticated; removing it lets
@@ -106,7 +116,7 @@ class RedisProtocol:
         session.password = pool.redis_auth.encode() if pool.redis_auth is not None else None
         if session.password is None:
             session.authenticated = True
-        session.users = _users(pool)
+        session.users, commands = _tables(pool)
         if session.user is not None and (
             session.users is None or session.user not in session.users
         ):
@@ -117,6 +127,7 @@ class RedisProtocol:
             session.db = pool.redis_db
         session.default_db = pool.redis_db
         parser.set_denied(_denied(pool))
+        parser.set_commands(commands)
         parser.follow_session()
 
     @staticmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from corenet.protocols.redis._info import merge_info
+from corenet.protocols.redis._info import merge_info, proxy_fields
 
 
 def _bulk(text: str) -> bytes:
@@ -90,3 +90,108 @@ def test_an_error_fails_the_whole_command_and_resp3_stays_verbatim() -> None:
     merged = merge_info([verbatim, verbatim])
     body = "txt:" + _info({"Stats": {"total_commands_processed": "8"}})
     assert merged == b"=%d\r\n%s\r\n" % (len(body), body.encode())
+
+
+FACTS = {
+    "pool": "alpha",
+    "listen": "127.0.0.1:22121",
+    "port": 22121,
+    "process_id": 4242,
+    "uptime": 2 * 86400 + 5,
+    "version": "9.9.9",
+    "client_connections": 3,
+    "total_connections": 17,
+    "client_eof": 1,
+    "client_err": 2,
+    "server_ejects": 0,
+    "forward_error": 5,
+    "fragments": 12,
+}
+
+
+def _sectioned(reply: bytes) -> dict[str, dict[str, str]]:
+    text = reply.split(b"\r\n", 1)[1][:-2].decode().removeprefix("txt:")
+    return {
+        block.split("\r\n", 1)[0][2:]: dict(
+            line.split(":", 1) for line in block.split("\r\n")[1:] if line
+        )
+        for block in text.split("\r\n\r\n")
+    }
+
+
+def _full_server(n: int) -> dict[str, dict[str, str]]:
+    return {
+        "Server": {
+            "redis_version": "7.0.15",
+            "process_id": str(100 + n),
+            "run_id": f"id{n}",
+            "tcp_port": str(6379 + n),
+            "uptime_in_seconds": "99999999",
+            "uptime_in_days": "1157",
+        },
+        "Clients": {"connected_clients": "7", "blocked_clients": "1"},
+        "Stats": {"total_connections_received": "50", "total_commands_processed": "10"},
+        "Keyspace": {"db0": f"keys={n + 1},expires=0,avg_ttl=0"},
+    }
+
+
+def test_the_proxy_reports_its_own_server_clients_and_stats() -> None:
+    merged = _sectioned(merge_info([_bulk(_info(_full_server(n))) for n in range(3)], FACTS))
+    assert list(merged) == ["Server", "Clients", "Stats", "Keyspace"]  # Redis's layout
+    assert merged["Server"] == {
+        "redis_version": "7.0.15",  # the servers' (the first one's)
+        "process_id": "4242",
+        "run_id": "id0",
+        "tcp_port": "22121",
+        "uptime_in_seconds": str(2 * 86400 + 5),
+        "uptime_in_days": "2",
+        "proxy": "corenet",
+        "proxy_version": "9.9.9",
+        "proxy_pool": "alpha",
+        "proxy_listen": "127.0.0.1:22121",
+    }
+    # The proxy's clients; blocked clients are the servers' (summed).
+    assert merged["Clients"] == {"connected_clients": "3", "blocked_clients": "3"}
+    assert merged["Stats"] == {
+        "total_connections_received": "17",
+        "total_commands_processed": "30",  # the servers' work, summed
+        "client_eof": "1",
+        "client_err": "2",
+        "server_ejects": "0",
+        "forward_error": "5",
+        "fragments": "12",
+    }
+    assert merged["Keyspace"] == {"db0": "keys=6,expires=0,avg_ttl=0"}
+
+
+def test_sections_the_servers_did_not_send_get_no_proxy_fields() -> None:
+    # INFO keyspace: nothing of the proxy's, and RESP3 stays verbatim.
+    text = "txt:" + _info({"Keyspace": {"db0": "keys=2,expires=0,avg_ttl=0"}})
+    verbatim = b"=%d\r\n%s\r\n" % (len(text), text.encode())
+    merged = merge_info([verbatim, verbatim], FACTS)
+    body = "txt:" + _info({"Keyspace": {"db0": "keys=4,expires=0,avg_ttl=0"}})
+    assert merged == b"=%d\r\n%s\r\n" % (len(body), body.encode())
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["server", "clients", "stats", "memory", "keyspace"]),
+        st.dictionaries(
+            st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12),
+            st.integers(0, 10**9).map(str),
+            max_size=6,
+        ),
+        min_size=1,
+    )
+)
+def test_every_proxy_field_is_in_its_section_once(sections: dict[str, dict[str, str]]) -> None:
+    reply = _bulk(_info({name.capitalize(): fields for name, fields in sections.items()}))
+    merged = _sectioned(merge_info([reply, reply], FACTS))
+    for name, fields in proxy_fields(FACTS).items():
+        if name.capitalize() in merged:
+            assert fields.items() <= merged[name.capitalize()].items()
+        else:
+            assert name not in sections
+    # The servers' other fields are still there.
+    for name, fields in sections.items():
+        assert fields.keys() <= merged[name.capitalize()].keys()

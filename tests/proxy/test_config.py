@@ -137,3 +137,16 @@ def test_a_malformed_redis_auth_is_refused_without_showing_it(value: str) -> Non
         parse_config(text)
     assert "redis_auth" in str(info.value) and "value not shown" in str(info.value)
     assert "hunter2" not in str(info.value)
+
+
+def test_a_bad_redis_commands_entry_names_pool_key_and_line() -> None:
+    text = (
+        "a:\n  listen: 127.0.0.1:1\n  redis: true\n  servers: [127.0.0.1:2:1]\n"
+        "  redis_commands:\n    fetch: keyed\n    lcsx: sideways\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        check_pools(parse_config(text, source="x.yml"), load_plugins(autoload=False))
+    assert str(info.value).startswith("x.yml:5: pool 'a', key 'redis_commands': ")
+    assert "command lcsx: route 'sideways'" in str(info.value)
+    good = parse_config(text.replace("sideways", "colocated"), source="x.yml")
+    check_pools(good, load_plugins(autoload=False))  # accepted
