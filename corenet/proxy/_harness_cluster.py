@@ -5,7 +5,12 @@ from __future__ import annotations
 import subprocess
 import time
 
-from corenet.proxy._harness_backends import RedisServer
+from corenet.proxy._harness_backends import (
+    RedisServer,
+    encode_command,
+    redis_raw,
+    resp_reply_end,
+)
 from corenet.testing.process import find_binary, free_port
 
 __all__ = ["RedisCluster"]
@@ -19,11 +24,20 @@ class RedisCluster:
     killed master is failed over in a couple of seconds.  The cluster is
     made by ``redis-cli --cluster create`` and is ready once every node says
     ``cluster_state:ok`` and knows every other node.  ``stop()`` stops every
-    node by its PID.
+    node by its PID.  With ``password``, every node requires it (and its
+    replicas use it to reach their master); :meth:`ask` sends it first.
     """
 
-    def __init__(self, masters: int = 3, replicas: int = 1, *, node_timeout_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        masters: int = 3,
+        replicas: int = 1,
+        *,
+        node_timeout_ms: int = 1000,
+        password: str | None = None,
+    ) -> None:
         self.cli = find_binary("redis-cli") or "redis-cli"
+        self.password = password
         args = [
             "--cluster-enabled",
             "yes",
@@ -32,6 +46,8 @@ class RedisCluster:
             "--cluster-node-timeout",
             str(node_timeout_ms),
         ]
+        if password is not None:
+            args += ["--requirepass", password, "--masterauth", password]
         self.nodes: list[RedisServer] = []
         try:
             for _ in range(masters * (1 + replicas)):
@@ -54,19 +70,32 @@ class RedisCluster:
 
     def run_cli(self, *args: str, timeout: float = 120.0) -> str:
         """``redis-cli`` with ``args``; its output, or raise with it."""
+        auth = [] if self.password is None else ["-a", self.password, "--no-auth-warning"]
         done = subprocess.run(
-            [self.cli, *args], capture_output=True, text=True, timeout=timeout, check=False
+            [self.cli, *auth, *args], capture_output=True, text=True, timeout=timeout, check=False
         )
         if done.returncode != 0:
             raise RuntimeError(f"redis-cli {' '.join(args)}: {done.stdout}{done.stderr}")
         return done.stdout
+
+    def ask(self, node: RedisServer, *args: str) -> bytes:
+        """One command to ``node`` on a new connection (after AUTH when the
+        cluster has a password); its raw reply."""
+        if self.password is None:
+            return node.raw_command(*args)
+        payload = encode_command("AUTH", self.password) + encode_command(*args)
+        replies = redis_raw(node.address, payload, expect_replies=2, timeout=5.0)
+        end = resp_reply_end(replies)
+        if end is None or not replies.startswith(b"+OK"):
+            raise RuntimeError(f"{node.describe()} refused AUTH: {replies[:80]!r}")
+        return replies[end:]
 
     def node_lines(self, node: RedisServer | None = None) -> list[list[str]]:
         """``CLUSTER NODES`` of ``node`` (default: the first live one), split."""
         for candidate in [node] if node is not None else self.nodes:
             if candidate is None or not candidate.alive():
                 continue
-            reply = candidate.raw_command("CLUSTER", "NODES")
+            reply = self.ask(candidate, "CLUSTER", "NODES")
             if reply.startswith(b"$"):
                 text = reply.split(b"\r\n", 1)[1].decode()
                 return [line.split() for line in text.splitlines() if line.strip()]
@@ -96,7 +125,7 @@ class RedisCluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for replica in self.replicas_of(master_id):
-                if b"master_link_status:up" in replica.raw_command("INFO", "replication"):
+                if b"master_link_status:up" in self.ask(replica, "INFO", "replication"):
                     return replica
             time.sleep(0.05)
         raise RuntimeError(f"no replica of {master_id} in sync after {timeout} s")
@@ -109,7 +138,7 @@ class RedisCluster:
         live = [node for node in self.nodes if node.alive()]
         views = []
         for node in live:
-            info = node.raw_command("CLUSTER", "INFO")
+            info = self.ask(node, "CLUSTER", "INFO")
             if b"cluster_state:ok" not in info:
                 return False
             lines = self.node_lines(node)

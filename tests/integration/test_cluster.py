@@ -515,3 +515,38 @@ def test_killed_master_errors_are_bounded_to_the_failover(
     print("errors:", sorted({f"{at - killed:.1f} s: {text[-40:]}" for at, text in writer.errors}))
     lost = _assert_all_readable(proxy, writer)
     print(f"writes lost with the killed master: {len(lost)}")
+
+
+def test_nodes_found_in_the_map_get_the_pools_password(
+    request: pytest.FixtureRequest, corenet_proxy_factory: Callable[..., CorenetProxy]
+) -> None:
+    """A cluster with ``requirepass``: one seed is given, and the masters the
+    map names are reached with ``redis_auth`` too (on connections the proxy
+    opens for them when first needed)."""
+    need_binary(request.config, "redis-cli")
+    secured = RedisCluster(masters=3, replicas=0, password="cl-s3cret")
+    try:
+        config = pool_config(
+            POOL,
+            None,
+            [f"{secured.nodes[0].address}:1"],
+            redis_cluster=True,
+            hash=None,
+            distribution=None,
+            redis_auth="cl-s3cret",
+            timeout=3000,
+        )
+        proxy = corenet_proxy_factory(config)
+        with proxy.client(password="cl-s3cret") as client:
+            client.mset({f"auth:{i}": i for i in range(300)})
+            assert client.mget([f"auth:{i}" for i in range(300)]) == [b"%d" % i for i in range(300)]
+            assert client.dbsize() == 300
+        stats = _pool_stats(proxy)
+        masters = {address for _, address in secured.masters()}
+        assert {name for name, value in stats.items() if isinstance(value, dict)} == masters
+        assert stats["forward_error"] == 0
+        # Every master holds its share, written over an authenticated connection.
+        counts = [int(secured.ask(secured.node_at(a), "DBSIZE")[1:]) for a in masters]
+        assert sum(counts) == 300 and all(counts)
+    finally:
+        secured.stop()
