@@ -34,6 +34,7 @@ from tests.servers import (
     encode_command,
     poll_until,
     pool_config,
+    redis_benchmark,
     redis_raw,
     run_corenet,
 )
@@ -247,6 +248,32 @@ def test_whole_keyspace_commands_merge_over_the_masters(
         )
         sha = client.script_load("return redis.call('GET', KEYS[1])")
         assert [client.evalsha(sha, 1, f"ks:{i}") for i in (3, 77, 401)] == [b"3", b"77", b"401"]
+
+
+def test_redis_benchmark_through_the_proxy_gets_no_error(
+    request: pytest.FixtureRequest, cluster: RedisCluster, proxy: CorenetProxy
+) -> None:
+    need_binary(request.config, "redis-benchmark")
+    _flush(cluster)
+    # -e prints every error reply; -r spreads the keys over every slot's master.
+    out = redis_benchmark(
+        proxy.address(),
+        "-t",
+        "set,get,mset,lpush",
+        "-n",
+        "4000",
+        "-P",
+        "16",
+        "-r",
+        "100000",
+        "-e",
+        "-q",
+        timeout=120,
+    )
+    assert "ERR" not in out and "MOVED" not in out and "ASK" not in out, out
+    keys = [int(cluster.node_at(a).raw_command("DBSIZE")[1:]) for _, a in cluster.masters()]
+    assert all(keys), keys  # every master got its share
+    assert _pool_stats(proxy)["forward_error"] == 0
 
 
 def test_select_transactions_and_pubsub(cluster: RedisCluster, proxy: CorenetProxy) -> None:

@@ -13,7 +13,11 @@ EXAMPLES = sorted(CONF.glob("*.yml"))
 
 
 def test_there_are_examples() -> None:
-    assert [p.name for p in EXAMPLES] == ["nutcracker.yml", "unix-and-limits.yml"]
+    assert [p.name for p in EXAMPLES] == [
+        "nutcracker.yml",
+        "redis-cluster.yml",
+        "unix-and-limits.yml",
+    ]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
