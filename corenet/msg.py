@@ -164,9 +164,8 @@ class Msg:
         self.merge: Callable[[Msg], bytes] | None = None
         self.reply_filter: Callable[[bytes], bytes] | None = None
         """Rewrites the server's reply before it is recorded (``b""``: send nothing)."""
-        # ``hops`` is left unset: only a request an application sends on to
-        # another server (a Redis Cluster redirection) counts them, and
-        # reads it with ``getattr(msg, "hops", 0)``.
+        # ``hops`` stays unset (no cost per request): what sends a request on
+        # (a Redis Cluster redirection) reads ``getattr(msg, "hops", 0)``.
 
     def split_into(
         self, frags: list[tuple[int, Msg]], merge: Callable[[Msg], bytes]

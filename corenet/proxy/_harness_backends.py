@@ -13,13 +13,7 @@ import os
 import pwd
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from corenet.testing.process import (
-    LOOPBACK,
-    Process,
-    find_binary,
-    parse_address,
-    raw_exchange,
-)
+from corenet.testing.process import LOOPBACK, Process, find_binary, parse_address, raw_exchange
 
 if TYPE_CHECKING:
     import ssl

@@ -98,9 +98,9 @@ class Server:
         self.reply_hook: Callable[[ServerConn, Msg, bytes], None] | None = None
         """Where this server's replies go instead of straight to their
         clients (a Redis Cluster node's redirections, corenet.proxy.cluster)."""
-        self.retry_hook: Callable[[Server, Msg, int], bool] | None = None
-        """``hook(server, msg, variant)``: True if it takes a request a
-        connection failed before sending (a Redis Cluster node, corenet.proxy.cluster)."""
+        self.retry_hook: Callable[[ServerConn, Msg], bool] | None = None
+        """True if it takes a request a connection of this server failed
+        before sending (a Redis Cluster node's, corenet.proxy.cluster)."""
         self.dedicated: set[ServerConn] = set()
         """Connections of one client's own (corenet.proxy.pinning), busy or idle."""
         self.idle_dedicated: list[ServerConn] = []
@@ -140,7 +140,7 @@ class Server:
         if self.reply_hook is not None:
             conn.on_reply = partial(self.reply_hook, conn)
         if self.retry_hook is not None:
-            conn.on_unsent = partial(self.retry_hook, self)
+            conn.on_unsent = partial(self.retry_hook, conn)
         self.total_connections += 1
         return conn
 

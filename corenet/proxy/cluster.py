@@ -198,8 +198,6 @@ class Cluster:
         self.owners: list[Server] = [self.masters[0]] * SLOTS
         """The master serving each slot: the seed until a map says otherwise
         (then a request there is answered ``MOVED`` and follows it)."""
-        self.known = False
-        """Whether a map has been read since the pool started."""
         self._query: Msg | None = None
         self._query_node: Server | None = None
         self._query_timer: TimerHandle | None = None
@@ -238,13 +236,6 @@ class Cluster:
         into[key] = server
         return server
 
-    def _master_at(self, address: ListenAddress) -> Server:
-        """The master a redirection names (known from now on, until the next map)."""
-        server = self.nodes.get((address, False))
-        if server is None:
-            server = self._node(address, replica=False, into=self.nodes)
-        return server
-
     def apply(self, ranges: Sequence[SlotRange]) -> None:
         """Serve the slots as ``ranges`` say from now on."""
         nodes: dict[tuple[ListenAddress, bool], Server] = {}
@@ -281,7 +272,6 @@ class Cluster:
         self.nodes = nodes
         self.masters = ordered
         self.owners = table
-        self.known = True
         self.pool.servers[:] = ordered
         self.pool.rebuild()
         if changed:
@@ -321,7 +311,8 @@ class Cluster:
                 complete(msg, _TOO_MANY % reply[1:-2])
                 return True
             msg.hops = hops + 1
-            node = self._master_at(address)
+            # Known from now on (until the next map), as the master it names.
+            node = self._node(address, replica=False, into=self.nodes)
             if word == b"MOVED":
                 stats.cluster_moved += 1
                 self.owners[int(slot_text)] = node
@@ -360,8 +351,9 @@ class Cluster:
         loop.timers.call_later(delay, self._retry, msg, server, variant)
         return True
 
-    def _unsent(self, server: Server, msg: Msg, variant: int) -> bool:
-        return self.retry_later(msg, server, variant)
+    def _unsent(self, conn: ServerConn, msg: Msg) -> bool:
+        """``msg`` was never written to ``conn``, which failed: retry it."""
+        return self.retry_later(msg, cast("Server", conn.server), conn.variant)
 
     def _retry(self, msg: Msg, server: Server, variant: int) -> None:
         if msg.done:  # answered meanwhile (the client's connection closed)
@@ -480,14 +472,15 @@ class Cluster:
 
     # -- reload and close --------------------------------------------------
 
-    def adopt(self, new: Cluster, *, handshake_changed: bool) -> None:
+    def adopt(self, new: Cluster, *, handshake_changed: bool, connections: int) -> None:
         """Take ``new``'s seeds (a reload); the nodes and map stay, their
-        connections are replaced when ``handshake_changed``."""
+        connections are replaced when ``handshake_changed`` and kept to
+        ``connections`` per variant."""
         self.seeds = new.seeds
-        if handshake_changed:
-            for server in {*self.nodes.values(), *self._seed_servers.values()}:
+        for server in {*self.nodes.values(), *self._seed_servers.values()}:
+            if handshake_changed:
                 server.retire()
-        self.pool.servers[:] = self.masters
+            server.resize(connections)
 
     def stop(self) -> None:
         """Stop refreshing the map (a reload restarts it)."""
@@ -516,7 +509,11 @@ class _Following:
         self.cluster.stop()
 
 
-def cluster_watches(pools: Iterable[Any]) -> list[_Following]:
+class _MaybeCluster(Protocol):
+    cluster: Cluster | None
+
+
+def cluster_watches(pools: Iterable[_MaybeCluster]) -> list[_Following]:
     """Start following the map of every cluster pool of ``pools``."""
     return [_Following(pool.cluster) for pool in pools if pool.cluster is not None]
 

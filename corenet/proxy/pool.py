@@ -157,39 +157,18 @@ class Pool:
             getattr(self.config, key) != getattr(new.config, key)
             for key in SERVER_TLS_KEYS
         )
-        # With Sentinel a server is its name: its address is Sentinel's to say.
-        followed = bool(new.config.sentinels) and bool(self.config.sentinels)
-
-        def identity(s: Server) -> object:
-            return s.name if followed else (s.name, s.config.address)
-
         changes = ServerChanges()
-        servers: list[Server] = []
         if self.cluster is not None and new.cluster is not None:
             # The map names the nodes, not the file: only the seeds change.
-            self.cluster.adopt(new.cluster, handshake_changed=handshake_changed)
+            self.cluster.adopt(
+                new.cluster,
+                handshake_changed=handshake_changed,
+                connections=new.config.server_connections,
+            )
             changes.kept.extend(s.name for s in self.servers)
             servers = self.servers
-            new.servers = []
-        old_servers = {identity(s): s for s in self.servers} if not servers else {}
-        for fresh in new.servers:
-            server = old_servers.pop(identity(fresh), None)
-            if server is None:
-                fresh.pool = self
-                servers.append(fresh)
-                changes.added.append(fresh.name)
-                continue
-            address = server.config.address if followed else fresh.config.address
-            server.config = attrs.evolve(fresh.config, address=address)
-            server.weight = fresh.weight
-            if handshake_changed:
-                server.retire()
-            server.resize(new.config.server_connections)
-            servers.append(server)
-            changes.kept.append(server.name)
-        for gone in old_servers.values():
-            gone.retire()
-            changes.removed.append(gone.name)
+        else:
+            servers = self._adopt_servers(new, changes, handshake_changed=handshake_changed)
         self.config = new.config
         self.protocol = new.protocol
         self.options = new.options
@@ -213,6 +192,39 @@ class Pool:
                 update(client.parser, self.options)
         self.rebuild()
         return changes
+
+    def _adopt_servers(
+        self, new: Pool, changes: ServerChanges, *, handshake_changed: bool
+    ) -> list[Server]:
+        """``new``'s servers, each kept from this pool when its name and
+        address are unchanged (see :meth:`adopt`); ``changes`` says which."""
+        # With Sentinel a server is its name: its address is Sentinel's to say.
+        followed = bool(new.config.sentinels) and bool(self.config.sentinels)
+
+        def identity(s: Server) -> object:
+            return s.name if followed else (s.name, s.config.address)
+
+        old_servers = {identity(s): s for s in self.servers}
+        servers: list[Server] = []
+        for fresh in new.servers:
+            server = old_servers.pop(identity(fresh), None)
+            if server is None:
+                fresh.pool = self
+                servers.append(fresh)
+                changes.added.append(fresh.name)
+                continue
+            address = server.config.address if followed else fresh.config.address
+            server.config = attrs.evolve(fresh.config, address=address)
+            server.weight = fresh.weight
+            if handshake_changed:
+                server.retire()
+            server.resize(new.config.server_connections)
+            servers.append(server)
+            changes.kept.append(server.name)
+        for gone in old_servers.values():
+            gone.retire()
+            changes.removed.append(gone.name)
+        return servers
 
     def move_server(self, name: str, address: ListenAddress, *, switch: bool = True) -> bool:
         """Serve server ``name`` from ``address`` from now on (a Sentinel failover).
@@ -290,7 +302,7 @@ class Pool:
         if conn is None:
             conn = server.conn_for(client.index, client.parser.variant)
             if conn is None:
-                self._backing_off(msg, server)
+                self._backing_off(msg, server, client.parser.variant)
                 return
         conn.enqueue(msg)
 
@@ -312,7 +324,7 @@ class Pool:
                     conn.enqueue(msg)
                     return
                 if not prefer:
-                    self._backing_off(msg, replica)
+                    self._backing_off(msg, replica, client.parser.variant)
                     return
         Pool.forward(self, msg, key, client)
 
@@ -377,7 +389,7 @@ class Pool:
             else:
                 conn = server.conn_for(client_index, variant)
             if conn is None:
-                self._backing_off(frag, server)
+                self._backing_off(frag, server, variant)
             else:
                 conn.enqueue(frag)
 
@@ -393,14 +405,12 @@ class Pool:
         """Send a pinned client's plain request (pinning)."""
         forward_beside_pin(self, msg, client)
 
-    def _backing_off(self, msg: Msg, server: Server) -> None:
+    def _backing_off(self, msg: Msg, server: Server, variant: int) -> None:
         cluster = self.cluster
-        if cluster is not None:
+        if cluster is not None and cluster.retry_later(msg, server, variant):
             # The cluster may be failing the node over: try again by the new map.
-            variant = (msg.client or msg.parent.client).parser.variant  # type: ignore[union-attr]
-            if cluster.retry_later(msg, server, variant):
-                cluster.node_failed(server)
-                return
+            cluster.node_failed(server)
+            return
         self.forward_failed(msg, server.connect_reason)
         # Each request refused this way is a failure too, so auto_eject_hosts
         # takes the server out instead of failing requests until the back-off ends.

@@ -81,9 +81,9 @@ class ServerConn(Connection):
     """The client a dedicated connection serves (corenet.proxy.pinning), if any."""
     push_to: Any = None
     """The client a subscriber connection's pushed messages go to (corenet.proxy.subscribers)."""
-    on_unsent: Callable[[Msg, int], bool] | None = None
-    """Given each request never written when the connection fails (and its
-    variant): True if it took the request (to send it elsewhere later)."""
+    on_unsent: Callable[[Msg], bool] | None = None
+    """Given each request never written when the connection fails: True if
+    it took the request (to send it elsewhere later; a Redis Cluster node)."""
     on_reply: Callable[[Msg, bytes], None] = staticmethod(complete)
     """What a request's reply goes to: :func:`complete`, unless the server
     may answer "ask elsewhere" (a Redis Cluster node, corenet.proxy.cluster)."""
@@ -277,7 +277,7 @@ class ServerConn(Connection):
         self.in_q.clear()
         errors = 0
         for i, msg in enumerate(pending):
-            if unsent is not None and i >= written and unsent(msg, self.variant):
+            if unsent is not None and i >= written and unsent(msg):
                 continue
             # Set-up requests have no client, and a request sent with
             # ``noreply`` was answered (with nothing) when it was parsed.

@@ -9,11 +9,14 @@ and leave it serving every slot.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import time
+import urllib.request
 from typing import TYPE_CHECKING, Any
 
 import hiredis
@@ -31,9 +34,12 @@ from tests.servers import (
     RedisCluster,
     RedisServer,
     Writer,
+    dump_config,
     encode_command,
+    free_port,
     poll_until,
     pool_config,
+    read_until,
     redis_benchmark,
     redis_raw,
     run_corenet,
@@ -408,6 +414,41 @@ def test_ask_during_a_slot_migration_is_followed(
     assert stats["cluster_ask"] >= 1
     assert stats["cluster_moved"] >= 1
     assert target.raw_command("DBSIZE") == b":2\r\n"
+
+
+def test_reload_keeps_the_map_and_the_clients(
+    cluster: RedisCluster, corenet_proxy_factory: Callable[..., CorenetProxy]
+) -> None:
+    """New seeds and keys by ``POST /-/reload``: the client stays connected,
+    the nodes and the map stay, and the map is read again."""
+    _flush(cluster)
+    metrics = free_port()
+    proxy = corenet_proxy_factory(_config(cluster), ["--metrics-port", str(metrics)])
+    poll_until(lambda: _pool_stats(proxy)["cluster_refreshes"] >= 1, "the first slot map")
+    keys = [f"rl:{i}" for i in range(100)]
+    host, port = proxy.address().rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(encode_command("MSET", *[x for i, k in enumerate(keys) for x in (k, i)]))
+        assert read_until(sock, lambda data: data.endswith(b"\r\n")) == b"+OK\r\n"
+        changed = _config(cluster, server_connections=2)
+        changed[POOL]["listen"] = proxy.address()
+        changed[POOL]["servers"] = [f"{node.address}:1" for node in cluster.nodes[2:4]]
+        with open(proxy.config_path, "w", encoding="utf-8") as f:
+            f.write(dump_config(changed))
+        refreshes = _pool_stats(proxy)["cluster_refreshes"]
+        request = urllib.request.Request(f"http://127.0.0.1:{metrics}/-/reload", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.loads(response.read())["applied"] is True
+        # The same connection, after the reload.
+        sock.sendall(encode_command("MGET", *keys))
+        expected = b"*100\r\n" + b"".join(
+            b"$%d\r\n%d\r\n" % (len(b"%d" % i), i) for i in range(100)
+        )
+        assert read_until(sock, lambda data: len(data) >= len(expected)) == expected
+    stats = _pool_stats(proxy)
+    assert stats["forward_error"] == 0
+    assert {n for n, v in stats.items() if isinstance(v, dict)} == {a for _, a in cluster.masters()}
+    poll_until(lambda: _pool_stats(proxy)["cluster_refreshes"] > refreshes, "the map read again")
 
 
 # -- topology changes (these come last: they move slots and masters) ----------
