@@ -12,6 +12,7 @@ a failed start) also prints why: file, line, pool and key.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -94,16 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         "and takes nutcracker's flags.",
     )
     add = parser.add_argument
-    add("-h", "--help", action="store_true", help="this help")
-    add("-V", "--version", action="store_true", help="show version and exit")
-    add(
-        "-t",
-        "--test-conf",
-        action="store_true",
-        help="test configuration for syntax errors and exit",
-    )
-    add("-d", "--daemonize", action="store_true", help="run as a daemon")
-    add("-D", "--describe-stats", action="store_true", help="print stats description and exit")
+    switch = functools.partial(add, action="store_true")
+    switch("-h", "--help", help="this help")
+    switch("-V", "--version", help="show version and exit")
+    switch("-t", "--test-conf", help="test configuration for syntax errors and exit")
+    switch("-d", "--daemonize", help="run as a daemon")
+    switch("-D", "--describe-stats", help="print stats description and exit")
     add(
         "-v",
         "--verbose",
@@ -188,9 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker processes sharing every listener, under a supervisor that restarts "
         "them and sums their stats (default: 1, a single process; see docs/operations.md)",
     )
-    add(
+    switch(
         "--watch-config",
-        action="store_true",
         help="reload the configuration file (-c) when its content changes, checked every "
         "second; SIGUSR1 reloads it at any time (see docs/operations.md)",
     )
@@ -200,9 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("POOL", "KEY"),
         help="print how POOL (from -c) routes KEY: hashed bytes, hash, continuum point, server",
     )
-    add(
+    switch(
         "--demo",
-        action="store_true",
         help=(
             "start two local redis-servers (and two memcacheds when installed) and serve "
             "them on 127.0.0.1:22121 (and 22122); needs redis-server"

@@ -137,9 +137,7 @@ def test_colocated_keys_answer_as_one_redis(tagged: Tagged, name: str) -> None:
     assert len(holders) <= 1
 
 
-def test_keys_on_different_servers_get_crossslot(
-    tagged: Tagged,
-) -> None:
+def test_keys_on_different_servers_get_crossslot(tagged: Tagged) -> None:
     proxy, servers, _ = tagged
     a, b, c = _apart(proxy, servers)
     keys = {"A": a, "B": b, "C": c}
@@ -170,17 +168,13 @@ def test_a_one_server_pool_accepts_every_multi_key_command(
         assert _run(proxy.address(), case, keys) == _run(reference.address, case, keys), name
 
 
-def test_copy_to_another_db_is_refused(
-    tagged: Tagged,
-) -> None:
+def test_copy_to_another_db_is_refused(tagged: Tagged) -> None:
     proxy, _, _ = tagged
     reply = redis_raw(proxy.address(), _wire("COPY {t}a {t}b DB 1", {}), expect_replies=1)
     assert reply == b"-ERR COPY with DB is not supported by the proxy\r\n"
 
 
-def test_arguments_that_do_not_fit_the_key_specs_get_redis_own_error(
-    tagged: Tagged,
-) -> None:
+def test_arguments_that_do_not_fit_the_key_specs_get_redis_own_error(tagged: Tagged) -> None:
     proxy, _, reference = tagged
     for line in ("ZUNIONSTORE d x a", "SINTERCARD 5 a b", "LMPOP -1 a LEFT", "ZINTER 0 a"):
         payload = _wire(line, {})

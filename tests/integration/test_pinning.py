@@ -58,9 +58,7 @@ SCRIPT = (
 )
 
 
-def test_transaction_replies_are_redis_own(
-    pair: Pair,
-) -> None:
+def test_transaction_replies_are_redis_own(pair: Pair) -> None:
     proxy, servers = pair
     direct = exchange(servers[2].address, SCRIPT)
     through = exchange(proxy.address(), SCRIPT)
@@ -68,9 +66,7 @@ def test_transaction_replies_are_redis_own(
     assert through == direct
 
 
-def test_redis_py_transaction_pipeline_and_watch_retries(
-    pair: Pair,
-) -> None:
+def test_redis_py_transaction_pipeline_and_watch_retries(pair: Pair) -> None:
     proxy = pair.proxy
     with proxy.client() as client:
         pipe = client.pipeline(transaction=True)
@@ -104,9 +100,7 @@ def test_redis_py_transaction_pipeline_and_watch_retries(
         assert client.get(f"{TAG}counter") == b"200"
 
 
-def test_cross_server_keys_abort_the_transaction(
-    pair: Pair,
-) -> None:
+def test_cross_server_keys_abort_the_transaction(pair: Pair) -> None:
     proxy, servers = pair
     a, b = _apart(proxy, servers)
     payload = f"MULTI\r\nSET {a} new\r\nSET {b} new\r\nEXEC\r\nGET {a}\r\nGET {b}\r\n".encode()
@@ -122,9 +116,7 @@ def test_cross_server_keys_abort_the_transaction(
             pipe.watch(a, b)
 
 
-def test_blpop_waits_for_a_producer_beyond_the_pool_timeout(
-    pair: Pair,
-) -> None:
+def test_blpop_waits_for_a_producer_beyond_the_pool_timeout(pair: Pair) -> None:
     proxy = pair.proxy
     with proxy.client() as consumer, proxy.client() as producer:
         started = time.monotonic()
@@ -136,9 +128,7 @@ def test_blpop_waits_for_a_producer_beyond_the_pool_timeout(
         assert consumer.blmove("q:late", "q:late", 1, "LEFT", "RIGHT") == b"a"
 
 
-def test_a_client_that_leaves_while_blocked_takes_nothing(
-    pair: Pair,
-) -> None:
+def test_a_client_that_leaves_while_blocked_takes_nothing(pair: Pair) -> None:
     proxy = pair.proxy
     with connect(proxy.address(), 5) as sock:
         sock.sendall(b"BLPOP q:left 0\r\n")
@@ -150,9 +140,7 @@ def test_a_client_that_leaves_while_blocked_takes_nothing(
         assert client.lrange("q:left", 0, -1) == [b"kept"]
 
 
-def test_xreadgroup_block_gets_the_entry(
-    pair: Pair,
-) -> None:
+def test_xreadgroup_block_gets_the_entry(pair: Pair) -> None:
     proxy = pair.proxy
     with proxy.client() as client, proxy.client() as writer:
         client.xgroup_create("s:jobs", "workers", id="$", mkstream=True)
@@ -161,9 +149,7 @@ def test_xreadgroup_block_gets_the_entry(
         assert got and got[0][0] == b"s:jobs" and got[0][1][0][1] == {b"n": b"1"}
 
 
-def test_queue_workers_lose_and_duplicate_nothing(
-    pair: Pair,
-) -> None:
+def test_queue_workers_lose_and_duplicate_nothing(pair: Pair) -> None:
     proxy = pair.proxy
     jobs, producers, consumers = 20_000, 10, 5
     seen: list[list[bytes]] = [[] for _ in range(consumers)]
@@ -201,9 +187,7 @@ def test_queue_workers_lose_and_duplicate_nothing(
     assert all(seen), [len(part) for part in seen]
 
 
-def test_pinned_connections_are_bounded(
-    pair: Pair,
-) -> None:
+def test_pinned_connections_are_bounded(pair: Pair) -> None:
     proxy = pair.proxy
     blocked = [connect(proxy.address(), 5) for _ in range(8)]
     try:

@@ -52,9 +52,7 @@ def test_subscription_replies_are_redis_own(pair: Pair) -> None:
     assert through == direct
 
 
-def test_resp3_subscriber_gets_push_frames_and_may_run_commands(
-    pair: Pair,
-) -> None:
+def test_resp3_subscriber_gets_push_frames_and_may_run_commands(pair: Pair) -> None:
     proxy, servers = pair
     steps = [b"HELLO 3\r\n", b"SUBSCRIBE news\r\n", b"SET k v\r\nGET k\r\n"]
     direct = _session(servers[2].address, steps)
@@ -70,9 +68,7 @@ def test_resp3_subscriber_gets_push_frames_and_may_run_commands(
         assert pushed == b">3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n"
 
 
-def test_every_subscriber_gets_every_message_in_order(
-    pair: Pair,
-) -> None:
+def test_every_subscriber_gets_every_message_in_order(pair: Pair) -> None:
     proxy, servers = pair
     channels = spread_keys(20, "ch")  # well mixed, so both servers hold some
     direct = [s.client() for s in servers[:2]]
@@ -129,9 +125,7 @@ def _patterns_matching(channel: str) -> int:
     return sum(fnmatch.fnmatchcase(channel, p) for p in PATTERNS)
 
 
-def test_a_subscriber_that_leaves_frees_its_connections(
-    pair: Pair,
-) -> None:
+def test_a_subscriber_that_leaves_frees_its_connections(pair: Pair) -> None:
     proxy, servers = pair
     with connect(proxy.address(), 5) as sock:
         sock.sendall(b"SUBSCRIBE a b c d e f\r\nPSUBSCRIBE p*\r\n")
@@ -145,9 +139,7 @@ def test_a_subscriber_that_leaves_frees_its_connections(
     assert [s.client().pubsub_channels() for s in servers[:2]] == [[], []]
 
 
-def test_publish_from_another_thread_reaches_a_listening_client(
-    pair: Pair,
-) -> None:
+def test_publish_from_another_thread_reaches_a_listening_client(pair: Pair) -> None:
     proxy = pair.proxy
     with proxy.client() as client, proxy.client() as publisher:
         pubsub = client.pubsub()
