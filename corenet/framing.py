@@ -23,7 +23,9 @@ The parser contract (requests and replies alike)
   ``parser.resume_at`` is where the incomplete frame starts (a parser may
   skip empty input before it, never go back before ``pos``), and
   ``parser.need`` how many bytes from ``resume_at`` must be buffered before
-  another call can progress (0 when unknown).
+  another call can progress (0 when unknown).  A parser that keeps the
+  scanned start of a long frame itself may put ``resume_at`` past that
+  start, where its scan goes on: the framer then keeps only what follows.
 
 A complete frame consumes at least one byte and never ends past
 ``len(buf)``; the framer calls again at its end while bytes remain.

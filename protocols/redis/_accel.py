@@ -2,9 +2,9 @@
 
 :mod:`._speedups` (built from ``_speedups.c`` when a compiler is available)
 has C versions of the hot scans of :mod:`._parser`, of the reply splitting
-of :mod:`._fanout` and of :func:`._resp.encode_command`; the pure-Python
+and merging of :mod:`._fanout` and of :func:`._resp.encode_command`; the pure-Python
 code there stays the reference and the fallback.  :data:`scan_multibulk`,
-:data:`scan_keyed`, :data:`reply_end`, :data:`split_array` and
+:data:`scan_keyed`, :data:`reply_end`, :data:`split_array`, :data:`merge_arrays` and
 :data:`encode_command` are the compiled functions, or
 ``None`` when the extension is not built or ``CORENET_NO_SPEEDUPS`` is set
 to ``1``/``true``/``yes``/``on`` (read once, when this module is first
@@ -28,6 +28,7 @@ __all__ = [
     "Scans",
     "scans",
     "encode_command",
+    "merge_arrays",
     "reply_end",
     "scan_keyed",
     "scan_multibulk",
@@ -50,6 +51,8 @@ scan_keyed: Callable[[bytes, int, int, Any], tuple[bytes, int, Any, Any] | None]
 """``_speedups.scan_keyed`` when in use, else None."""
 split_array: Callable[[bytes], list[bytes] | None] | None = None
 """``_speedups.split_array`` when in use, else None."""
+merge_arrays: Callable[[int, list[bytes], list[Any]], bytes | int] | None = None
+"""``_speedups.merge_arrays`` when in use, else None."""
 encode_command: Callable[[Iterable[bytes]], bytes] | None = None
 """``_speedups.encode_command`` when in use, else None."""
 
@@ -58,6 +61,7 @@ if _speedups is not None:
     reply_end = _speedups.reply_end
     scan_keyed = _speedups.scan_keyed
     split_array = _speedups.split_array
+    merge_arrays = _speedups.merge_arrays
     encode_command = _speedups.encode_command
 
 

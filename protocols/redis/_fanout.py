@@ -39,6 +39,7 @@ from corenet.protocols.redis._resp import encode_command
 from corenet.routing import group_by_server
 
 if TYPE_CHECKING:
+    from array import array
     from collections.abc import Callable, Sequence
 
 __all__ = ["fragment"]
@@ -130,23 +131,39 @@ def _failed(reply: bytes) -> bytes:
     return reply if reply[:1] in (b"-", b"!") else _BAD_FRAGMENT
 
 
+def _merge_arrays_pure(
+    count: int, replies: list[bytes], positions: list[array[int]]
+) -> bytes | int:
+    """One array reply of ``count`` elements, the ``j``-th element of
+    ``replies[i]`` at ``positions[i][j]``; or the index of the first reply
+    that is not an array of ``len(positions[i])`` elements.  The reference
+    for ``_speedups.merge_arrays``, which copies each element once instead
+    of making an object of it."""
+    slots: list[bytes] = [b""] * (count + 1)
+    slots[0] = b"*%d\r\n" % count
+    for i, (reply, where) in enumerate(zip(replies, positions, strict=True)):
+        elements = _split_array(reply)
+        if elements is None or len(elements) != len(where):
+            return i
+        for p, element in zip(where, elements, strict=True):
+            slots[p + 1] = element
+    return b"".join(slots)
+
+
+_merge_arrays: Callable[[int, list[bytes], list[array[int]]], bytes | int] = (
+    _accel.merge_arrays or _merge_arrays_pure
+)
+
+
 def _merge_mget(msg: Msg) -> bytes:
     frags = msg.frags
     assert frags is not None
-    slots: list[bytes] = [b""] * sum(len(frag.info) for frag in frags)
-    for frag in frags:
-        reply = frag.reply or b""
-        positions: Sequence[int] = frag.info
-        elements = _split_array(reply)
-        if elements is None or len(elements) != len(positions):
-            return _failed(reply)  # the first failed fragment, in request order
-        # Each fragment's bytes go as soon as its elements are placed, so a
-        # huge MGET holds its replies about once, not three times.
-        frag.reply = frag.data = b""
-        for i, element in zip(positions, elements, strict=True):
-            slots[i] = element
-        del elements
-    return b"*%d\r\n" % len(slots) + b"".join(slots)
+    replies = [frag.reply or b"" for frag in frags]
+    positions: list[array[int]] = [frag.info for frag in frags]
+    merged = _merge_arrays(sum(map(len, positions)), replies, positions)
+    if isinstance(merged, int):
+        return _failed(replies[merged])  # the first failed fragment, in request order
+    return merged
 
 
 def _merge_sum(msg: Msg) -> bytes:

@@ -106,6 +106,8 @@ merged, so corenet keeps the older cap); more is ``invalid multibulk length``.""
 # scanned per call.  (Requests keep asking for the next line: Redis answers
 # a malformed one as soon as its line is complete.)
 _NEED_AHEAD = 512 * 1024
+# How much of an incomplete request the parser keeps itself (RequestParser._wait).
+_HEAD_MIN = 64 * 1024
 
 _OK = b"+OK\r\n"
 _NOPERM = b"NOPERM this user has no permissions to run the '%s' command"
@@ -155,6 +157,10 @@ class RequestParser:
         self._spans = array("q")
         self._off = 0
         self._bulk = -1
+        # The bytes of a long incomplete request already scanned, kept here
+        # rather than in the framer (see _wait), and how many there are.
+        self._head: list[bytes] = []
+        self._base = 0
         # The commands :func:`_scan_keyed` may answer for, or None while the
         # compiled scan is missing or the client has not authenticated.
         self._keyed: KeyedTable | None = None
@@ -210,6 +216,8 @@ class RequestParser:
             msg = self._complete_multibulk(buf, pos)
             if msg is not None:
                 return msg
+        if self._argc >= 0 and self._base:
+            return self._multibulk(buf, pos)  # resumed past the request's start
         n = len(buf)
         while pos < n:
             if buf[pos] == 42:  # '*'
@@ -271,17 +279,19 @@ class RequestParser:
         spans = self._spans
         off = self._off
         bulk = self._bulk
+        # buf's offset of the request's first byte: before buf (negative)
+        # once a head is kept, since buf then starts at request offset _base.
+        origin = start - self._base
         find = buf.find
         while len(spans) < 2 * argc:
-            p = start + off
+            p = origin + off
             if bulk < 0:
                 nl = find(b"\r", p)
                 if nl < 0 or nl + 1 >= n:
                     if n - p > INLINE_MAX:
                         raise _protocol_error(b"too big bulk count string")
-                    self._off = off
                     self._bulk = -1
-                    self._again(start, 0)
+                    self._wait(buf, start, off, 0)
                     return None
                 bulk_len = string2ll(buf[p + 1 : nl]) if buf[p] == 36 else None  # '$'
                 if bulk_len is None or bulk_len < 0 or bulk_len > self.max_bulk_len:
@@ -296,12 +306,11 @@ class RequestParser:
                 if bulk_len > 16384 and not self.session.authenticated:
                     raise _protocol_error(b"unauthenticated bulk length")
                 bulk = bulk_len
-                off = nl + 2 - start
+                off = nl + 2 - origin
             data_end = off + bulk
-            if start + data_end + 2 > n:
-                self._off = off
+            if origin + data_end + 2 > n:
                 self._bulk = bulk
-                self._again(start, data_end + 2)
+                self._wait(buf, start, off, data_end + 2)
                 return None
             spans.append(off)
             spans.append(data_end)
@@ -309,8 +318,33 @@ class RequestParser:
             bulk = -1
         self._argc = -1
         self._spans = array("q")
-        end = start + off
-        return self._command(buf, start, end, spans, buf[start:end])
+        end = origin + off
+        if not self._head:
+            return self._command(buf, start, end, spans, buf[start:end])
+        self._head.append(buf[start:end])
+        data = b"".join(self._head)
+        self._head = []
+        self._base = 0
+        return self._command(data, 0, end, spans, data)
+
+    def _wait(self, buf: bytes, start: int, off: int, need: int) -> None:
+        """Wait for more of the incomplete request that ``buf[start:]`` holds
+        from its offset ``_base`` on; ``off`` is where its scan goes on and
+        ``need`` the request's bytes needed to go on (0: unknown).
+
+        A request read over many calls would otherwise be joined again on
+        every read from its first byte (quadratic copying, and twice its
+        size in memory while joining): past :data:`_HEAD_MIN` bytes, what is
+        scanned moves into ``_head``, joined once when the request is
+        complete, and the framer keeps only the line or bulk being read.
+        """
+        self._off = off
+        cut = start + off - self._base
+        if cut - start >= _HEAD_MIN:
+            self._head.append(buf[start:cut])
+            self._base = off
+            start = cut
+        self._again(start, need - self._base if need else 0)
 
     def _inline(self, buf: bytes, pos: int) -> Msg | int | None:
         """Return the inline request at ``pos``, None if incomplete, or the

@@ -38,6 +38,11 @@
  *       _fanout._split_array_pure: the elements of the one array reply
  *       that makes up all of reply, as bytes; None for anything else.
  *
+ *   merge_arrays(count, replies, positions) -> bytes | int
+ *       _fanout._merge_arrays_pure: the split MGET's array reply, each
+ *       fragment's elements copied once into place; or the index of the
+ *       first fragment reply that cannot be merged.
+ *
  *   encode_command(args) -> bytes
  *       _resp.encode_command: args (an iterable of bytes-like objects) as
  *       one multibulk request; TypeError for anything not bytes-like.
@@ -90,6 +95,17 @@ source_release(byte_source *src)
     if (src->owned) {
         PyBuffer_Release(&src->view);
     }
+}
+
+/* Whether a METH_FASTCALL function got its nargs; else TypeError is set. */
+static int
+arity_ok(const char *name, Py_ssize_t nargs, Py_ssize_t expected)
+{
+    if (nargs != expected) {
+        PyErr_Format(PyExc_TypeError, "%s expected %zd arguments, got %zd", name, expected, nargs);
+        return 0;
+    }
+    return 1;
 }
 
 /* Read the offset and max_bulk_len arguments shared by the request scans:
@@ -212,9 +228,7 @@ scan_multibulk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *spans, *end_obj, *result;
 
     (void)module;
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError,
-                     "scan_multibulk expected 3 arguments, got %zd", nargs);
+    if (!arity_ok("scan_multibulk", nargs, 3)) {
         return NULL;
     }
     if (offset_and_limit(args[1], args[2], &start, &max_bulk) < 0) {
@@ -319,8 +333,7 @@ scan_keyed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *name, *entry, *fan, *data, *key, *end_obj, *result;
 
     (void)module;
-    if (nargs != 4) {
-        PyErr_Format(PyExc_TypeError, "scan_keyed expected 4 arguments, got %zd", nargs);
+    if (!arity_ok("scan_keyed", nargs, 4)) {
         return NULL;
     }
     if (!PyDict_CheckExact(args[3])) {
@@ -547,8 +560,7 @@ reply_resume(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     long long owed;
 
     (void)module;
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "reply_resume expected 3 arguments, got %zd", nargs);
+    if (!arity_ok("reply_resume", nargs, 3)) {
         return NULL;
     }
     p = PyLong_AsSsize_t(args[1]);
@@ -576,8 +588,7 @@ reply_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t pos, end;
 
     (void)module;
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "reply_end expected 2 arguments, got %zd", nargs);
+    if (!arity_ok("reply_end", nargs, 2)) {
         return NULL;
     }
     pos = PyLong_AsSsize_t(args[1]);
@@ -650,6 +661,18 @@ none:
 
 /* ---- encoding --------------------------------------------------------- */
 
+/* How many decimal digits n >= 0 takes. */
+static Py_ssize_t
+decimal_width(Py_ssize_t n)
+{
+    Py_ssize_t width = 1;
+    while (n >= 10) {
+        n /= 10;
+        width++;
+    }
+    return width;
+}
+
 /* Write "<mark><n>\r\n" at out; return the bytes written (at most 24). */
 static Py_ssize_t
 put_header(char *out, char mark, Py_ssize_t n)
@@ -670,13 +693,27 @@ put_header(char *out, char mark, Py_ssize_t n)
     return w;
 }
 
-/* _resp.encode_command for any iterable of bytes-like arguments. */
+/* Point src at the bytes-like argument obj: 0, or -1 with TypeError set. */
+static int
+argument_get(PyObject *obj, byte_source *src)
+{
+    if (source_get(obj, src) < 0) {
+        PyErr_Format(PyExc_TypeError, "encode_command expects bytes-like arguments, not '%.100s'",
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    return 0;
+}
+
+/* _resp.encode_command for any iterable of bytes-like arguments.  Two
+ * passes, sizing then copying, so that a fragment of 200 000 keys needs no
+ * table of buffer views (80 bytes per argument) and one exact allocation. */
 static PyObject *
 encode_command(PyObject *module, PyObject *arg)
 {
     PyObject *seq, *result = NULL;
-    Py_buffer *views;
-    Py_ssize_t count, size, got = 0;
+    Py_ssize_t count, size, w;
+    byte_source src;
     char *out;
 
     (void)module;
@@ -685,49 +722,204 @@ encode_command(PyObject *module, PyObject *arg)
         return NULL;
     }
     count = PySequence_Fast_GET_SIZE(seq);
-    views = PyMem_Calloc(count ? (size_t)count : 1, sizeof(Py_buffer));
-    if (views == NULL) {
-        Py_DECREF(seq);
-        return PyErr_NoMemory();
-    }
-    size = 24;
-    for (; got < count; got++) {
-        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, got), &views[got],
-                               PyBUF_SIMPLE) < 0) {
+    size = 3 + decimal_width(count);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_ssize_t len;
+        if (argument_get(PySequence_Fast_GET_ITEM(seq, i), &src) < 0) {
             goto done;
         }
-        if (views[got].len > PY_SSIZE_T_MAX - size - 26) {
-            PyBuffer_Release(&views[got]);
+        len = src.view.len;
+        source_release(&src);
+        if (len > PY_SSIZE_T_MAX - size - 48) {
             PyErr_NoMemory();
             goto done;
         }
-        size += 24 + views[got].len + 2;
+        size += 3 + decimal_width(len) + len + 2;
     }
     result = PyBytes_FromStringAndSize(NULL, size);
     if (result == NULL) {
         goto done;
     }
     out = PyBytes_AS_STRING(result);
+    w = put_header(out, '*', count);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_ssize_t len;
+        if (argument_get(PySequence_Fast_GET_ITEM(seq, i), &src) < 0) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        len = src.view.len;
+        /* Only an exporter that runs code could change its size in between. */
+        if (3 + decimal_width(len) + len + 2 > size - w) {
+            source_release(&src);
+            PyErr_SetString(PyExc_RuntimeError, "encode_command: an argument changed size");
+            Py_CLEAR(result);
+            goto done;
+        }
+        w += put_header(out + w, '$', len);
+        memcpy(out + w, src.view.buf, (size_t)len);
+        source_release(&src);
+        w += len;
+        out[w++] = '\r';
+        out[w++] = '\n';
+    }
+    if (w != size) {
+        PyErr_SetString(PyExc_RuntimeError, "encode_command: an argument changed size");
+        Py_CLEAR(result);
+    }
+
+done:
+    Py_DECREF(seq);
+    return result;
+}
+
+/* ---- merging ---------------------------------------------------------- */
+
+typedef struct {
+    const char *start;
+    Py_ssize_t len;
+} span;
+
+/* Read positions (a buffer of C unsigned ints: array('I')) into *view. */
+static int
+positions_get(PyObject *obj, Py_buffer *view)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
+        return -1;
+    }
+    if (view->itemsize != (Py_ssize_t)sizeof(unsigned int) || view->format == NULL
+        || strcmp(view->format, "I") != 0) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_TypeError, "merge_arrays expects positions as array('I')");
+        return -1;
+    }
+    return 0;
+}
+
+/* Place the elements of replies[i] (one whole array reply each) at
+ * slots[positions[i][j]]: 1 on success, 0 when the reply is not an array
+ * of exactly that many elements, -1 with an exception set. */
+static int
+place_elements(const byte_source *src, PyObject *where, span *slots, Py_ssize_t count)
+{
+    const char *s = src->view.buf;
+    Py_ssize_t n = src->view.len, nl, p;
+    long long elements;
+    Py_buffer pv;
+    const unsigned int *pos;
+    Py_ssize_t npos;
+    int placed = 0;
+
+    if (positions_get(where, &pv) < 0) {
+        return -1;
+    }
+    pos = pv.buf;
+    npos = pv.len / pv.itemsize;
+    if (n < 1 || s[0] != '*' || (nl = find_crlf(s, 0, n)) < 0
+        || reply_length(s, 1, nl, &elements) < 0 || elements != (long long)npos) {
+        goto done;
+    }
+    p = nl + 2;
+    for (Py_ssize_t j = 0; j < npos; j++) {
+        Py_ssize_t end = reply_scan(s, n, p);
+        if (end < 0) {
+            goto done;
+        }
+        if ((Py_ssize_t)pos[j] >= count) {
+            PyErr_SetString(PyExc_ValueError, "merge_arrays: a position is out of range");
+            placed = -1;
+            goto done;
+        }
+        slots[pos[j]].start = s + p;
+        slots[pos[j]].len = end - p;
+        p = end;
+    }
+    placed = p == n;
+
+done:
+    PyBuffer_Release(&pv);
+    return placed;
+}
+
+/* _fanout._merge_arrays_pure: one array reply of count elements, element
+ * positions[i][j] being the j-th element of replies[i]; or the index of the
+ * first reply that is not an array of len(positions[i]) elements.  The
+ * elements are copied once, from the replies into the result. */
+static PyObject *
+merge_arrays(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *replies, *positions, *result = NULL;
+    Py_ssize_t count, parts, got = 0, failed = -1, size;
+    byte_source *srcs = NULL;
+    span *slots = NULL;
+
+    (void)module;
+    if (!arity_ok("merge_arrays", nargs, 3)) {
+        return NULL;
+    }
+    count = PyLong_AsSsize_t(args[0]);
+    if (count == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    replies = args[1];
+    positions = args[2];
+    if (count < 0 || !PyList_Check(replies) || !PyList_Check(positions)
+        || PyList_GET_SIZE(replies) != PyList_GET_SIZE(positions)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "merge_arrays expects a count and two lists of one length");
+        return NULL;
+    }
+    parts = PyList_GET_SIZE(replies);
+    srcs = PyMem_Calloc(parts ? (size_t)parts : 1, sizeof(byte_source));
+    slots = PyMem_Calloc(count ? (size_t)count : 1, sizeof(span));
+    if (srcs == NULL || slots == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; got < parts; got++) {
+        int placed;
+        if (source_get(PyList_GET_ITEM(replies, got), &srcs[got]) < 0) {
+            failed = got;
+            break;
+        }
+        placed = place_elements(&srcs[got], PyList_GET_ITEM(positions, got), slots, count);
+        if (placed < 0) {
+            got++;
+            goto done;
+        }
+        if (placed == 0) {
+            failed = got++;
+            break;
+        }
+    }
+    if (failed >= 0) {
+        result = PyLong_FromSsize_t(failed);
+        goto done;
+    }
+    size = 3 + decimal_width(count);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        size += slots[i].len;
+    }
+    result = PyBytes_FromStringAndSize(NULL, size);
+    if (result == NULL) {
+        goto done;
+    }
     {
+        char *out = PyBytes_AS_STRING(result);
         Py_ssize_t w = put_header(out, '*', count);
         for (Py_ssize_t i = 0; i < count; i++) {
-            w += put_header(out + w, '$', views[i].len);
-            memcpy(out + w, views[i].buf, (size_t)views[i].len);
-            w += views[i].len;
-            out[w++] = '\r';
-            out[w++] = '\n';
+            memcpy(out + w, slots[i].start, (size_t)slots[i].len);
+            w += slots[i].len;
         }
-        if (_PyBytes_Resize(&result, w) < 0) {
-            result = NULL;
-        }
+        assert(w == size);
     }
 
 done:
     for (Py_ssize_t i = 0; i < got; i++) {
-        PyBuffer_Release(&views[i]);
+        source_release(&srcs[i]);
     }
-    PyMem_Free(views);
-    Py_DECREF(seq);
+    PyMem_Free(srcs);
+    PyMem_Free(slots);
     return result;
 }
 
@@ -735,6 +927,11 @@ static PyMethodDef speedups_methods[] = {
     {"encode_command", encode_command, METH_O,
      PyDoc_STR("encode_command(args, /)\n--\n\n"
                "One RESP multibulk request of the bytes-like args.")},
+    {"merge_arrays", (PyCFunction)(void (*)(void))merge_arrays, METH_FASTCALL,
+     PyDoc_STR("merge_arrays(count, replies, positions, /)\n--\n\n"
+               "One array reply of count elements placing replies[i]'s j-th "
+               "element at positions[i][j], or the index of the first reply "
+               "that is not an array of len(positions[i]) elements.")},
     {"split_array", split_array, METH_O,
      PyDoc_STR("split_array(reply, /)\n--\n\n"
                "The elements of the one complete array reply that is all of "

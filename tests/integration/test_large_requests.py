@@ -73,12 +73,13 @@ def test_sequential_50000_key_memcache_gets_leave_no_garbage(
 
 @pytest.mark.slow
 def test_a_400000_key_mget_costs_a_small_multiple_of_its_size(redis_servers, corenet_proxy_factory):
-    # Issue 15, item 3.  Measured here: about 10.5x the request's size and
-    # GETs on another connection waiting up to about 350 ms (before: 20.6x
-    # and 550-760 ms: the reply of each 200 000-key fragment was scanned in
-    # Python and joined again on every read).  The issue's bar is 8x and
-    # 300 ms; this test guards what is reached, with a margin for a loaded
-    # machine, and prints the figures.
+    # Issue 15, item 3: the bar is 8x the request's size, and other
+    # connections' GETs waiting at most 300 ms (printed, not asserted: a
+    # timing).  Measured here: 5.3-5.9x and 180-370 ms (the GET shares a
+    # redis-server with a 200 000-key fragment).  Before: 20.6x, then 9.7x
+    # while each read joined the request again from its first byte, the C
+    # encoder held an 80-byte buffer view per argument and the merge made
+    # an object of every element.
     servers = redis_servers(2)
     keys = [f"key:{i:08d}" for i in range(400_000)]
     for server in servers:
@@ -131,7 +132,7 @@ def test_a_400000_key_mget_costs_a_small_multiple_of_its_size(redis_servers, cor
         f"({growth / len(request):.1f}x), other GETs waited up to {max(waits) * 1000:.0f} ms"
     )
     assert reply.startswith(b"*400000\r\n")
-    assert growth <= 14 * len(request)
+    assert growth <= 8 * len(request)
 
 
 @pytest.mark.slow

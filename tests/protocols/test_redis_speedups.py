@@ -15,6 +15,7 @@ whichever path is selected (run them again with ``CORENET_NO_SPEEDUPS=1``).
 from __future__ import annotations
 
 import sys
+from array import array
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -452,6 +453,67 @@ def test_split_array_edges() -> None:
     assert split("*0\r\n") is None  # not bytes-like
 
 
+@st.composite
+def split_replies(draw: st.DrawFn) -> tuple[int, list[bytes], list[array[int]], list[bytes]]:
+    """An MGET's elements dealt to fragments as the fanout deals keys: each
+    fragment's positions in request order; the replies as servers send them."""
+    elements = draw(st.lists(replies, min_size=1, max_size=12))
+    owner = draw(st.lists(st.integers(0, 3), min_size=len(elements), max_size=len(elements)))
+    groups: dict[int, array[int]] = {}
+    for i, index in enumerate(owner):
+        groups.setdefault(index, array("I")).append(i)
+    positions = list(groups.values())
+    frag_replies = [
+        b"*%d\r\n" % len(where) + b"".join(elements[i] for i in where) for where in positions
+    ]
+    return len(elements), frag_replies, positions, elements
+
+
+@NEEDS_C
+@given(case=split_replies())
+def test_merge_arrays_puts_every_element_in_request_order(
+    case: tuple[int, list[bytes], list[array[int]], list[bytes]],
+) -> None:
+    count, frag_replies, positions, elements = case
+    merged = b"*%d\r\n" % count + b"".join(elements)
+    assert speedups().merge_arrays(count, frag_replies, positions) == merged
+    assert _fanout._merge_arrays_pure(count, frag_replies, positions) == merged
+
+
+@NEEDS_C
+@given(case=split_replies(), data=st.data())
+def test_merge_arrays_names_the_first_reply_it_cannot_merge(
+    case: tuple[int, list[bytes], list[array[int]], list[bytes]], data: st.DataObject
+) -> None:
+    count, frag_replies, positions, _ = case
+    broken = data.draw(st.integers(0, len(frag_replies) - 1))
+    frag_replies[broken] = data.draw(
+        st.one_of(
+            st.just(b"-ERR Connection refused\r\n"),
+            st.just(b"*%d\r\n" % (len(positions[broken]) + 1)),  # too few elements
+            st.just(frag_replies[broken] + b"+OK\r\n"),  # more than one reply
+            st.just(frag_replies[broken][:-1]),  # cut short
+            any_bytes,
+        )
+    )
+    expected = _fanout._merge_arrays_pure(count, frag_replies, positions)
+    assert speedups().merge_arrays(count, frag_replies, positions) == expected
+    if frag_replies[broken][:1] == b"-":
+        assert expected == broken
+
+
+@NEEDS_C
+def test_merge_arrays_refuses_what_the_fanout_never_passes() -> None:
+    merge = speedups().merge_arrays
+    assert merge(1, [bytearray(b"*1\r\n:1\r\n")], [array("I", [0])]) == b"*1\r\n:1\r\n"
+    with pytest.raises(TypeError):
+        merge(1, [b"*1\r\n:1\r\n"], [[0]])  # positions not array('I')
+    with pytest.raises(TypeError):
+        merge(1, [b"*1\r\n:1\r\n"], [array("I", [0]), array("I", [1])])
+    with pytest.raises(ValueError, match="out of range"):
+        merge(1, [b"*1\r\n:1\r\n"], [array("I", [5])])
+
+
 @NEEDS_C
 @given(args=st.lists(st.binary(max_size=300), max_size=12))
 def test_encode_command_matches_pure(args: list[bytes]) -> None:
@@ -586,6 +648,7 @@ def _selection_in_subprocess(env_value: str | None, block_extension: bool) -> st
         " request._scan_multibulk is _parser._scan_multibulk_pure,"
         " reply._reply_end is None, request._scan_keyed is None,"
         " _fanout._split_array is _fanout._split_array_pure,"
+        " _fanout._merge_arrays is _fanout._merge_arrays_pure,"
         " _resp.encode_command is _resp._encode_command_pure)\n"
     )
     return selection_in_subprocess(code, env_value, EXTENSION if block_extension else None)
@@ -599,7 +662,7 @@ def _selection_in_subprocess(env_value: str | None, block_extension: bool) -> st
 def test_import_time_selection(env_value: str | None, block: bool, pure: bool) -> None:
     if not pure:
         speedups()
-    assert _selection_in_subprocess(env_value, block) == " ".join([str(pure)] * 7)
+    assert _selection_in_subprocess(env_value, block) == " ".join([str(pure)] * 8)
 
 
 def test_require_switch_turns_skip_into_failure(monkeypatch: pytest.MonkeyPatch) -> None:
