@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import faulthandler
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from corenet.faults import log_fatal_signals
 from corenet.proxy.app import NOTICE
+
+if TYPE_CHECKING:
+    import signal
 
 __all__ = ["MAX_VERBOSITY", "PROG", "LogSetup", "log_level"]
 
@@ -24,6 +27,11 @@ _LEVELS = {
     5: NOTICE,
     6: logging.INFO,
 }
+
+
+def _fatal_line(signum: signal.Signals) -> str:
+    # nutcracker's words for SIGSEGV (nc_signal.c), for each fatal signal.
+    return f"{PROG}: signal {int(signum)} ({signum.name}) received, core dumping\n"
 
 
 def log_level(verbosity: int) -> int:
@@ -62,14 +70,14 @@ class LogSetup:
         self._faults_to_log()
 
     def _faults_to_log(self) -> None:
-        # A fatal signal (SIGSEGV, SIGBUS, SIGFPE, SIGABRT, SIGILL; a real
-        # fault or a kill) writes its name and every thread's traceback to
-        # the log, then dies of that signal as nutcracker does; whether a
-        # core is dumped is the system's ulimit -c and core_pattern.
+        # A fatal signal (a real fault or a kill) writes nutcracker's line
+        # and every thread's traceback to the log, then dies of that signal
+        # as nutcracker does; whether a core is dumped is the system's
+        # ulimit -c and core_pattern.
         stream = self.handler.stream
         if stream is not None and hasattr(stream, "fileno"):
             try:
-                faulthandler.enable(file=stream, all_threads=True)
+                log_fatal_signals(stream, _fatal_line)
             except (OSError, ValueError):  # no usable descriptor (a test's capture)
                 pass
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from corenet import accel
 from corenet.errors import BackendError, ConfigError
 from corenet.event import select_backend
 from corenet.net import ListenAddress, bind_listener
@@ -22,6 +23,7 @@ from corenet.proxy.config import parse_config
 from corenet.proxy.plugins import load_plugins
 from corenet.proxy.pool import bind_pool
 from corenet.proxy.validate import check_hash_function, check_pools
+from tests._speedups import require_built, speedups_required
 
 if TYPE_CHECKING:
     import pathlib
@@ -180,4 +182,33 @@ def test_a_fatal_signal_is_written_to_the_log_before_dying(tmp_path: pathlib.Pat
             proc.kill()
             proc.wait(5)
     text = log.read_text()
+    # nutcracker's line first (twemproxy's own test_signal looks for SEGV),
+    # then the traceback; the line needs the optional corenet._fatal.
+    if accel.built("corenet._fatal") is not None or speedups_required():
+        assert "corenet-proxy: signal 11 (SIGSEGV) received, core dumping\n" in text
+        assert text.index("SIGSEGV") < text.index("Fatal Python error: Segmentation fault")
     assert "Fatal Python error: Segmentation fault" in text
+
+
+@pytest.mark.parametrize("fault", ["null read", "abort"])
+def test_a_real_fault_is_noted_and_the_process_dies_of_it(
+    tmp_path: pathlib.Path, fault: str
+) -> None:
+    # A real fault, not a kill: the handler must end the process (a handler
+    # that returned would fault again forever), after writing its line.
+    require_built(accel.built("corenet._fatal"), "corenet._fatal")
+    log = tmp_path / "fault.log"
+    act = "ctypes.string_at(0)" if fault == "null read" else "os.abort()"
+    code = (
+        "import ctypes, os, signal\n"
+        "from corenet.faults import log_fatal_signals\n"
+        f"stream = open({str(log)!r}, 'a')\n"
+        "log_fatal_signals(stream, lambda s: f'noted {s.name}\\n')\n"
+        f"{act}\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=20)
+    expected = signal.SIGSEGV if fault == "null read" else signal.SIGABRT
+    assert proc.returncode == -expected
+    text = log.read_text()
+    assert text.startswith(f"noted {expected.name}\n")
+    assert "Fatal Python error" in text

@@ -1,0 +1,3 @@
+# Stub for the optional C extension built from _fatal.c.
+
+def note_fatal_signals(fd: int, lines: dict[int, bytes], /) -> None: ...
