@@ -11,7 +11,8 @@
  * callable object: the points are copied into a C array once per rebuild,
  * hash_fn is called through vectorcall, and the search compares machine
  * integers instead of Python ints.  many(keys) routes a list of keys in one
- * call, for multi-key requests.  The Python closure stays the reference and
+ * call, for multi-key requests, and group(servers, step) groups the
+ * positions of the keys by server as routing.group_by_server does.  The Python closure stays the reference and
  * the fallback; tests/core/test_routing.py checks both agree.
  *
  * Contract differences, all outside what a hash plugin may do: a hash value
@@ -23,6 +24,8 @@
 #include <Python.h>
 #include "_cmodule.h"
 #include <structmember.h> /* T_PYSSIZET, READONLY before 3.12 */
+
+#include <limits.h>
 
 typedef struct {
     PyObject_HEAD
@@ -263,6 +266,112 @@ route_exec(PyObject *module)
     return 0;
 }
 
+/* ---- grouping ---------------------------------------------------------- */
+
+/* Indexes from here up are left to the Python loop (a slot per index is kept). */
+#define GROUP_MAX_INDEX 65536
+
+/* group(servers, step) -> {index: bytes of C unsigned ints} | None
+ *
+ * routing.group_by_server's loop: the positions i * step of servers[i],
+ * grouped by server index, in order of first appearance, each group as the
+ * bytes of an array('I').  None (for the Python loop) when an index is not
+ * an int in [0, GROUP_MAX_INDEX) or a position would not fit. */
+static PyObject *
+route_group(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *servers, *result = NULL;
+    Py_ssize_t n, step;
+    long top = 0;
+    Py_ssize_t *counts = NULL;
+    unsigned short *indexes = NULL;
+    unsigned int **cursor = NULL;
+
+    (void)module;
+    if (nargs != 2 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "group expects a list of indexes and a step");
+        return NULL;
+    }
+    servers = args[0];
+    n = PyList_GET_SIZE(servers);
+    step = PyLong_AsSsize_t(args[1]);
+    if (step == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (step < 1 || n > (Py_ssize_t)(UINT_MAX / (size_t)step)) {
+        Py_RETURN_NONE;
+    }
+    indexes = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(unsigned short));
+    if (indexes == NULL) {
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(servers, i);
+        long index = PyLong_CheckExact(item) ? PyLong_AsLong(item) : -1;
+        if (index == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+        }
+        if (index < 0 || index >= GROUP_MAX_INDEX) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        indexes[i] = (unsigned short)index;
+        if (index > top) {
+            top = index;
+        }
+    }
+    counts = PyMem_Calloc((size_t)top + 1, sizeof(Py_ssize_t));
+    cursor = PyMem_Calloc((size_t)top + 1, sizeof(unsigned int *));
+    result = PyDict_New();
+    if (counts == NULL || cursor == NULL || result == NULL) {
+        Py_CLEAR(result);
+        if (!PyErr_Occurred()) {
+            PyErr_NoMemory();
+        }
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        counts[indexes[i]]++;
+    }
+    /* One bytes object per server, made at its first appearance so that the
+     * dict keeps that order; then every position written in one pass. */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned short index = indexes[i];
+        PyObject *key, *group;
+        if (cursor[index] != NULL) {
+            continue;
+        }
+        group = PyBytes_FromStringAndSize(NULL, counts[index] * (Py_ssize_t)sizeof(unsigned int));
+        key = PyLong_FromLong(index);
+        if (group == NULL || key == NULL || PyDict_SetItem(result, key, group) < 0) {
+            Py_XDECREF(group);
+            Py_XDECREF(key);
+            Py_CLEAR(result);
+            goto done;
+        }
+        Py_DECREF(key);
+        cursor[index] = (unsigned int *)PyBytes_AS_STRING(group);
+        Py_DECREF(group); /* the dict holds it */
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        *cursor[indexes[i]]++ = (unsigned int)(i * step);
+    }
+
+done:
+    PyMem_Free(counts);
+    PyMem_Free(indexes);
+    PyMem_Free(cursor);
+    return result;
+}
+
+static PyMethodDef module_methods[] = {
+    {"group", (PyCFunction)(void (*)(void))route_group, METH_FASTCALL,
+     PyDoc_STR("group(servers, step, /)\n--\n\n"
+               "{index: bytes of array('I') positions i * step}, in order of first "
+               "appearance, or None for the Python loop.")},
+    {NULL, NULL, 0, NULL},
+};
+
 CORENET_MODULE(_route, "corenet._route",
                "Compiled continuum lookup for corenet.routing; the Python closure is the reference.",
-               NULL, {Py_mod_exec, route_exec},)
+               module_methods, {Py_mod_exec, route_exec},)

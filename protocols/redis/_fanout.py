@@ -61,7 +61,7 @@ def fragment(msg: Msg, server_of: Callable[[bytes], int]) -> Sequence[tuple[int,
     for index, positions in groups.items():
         args = [cmd.name]
         if step == 1:
-            args += [keys[i] for i in positions]
+            args += map(keys.__getitem__, positions)
         else:
             for i in positions:
                 args += keys[i : i + step]

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import functools
 from array import array
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from corenet.errors import RemoteProtocolError
 from corenet.msg import ACTION_CLOSE, ACTION_EVERY, ACTION_LOCAL, Msg, fanout_msg
@@ -207,11 +207,9 @@ class RequestParser:
             # The common request (GET k, SET k v...) in one compiled call.
             found = self._scan_keyed(buf, pos, self.max_bulk_len, keyed)  # type: ignore[misc]
             if found is not None:
-                data, end, key, fan = found
-                if fan is None:
-                    return Msg(data, end, key)
-                if len(key) < MAX_ARGS:  # else _command refuses it
-                    return fanout_msg(data, end, key, fan)
+                msg = _keyed_msg(found, found[1])
+                if msg is not None:
+                    return msg
         if self._argc < 0 and buf[pos : pos + 1] == b"*":
             msg = self._complete_multibulk(buf, pos)
             if msg is not None:
@@ -325,6 +323,13 @@ class RequestParser:
         data = b"".join(self._head)
         self._head = []
         self._base = 0
+        if self._keyed is not None:
+            # Complete now: the compiled scan cuts its keys out in one call.
+            found = self._scan_keyed(data, 0, self.max_bulk_len, self._keyed)  # type: ignore[misc]
+            if found is not None and found[1] == len(data):
+                msg = _keyed_msg(found, end)
+                if msg is not None:
+                    return msg
         return self._command(data, 0, end, spans, data)
 
     def _wait(self, buf: bytes, start: int, off: int, need: int) -> None:
@@ -536,6 +541,17 @@ def _ahead(known: int, elements: int, buffered: int) -> int:
     then at least 3 bytes (``+\\r\\n``) for each of ``elements`` more, but
     no further than :data:`_NEED_AHEAD` past the ``buffered`` bytes."""
     return min(known + 3 * elements, buffered + _NEED_AHEAD)
+
+
+def _keyed_msg(found: tuple[bytes, int, Any, Any], end: int) -> Msg | None:
+    """The request :func:`_scan_keyed` found, ending at ``end`` in the
+    caller's buffer; None when the general path must answer it."""
+    data, _, key, fan = found
+    if fan is None:
+        return Msg(data, end, key)
+    if len(key) < MAX_ARGS:  # else _command refuses it
+        return fanout_msg(data, end, key, fan)
+    return None
 
 
 def _nul_wait(parser: RequestParser, buf: bytes, start: int, line: int, text: bytes) -> None:

@@ -7,6 +7,7 @@ by one send it."""
 from __future__ import annotations
 
 import random
+from array import array
 from bisect import bisect_left
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from corenet import accel, routing
 from corenet.plugins.distribution import build_ketama, build_modula, build_random
 from corenet.plugins.hashing import HASH_FUNCTIONS
 from corenet.routing import Router, apply_hash_tag, group_by_server
@@ -148,6 +150,32 @@ def test_group_by_server(compiled: bool, keys: list[bytes], step: int) -> None:
         assert all(router.index_of(keys[p]) == index for p in group)
     firsts = [group[0] for group in groups.values()]
     assert firsts == sorted(firsts)  # servers in order of first appearance
+
+
+@given(
+    servers=st.lists(st.integers(0, 70_000), max_size=60)
+    | st.lists(st.sampled_from([0, 1, 2, 40]), max_size=60),
+    step=st.sampled_from([1, 2, 3]),
+)
+def test_compiled_grouping_matches_the_loop(servers: list[int], step: int) -> None:
+    group = require_built(accel.built("corenet._route"), "corenet._route").group
+    expected = routing._group_pure(servers, step)
+    grouped = group(servers, step)
+    if grouped is None:  # an index the C table does not cover: the loop decides
+        assert any(index >= 65536 for index in servers)
+        return
+    assert list(grouped) == list(expected)  # the order of first appearance
+    assert {i: array("I", b) for i, b in grouped.items()} == expected
+
+
+def test_compiled_grouping_leaves_odd_input_to_the_loop() -> None:
+    group = require_built(accel.built("corenet._route"), "corenet._route").group
+    assert group([0, -1], 1) is None
+    assert group([0, True], 1) is None  # not an int exactly
+    assert group([0, 1], 0) is None
+    assert group([], 1) == {}
+    with pytest.raises(TypeError):
+        group((0, 1), 1)
 
 
 def test_random_skips_the_hash() -> None:

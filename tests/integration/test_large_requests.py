@@ -75,11 +75,12 @@ def test_sequential_50000_key_memcache_gets_leave_no_garbage(
 def test_a_400000_key_mget_costs_a_small_multiple_of_its_size(redis_servers, corenet_proxy_factory):
     # Issue 15, item 3: the bar is 8x the request's size, and other
     # connections' GETs waiting at most 300 ms (printed, not asserted: a
-    # timing).  Measured here: 5.3-5.9x and 180-370 ms (the GET shares a
+    # timing).  Measured here: 5.1-5.7x and 100-230 ms (the GET shares a
     # redis-server with a 200 000-key fragment).  Before: 20.6x, then 9.7x
-    # while each read joined the request again from its first byte, the C
-    # encoder held an 80-byte buffer view per argument and the merge made
-    # an object of every element.
+    # and 250-420 ms while each read joined the request again from its first
+    # byte, the C encoder held an 80-byte buffer view per argument, the
+    # merge made an object of every element and keys were grouped and cut
+    # out in Python.
     servers = redis_servers(2)
     keys = [f"key:{i:08d}" for i in range(400_000)]
     for server in servers:
