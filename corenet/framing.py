@@ -30,6 +30,14 @@ The parser contract (requests and replies alike)
 A complete frame consumes at least one byte and never ends past
 ``len(buf)``; the framer calls again at its end while bytes remain.
 
+A parser may also offer ``parse_many(buf, pos, limit) -> (frames, end)``:
+the complete frames from ``buf[pos]`` on that it can take in one call (at
+most ``limit``, each exactly what ``parse`` would return for it, with no
+error among them) and the offset after the last (``pos`` if none).  The
+framer calls it first on each buffer and goes on with ``parse`` from
+``end``, so a pipeline costs one call instead of one per frame, and
+``parse`` still decides everything else (the tail, errors, odd frames).
+
 Total work is O(n): the framer keeps the tail as a list of chunks and joins
 them only once ``need`` is met, so a 512 MiB value arriving 16 KiB at a time
 is copied once, not once per read, and the parser is not called per read
@@ -90,11 +98,14 @@ class Framer(Generic[F]):
             than frame objects, when the parser does not say (``frames``).
     """
 
-    __slots__ = ("_buffer", "_offsets", "_parse", "error", "parser", "waiting")
+    __slots__ = ("_buffer", "_offsets", "_parse", "_parse_many", "error", "parser", "waiting")
 
     def __init__(self, parser: FrameParser, *, replies: bool = False) -> None:
         self.parser = parser
         self._parse: Callable[[bytes, int], Any] = parser.parse
+        self._parse_many: Callable[[bytes, int, int], tuple[list[Any], int]] | None = getattr(
+            parser, "parse_many", None
+        )
         kind = getattr(parser, "frames", None)
         self._offsets = kind == "offsets" if kind is not None else replies
         self._buffer = StreamBuffer()
@@ -139,8 +150,15 @@ class Framer(Generic[F]):
             self.error = None
         parse = self._parse
         offsets = self._offsets
-        frames: list[Any] = []
-        pos = 0
+        parse_many = self._parse_many
+        frames: list[Any]
+        if parse_many is not None and limit > 0:
+            # The parser's batch takes what it can in one call; the loop
+            # below goes on from there (the tail, or a frame it left).
+            frames, pos = parse_many(buf, 0, limit)
+        else:
+            frames = []
+            pos = 0
         n = len(buf)
         while pos < n:
             if len(frames) >= limit:

@@ -72,6 +72,8 @@ class Scans(NamedTuple):
     scan_keyed: Callable[[bytes, int, int, Any], tuple[bytes, int, Any, Any] | None] | None
     reply_end: Callable[[bytes, int], int] | None
     reply_resume: Callable[[bytes, int, int], tuple[int, int]] | None = None
+    scan_keyed_many: Callable[..., tuple[list[Any], int]] | None = None
+    split_replies: Callable[[bytes, int, int], tuple[list[bytes], int]] | None = None
 
 
 def scans() -> Scans:
@@ -84,4 +86,11 @@ def scans() -> Scans:
     module: Any = accel.compiled(_EXTENSION)
     if module is None:
         return Scans(None, None, None)
-    return Scans(module.scan_multibulk, module.scan_keyed, module.reply_end, module.reply_resume)
+    return Scans(
+        module.scan_multibulk,
+        module.scan_keyed,
+        module.reply_end,
+        module.reply_resume,
+        module.scan_keyed_many,
+        module.split_replies,
+    )

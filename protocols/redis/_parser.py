@@ -167,6 +167,9 @@ class RequestParser:
         # Compiled or pure, as corenet.accel says when this parser is built.
         scans = _accel.scans()
         self._scan_keyed = scans.scan_keyed
+        self._scan_keyed_many = scans.scan_keyed_many
+        if self._scan_keyed_many is None:
+            self.parse_many = None  # type: ignore[assignment]  # the framer calls parse
         self._scan_multibulk = scans.scan_multibulk or _scan_multibulk_pure
         self._update_keyed()
 
@@ -201,15 +204,29 @@ class RequestParser:
         else:
             self._keyed = None
 
+    def parse_many(self, buf: bytes, pos: int, limit: int) -> tuple[list[Msg], int]:
+        """The requests from ``buf[pos]`` on that :meth:`parse` would take
+        from the compiled scan, in one call (at most ``limit``), and where
+        :meth:`parse` goes on: the framer's batch (see corenet.framing)."""
+        keyed = self._keyed
+        if keyed is None or self._argc >= 0:
+            return [], pos
+        return self._scan_keyed_many(  # type: ignore[misc]
+            buf, pos, self.max_bulk_len, keyed, limit, Msg, fanout_msg, MAX_ARGS
+        )
+
     def parse(self, buf: bytes, pos: int) -> Msg | None:
         keyed = self._keyed
         if keyed is not None and self._argc < 0:
             # The common request (GET k, SET k v...) in one compiled call.
             found = self._scan_keyed(buf, pos, self.max_bulk_len, keyed)  # type: ignore[misc]
             if found is not None:
-                msg = _keyed_msg(found, found[1])
-                if msg is not None:
-                    return msg
+                # As _keyed_msg, inlined: this is once per request.
+                data, end, key, fan = found
+                if fan is None:
+                    return Msg(data, end, key)
+                if len(key) < MAX_ARGS:  # else _command refuses it
+                    return fanout_msg(data, end, key, fan)
         if self._argc < 0 and buf[pos : pos + 1] == b"*":
             msg = self._complete_multibulk(buf, pos)
             if msg is not None:
@@ -777,6 +794,16 @@ class ReplyParser:
         scans = _accel.scans()
         self._reply_end = scans.reply_end
         self._reply_resume = scans.reply_resume
+        self._split_replies = scans.split_replies
+        if self._split_replies is None:
+            self.parse_many = None  # type: ignore[assignment]  # the framer calls parse
+
+    def parse_many(self, buf: bytes, pos: int, limit: int) -> tuple[list[bytes], int]:
+        """The complete replies from ``buf[pos]`` on, as bytes, in one
+        compiled call (at most ``limit``), and where :meth:`parse` goes on."""
+        if self._owed:
+            return [], pos
+        return self._split_replies(buf, pos, limit)  # type: ignore[misc]
 
     def parse(self, buf: bytes, pos: int) -> int:
         reply_end = self._reply_end

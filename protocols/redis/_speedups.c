@@ -24,6 +24,12 @@
  *       key (or fanned out by their keys) cost one call from bytes to
  *       routing key.  None whenever the general path must decide.
  *
+ *   scan_keyed_many(buf, pos, max_bulk_len, table, limit, make, make_fanout,
+ *                   max_keys) -> (requests, end)
+ *       scan_keyed over a pipeline, in one call per read: the requests it
+ *       answers for, built by the callables given, up to the first it does
+ *       not (from where the Python parser goes on).
+ *
  *   reply_end(buf, pos) -> int
  *       The end offset of the one reply starting at buf[pos], -1 when it is
  *       incomplete, -2 when ReplyParser.parse would raise on it.
@@ -33,6 +39,10 @@
  *       elements to come, over every complete element, stopping at the first
  *       incomplete or malformed one (its start, owed counting it), where
  *       ReplyParser.parse goes on in Python to wait or raise.
+ *
+ *   split_replies(buf, pos, limit) -> (replies, end)
+ *       reply_end over a pipeline: the complete replies as bytes, in one
+ *       call per read, up to the first the Python parser must look at.
  *
  *   split_array(reply) -> list | None
  *       _fanout._split_array_pure: the elements of the one array reply
@@ -321,16 +331,86 @@ collect_args(const char *s, Py_ssize_t start, Py_ssize_t first, Py_ssize_t argc)
  * key, fan), or with fan not None (data, end, [arguments from first_key on],
  * fan); None for anything else.  Unlike scan_multibulk it checks
  * buf[pos] == '*'. */
+/* The request at s[pos:n] as scan_keyed finds it: 1 with *data, *key (new
+ * references), *fan (borrowed) and *end set; 0 when the general path must
+ * decide; -1 with an exception set.  whole is the buffer object, returned
+ * as the data when the request is all of it. */
+static int
+keyed_at(PyObject *whole, const char *s, Py_ssize_t n, Py_ssize_t pos, long long max_bulk,
+         PyObject *table, PyObject **data, PyObject **key, PyObject **fan, Py_ssize_t *end)
+{
+    Py_ssize_t argc = 0, marks[2 * KEYED_ARGS], name_len, stop;
+    long arity, first_key;
+    char lower[KEYED_NAME_MAX];
+    PyObject *name, *entry;
+
+    if (pos >= n || s[pos] != '*') {
+        return 0;
+    }
+    stop = multibulk_scan(s, n, pos, max_bulk, &argc, NULL, marks, KEYED_ARGS);
+    name_len = stop < 0 ? 0 : marks[1] - marks[0];
+    if (name_len <= 0 || name_len > KEYED_NAME_MAX) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < name_len; i++) {
+        char c = s[marks[0] + i];
+        lower[i] = (c >= 'A' && c <= 'Z') ? (char)(c + ('a' - 'A')) : c;
+    }
+    name = PyBytes_FromStringAndSize(lower, name_len);
+    if (name == NULL) {
+        return -1;
+    }
+    entry = PyDict_GetItemWithError(table, name); /* borrowed */
+    Py_DECREF(name);
+    if (entry == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "scan_keyed: table values must be (arity, first_key, fan)");
+        return -1;
+    }
+    arity = PyLong_AsLong(PyTuple_GET_ITEM(entry, 0));
+    first_key = PyLong_AsLong(PyTuple_GET_ITEM(entry, 1));
+    if ((arity == -1 || first_key == -1) && PyErr_Occurred()) {
+        return -1;
+    }
+    if ((arity > 0 ? argc != arity : argc < -arity) || first_key < 0 || first_key >= argc
+        || first_key >= KEYED_ARGS) {
+        return 0;
+    }
+    *fan = PyTuple_GET_ITEM(entry, 2);
+    /* A read holding exactly one request is forwarded as it came. */
+    if (pos == 0 && stop == n && whole != NULL && PyBytes_CheckExact(whole)) {
+        *data = Py_NewRef(whole);
+    }
+    else {
+        *data = PyBytes_FromStringAndSize(s + pos, stop - pos);
+    }
+    if (*fan == Py_None) {
+        *key = PyBytes_FromStringAndSize(s + marks[2 * first_key],
+                                         marks[2 * first_key + 1] - marks[2 * first_key]);
+    }
+    else {
+        *key = collect_args(s, pos, first_key, argc);
+    }
+    if (*data == NULL || *key == NULL) {
+        Py_CLEAR(*data);
+        Py_CLEAR(*key);
+        return -1;
+    }
+    *end = stop;
+    return 1;
+}
+
 static PyObject *
 scan_keyed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     byte_source src;
-    Py_ssize_t pos, argc = 0, end, marks[2 * KEYED_ARGS], name_len;
+    Py_ssize_t pos, end = 0;
     long long max_bulk;
-    long arity, first_key;
-    char lower[KEYED_NAME_MAX];
-    const char *s;
-    PyObject *name, *entry, *fan, *data, *key, *end_obj, *result;
+    PyObject *data = NULL, *key = NULL, *fan = NULL, *end_obj, *result;
+    int found;
 
     (void)module;
     if (!arity_ok("scan_keyed", nargs, 4)) {
@@ -346,73 +426,19 @@ scan_keyed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (pos < 0 || source_get(args[0], &src) < 0) {
         Py_RETURN_NONE;
     }
-    s = src.view.buf;
-    if (pos >= src.view.len || s[pos] != '*') {
-        source_release(&src);
-        Py_RETURN_NONE;
-    }
-    end = multibulk_scan(s, src.view.len, pos, max_bulk, &argc, NULL, marks, KEYED_ARGS);
-    name_len = end < 0 ? 0 : marks[1] - marks[0];
-    if (name_len <= 0 || name_len > KEYED_NAME_MAX) {
-        source_release(&src);
-        Py_RETURN_NONE;
-    }
-    for (Py_ssize_t i = 0; i < name_len; i++) {
-        char c = s[marks[0] + i];
-        lower[i] = (c >= 'A' && c <= 'Z') ? (char)(c + ('a' - 'A')) : c;
-    }
-    name = PyBytes_FromStringAndSize(lower, name_len);
-    if (name == NULL) {
-        source_release(&src);
-        return NULL;
-    }
-    entry = PyDict_GetItemWithError(args[3], name); /* borrowed */
-    Py_DECREF(name);
-    if (entry == NULL) {
-        source_release(&src);
-        if (PyErr_Occurred()) {
+    found = keyed_at(args[0], src.view.buf, src.view.len, pos, max_bulk, args[3], &data, &key,
+                     &fan, &end);
+    source_release(&src);
+    if (found <= 0) {
+        if (found < 0) {
             return NULL;
         }
         Py_RETURN_NONE;
     }
-    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 3) {
-        source_release(&src);
-        PyErr_SetString(PyExc_TypeError,
-                        "scan_keyed: table values must be (arity, first_key, fan)");
-        return NULL;
-    }
-    arity = PyLong_AsLong(PyTuple_GET_ITEM(entry, 0));
-    first_key = PyLong_AsLong(PyTuple_GET_ITEM(entry, 1));
-    fan = PyTuple_GET_ITEM(entry, 2);
-    if ((arity == -1 || first_key == -1) && PyErr_Occurred()) {
-        source_release(&src);
-        return NULL;
-    }
-    if ((arity > 0 ? argc != arity : argc < -arity) || first_key < 0
-        || first_key >= argc || first_key >= KEYED_ARGS) {
-        source_release(&src);
-        Py_RETURN_NONE;
-    }
-    /* A read holding exactly one request is forwarded as it came. */
-    if (pos == 0 && end == src.view.len && PyBytes_CheckExact(args[0])) {
-        data = Py_NewRef(args[0]);
-    }
-    else {
-        data = PyBytes_FromStringAndSize(s + pos, end - pos);
-    }
-    if (fan == Py_None) {
-        key = PyBytes_FromStringAndSize(s + marks[2 * first_key],
-                                        marks[2 * first_key + 1] - marks[2 * first_key]);
-    }
-    else {
-        key = collect_args(s, pos, first_key, argc);
-    }
-    source_release(&src);
     end_obj = PyLong_FromSsize_t(end);
-    if (data == NULL || key == NULL || end_obj == NULL) {
-        Py_XDECREF(data);
-        Py_XDECREF(key);
-        Py_XDECREF(end_obj);
+    if (end_obj == NULL) {
+        Py_DECREF(data);
+        Py_DECREF(key);
         return NULL;
     }
     result = PyTuple_Pack(4, data, end_obj, key, fan);
@@ -420,6 +446,129 @@ scan_keyed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_DECREF(end_obj);
     Py_DECREF(key);
     return result;
+}
+
+/* Read an int argument into *out: 0, or -1 with an exception set. */
+static int
+ssize_arg(PyObject *obj, Py_ssize_t *out)
+{
+    *out = PyLong_AsSsize_t(obj);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* Start a batch (scan_keyed_many, split_replies) over buf from pos: 1 with
+ * *limit read from limit_obj, *frames a new empty list and src holding buf's
+ * bytes; 0 with *result the
+ * answer for a buffer that cannot be read, ([], pos); -1 with an exception. */
+static int
+batch_open(PyObject *buf, Py_ssize_t pos, PyObject *limit_obj, Py_ssize_t *limit,
+           byte_source *src, PyObject **frames, PyObject **result)
+{
+    if (ssize_arg(limit_obj, limit) < 0) {
+        return -1;
+    }
+    *frames = PyList_New(0);
+    if (*frames == NULL) {
+        return -1;
+    }
+    if (pos < 0 || source_get(buf, src) < 0) {
+        *result = Py_BuildValue("(Nn)", *frames, pos);
+        return *result == NULL ? -1 : 0;
+    }
+    return 1;
+}
+
+/* Add frame (a new reference, or NULL after an error) to a batch: 0, or -1. */
+static int
+batch_append(PyObject *frames, PyObject *frame)
+{
+    int failed;
+    if (frame == NULL) {
+        return -1;
+    }
+    failed = PyList_Append(frames, frame);
+    Py_DECREF(frame);
+    return failed;
+}
+
+/* End a batch: (frames, pos) when ok, else NULL (the exception is set). */
+static PyObject *
+batch_close(byte_source *src, PyObject *frames, Py_ssize_t pos, int ok)
+{
+    PyObject *result = ok ? Py_BuildValue("(On)", frames, pos) : NULL;
+    source_release(src);
+    Py_DECREF(frames);
+    return result;
+}
+
+/* scan_keyed over a pipeline: the requests from buf[pos] on that
+ * scan_keyed answers for, each made by make(data, end, key) or, for a
+ * fan-out command with fewer than max_keys keys, by
+ * make_fanout(data, end, keys, fan); at most limit of them.  Returns
+ * (requests, end of the last one, or pos): the general path goes on there. */
+static PyObject *
+scan_keyed_many(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    byte_source src;
+    Py_ssize_t pos, limit, max_keys;
+    long long max_bulk;
+    PyObject *table, *make, *make_fanout, *frames, *result = NULL;
+
+    (void)module;
+    if (!arity_ok("scan_keyed_many", nargs, 8)) {
+        return NULL;
+    }
+    table = args[3];
+    make = args[5];
+    make_fanout = args[6];
+    if (!PyDict_CheckExact(table)) {
+        PyErr_SetString(PyExc_TypeError, "scan_keyed_many: table must be a dict");
+        return NULL;
+    }
+    if (offset_and_limit(args[1], args[2], &pos, &max_bulk) < 0) {
+        return NULL;
+    }
+    if (ssize_arg(args[7], &max_keys) < 0
+        || batch_open(args[0], pos, args[4], &limit, &src, &frames, &result) <= 0) {
+        return result; /* NULL after an error */
+    }
+    while (PyList_GET_SIZE(frames) < limit) {
+        PyObject *data = NULL, *key = NULL, *fan = NULL, *end_obj, *frame;
+        Py_ssize_t end = 0;
+        int found = keyed_at(args[0], src.view.buf, src.view.len, pos, max_bulk, table, &data,
+                             &key, &fan, &end);
+        if (found < 0) {
+            return batch_close(&src, frames, pos, 0);
+        }
+        if (found == 0) {
+            break;
+        }
+        if (fan != Py_None && PyList_GET_SIZE(key) >= max_keys) {
+            Py_DECREF(data);
+            Py_DECREF(key);
+            break; /* the general path refuses it */
+        }
+        end_obj = PyLong_FromSsize_t(end);
+        if (end_obj == NULL) {
+            frame = NULL;
+        }
+        else if (fan == Py_None) {
+            PyObject *call[3] = {data, end_obj, key};
+            frame = PyObject_Vectorcall(make, call, 3, NULL);
+        }
+        else {
+            PyObject *call[4] = {data, end_obj, key, fan};
+            frame = PyObject_Vectorcall(make_fanout, call, 4, NULL);
+        }
+        Py_DECREF(data);
+        Py_DECREF(key);
+        Py_XDECREF(end_obj);
+        if (batch_append(frames, frame) < 0) {
+            return batch_close(&src, frames, pos, 0);
+        }
+        pos = end;
+    }
+    return batch_close(&src, frames, pos, 1);
 }
 
 /* ---- replies ---------------------------------------------------------- */
@@ -601,6 +750,47 @@ reply_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     end = reply_scan(src.view.buf, src.view.len, pos);
     source_release(&src);
     return PyLong_FromSsize_t(end);
+}
+
+/* reply_end over a pipeline: (the complete replies from buf[pos] on, as
+ * bytes, at most limit of them; the end of the last one, or pos).  Stops at
+ * the first incomplete or malformed reply, where ReplyParser.parse goes on. */
+static PyObject *
+split_replies(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    byte_source src;
+    Py_ssize_t pos, limit, n;
+    const char *s;
+    PyObject *frames, *result = NULL;
+
+    (void)module;
+    if (!arity_ok("split_replies", nargs, 3)) {
+        return NULL;
+    }
+    if (ssize_arg(args[1], &pos) < 0
+        || batch_open(args[0], pos, args[2], &limit, &src, &frames, &result) <= 0) {
+        return result; /* NULL after an error */
+    }
+    s = src.view.buf;
+    n = src.view.len;
+    while (PyList_GET_SIZE(frames) < limit) {
+        Py_ssize_t end = reply_scan(s, n, pos);
+        PyObject *frame;
+        if (end < 0) {
+            break;
+        }
+        if (pos == 0 && end == n && PyBytes_CheckExact(args[0])) {
+            frame = Py_NewRef(args[0]);
+        }
+        else {
+            frame = PyBytes_FromStringAndSize(s + pos, end - pos);
+        }
+        if (batch_append(frames, frame) < 0) {
+            return batch_close(&src, frames, pos, 0);
+        }
+        pos = end;
+    }
+    return batch_close(&src, frames, pos, 1);
 }
 
 static PyObject *
@@ -932,6 +1122,10 @@ static PyMethodDef speedups_methods[] = {
                "One array reply of count elements placing replies[i]'s j-th "
                "element at positions[i][j], or the index of the first reply "
                "that is not an array of len(positions[i]) elements.")},
+    {"split_replies", (PyCFunction)(void (*)(void))split_replies, METH_FASTCALL,
+     PyDoc_STR("split_replies(buf, pos, limit, /)\n--\n\n"
+               "(replies, end): the complete replies from buf[pos:] as bytes, up to "
+               "the first incomplete or malformed one.")},
     {"split_array", split_array, METH_O,
      PyDoc_STR("split_array(reply, /)\n--\n\n"
                "The elements of the one complete array reply that is all of "
@@ -945,6 +1139,11 @@ static PyMethodDef speedups_methods[] = {
                "(data, end, key or keys, fan) of the complete plain request at "
                "buf[pos:] whose lowercased name table maps to (arity, first_key, "
                "fan), or None.")},
+    {"scan_keyed_many", (PyCFunction)(void (*)(void))scan_keyed_many, METH_FASTCALL,
+     PyDoc_STR("scan_keyed_many(buf, pos, max_bulk_len, table, limit, make, make_fanout, "
+               "max_keys, /)\n--\n\n"
+               "(requests, end): scan_keyed over a pipeline, each request made by "
+               "make(data, end, key) or make_fanout(data, end, keys, fan).")},
     {"reply_resume", (PyCFunction)(void (*)(void))reply_resume, METH_FASTCALL,
      PyDoc_STR("reply_resume(buf, p, owed, /)\n--\n\n"
                "(p, owed) after walking the complete elements of a reply from "

@@ -78,6 +78,15 @@ def to_tls_servers(pki: TLSFiles) -> dict[str, Any]:
 
 
 @pytest.fixture
+def tls_proxy(
+    redis_server: RedisServer, corenet_proxy_factory: Callable[..., CorenetProxy], pki: TLSFiles
+) -> CorenetProxy:
+    """corenet-proxy whose pool ``alpha`` speaks TLS only, in front of one redis-server."""
+    config = pool_config("alpha", None, [redis_server.address], **accepting_tls(pki))
+    return corenet_proxy_factory(config)
+
+
+@pytest.fixture
 def tls_redis(
     redis_servers: Callable[..., list[RedisServer]], pki: TLSFiles
 ) -> Callable[..., list[RedisServer]]:
@@ -132,10 +141,9 @@ def wait_stats(
 
 
 def test_client_side_tls_with_redis_py_and_redis_cli(
-    redis_server: RedisServer, corenet_proxy_factory: Callable[..., CorenetProxy], pki: TLSFiles
+    tls_proxy: CorenetProxy, pki: TLSFiles
 ) -> None:
-    config = pool_config("alpha", None, [redis_server.address], **accepting_tls(pki))
-    proxy = corenet_proxy_factory(config)
+    proxy = tls_proxy
     with tls_redis_py(proxy.address(), pki) as client:
         assert client.set("greeting", b"hello over TLS")
         assert client.get("greeting") == b"hello over TLS"
@@ -150,10 +158,9 @@ def test_client_side_tls_with_redis_py_and_redis_cli(
 
 
 def test_plain_text_client_on_a_tls_port_is_closed_quickly(
-    redis_server: RedisServer, corenet_proxy_factory: Callable[..., CorenetProxy], pki: TLSFiles
+    tls_proxy: CorenetProxy, pki: TLSFiles
 ) -> None:
-    config = pool_config("alpha", None, [redis_server.address], **accepting_tls(pki))
-    proxy = corenet_proxy_factory(config)
+    proxy = tls_proxy
     started = time.monotonic()
     with socket.create_connection(parse_address(proxy.address()), timeout=3) as sock:  # type: ignore[arg-type]
         sock.sendall(encode_command("PING"))
@@ -482,11 +489,8 @@ def _half_closed_exchange(address: str, context: ssl.SSLContext, payload: bytes)
     return bytes(received)
 
 
-def test_a_half_closed_tls_client_gets_every_reply(
-    redis_server: RedisServer, corenet_proxy_factory: Callable[..., CorenetProxy], pki: TLSFiles
-) -> None:
-    config = pool_config("alpha", None, [redis_server.address], **accepting_tls(pki))
-    proxy = corenet_proxy_factory(config)
+def test_a_half_closed_tls_client_gets_every_reply(tls_proxy: CorenetProxy, pki: TLSFiles) -> None:
+    proxy = tls_proxy
     payload = b"".join(encode_command("SET", f"h{i}", "x" * 1000) for i in range(16))
     payload += b"".join(encode_command("GET", f"h{i}") for i in range(16))
     replies = _half_closed_exchange(proxy.address(), client_ctx(pki), payload)

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from corenet import accel
 from corenet.errors import ProtocolError
+from corenet.framing import Framer
 from corenet.protocols.redis import _accel, _fanout, _resp, encode_command
 from corenet.protocols.redis._commands import COMMANDS
 from corenet.protocols.redis._parser import (
@@ -34,7 +35,8 @@ from corenet.protocols.redis._parser import (
     _scan_keyed_pure,
     _scan_multibulk_pure,
 )
-from corenet.testing.strategies import redis_args, resp2_replies, resp3_replies
+from corenet.testing import split_at
+from corenet.testing.strategies import redis_args, redis_key_commands, resp2_replies, resp3_replies
 from tests._speedups import REQUIRE_SPEEDUPS_ENV, needs_c, require_built, selection_in_subprocess
 
 if TYPE_CHECKING:
@@ -673,3 +675,72 @@ def test_require_switch_turns_skip_into_failure(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv(REQUIRE_SPEEDUPS_ENV, "1")
     with pytest.raises(pytest.fail.Exception, match=REQUIRE_SPEEDUPS_ENV):
         speedups()
+
+
+# ---- the framer's batch: parse_many against parse, one frame at a time -------------
+
+
+def _framed(parser: Any, chunks: list[bytes], batch: bool) -> list[Any]:
+    if not batch:
+        parser.parse_many = None  # the framer falls back to one parse per frame
+    replies = isinstance(parser, ReplyParser)
+    framer: Framer[Any] = Framer(parser, replies=replies)
+    out: list[Any] = []
+    for chunk in chunks:
+        # A small limit too, so that the batch stops short and resume goes on.
+        frames = [*framer.feed(chunk, 1 + len(chunk) % 7), *framer.resume()]
+        out.extend(frames if replies else map(_msg_fields, frames))
+        if framer.error is not None:
+            out.append(("error", framer.error.reply))
+            break
+    return out
+
+
+def _msg_fields(msg: Any) -> tuple[Any, ...]:
+    return (msg.data, msg.end, msg.key, msg.action, msg.reply, msg.keys, msg.info)
+
+
+pipelines = st.lists(st.one_of(commands, redis_key_commands().map(encode_command)), max_size=8)
+
+
+@NEEDS_C
+@given(wires=pipelines, tail=st.one_of(st.just(b""), any_bytes), data=st.data())
+def test_parse_many_gives_what_parse_gives(wires: list[bytes], tail: bytes, data: Any) -> None:
+    wire = b"".join(wires) + tail
+    cuts = split_points(data, wire)
+    with accel.using(True):
+        batched = _framed(RequestParser(), split_at(wire, cuts), batch=True)
+        single = _framed(RequestParser(), split_at(wire, cuts), batch=False)
+    assert batched == single
+
+
+@NEEDS_C
+@given(case=mangled(replies), data=st.data())
+def test_reply_parse_many_gives_what_parse_gives(case: tuple[bytes, int], data: Any) -> None:
+    wire = case[0][case[1] :]
+    cuts = split_points(data, wire)
+    with accel.using(True):
+        batched = _framed(ReplyParser(), split_at(wire, cuts), batch=True)
+        single = _framed(ReplyParser(), split_at(wire, cuts), batch=False)
+    assert batched == single
+
+
+def split_points(data: Any, wire: bytes) -> list[int]:
+    return data.draw(st.lists(st.integers(0, len(wire)), max_size=6))
+
+
+@NEEDS_C
+def test_parse_many_takes_a_pipeline_in_one_call() -> None:
+    wire = b"".join(encode_command([b"GET", b"k%d" % i]) for i in range(16))
+    with accel.using(True):
+        parser = RequestParser()
+    msgs, end = parser.parse_many(wire, 0, 100)
+    assert [m.key for m in msgs] == [b"k%d" % i for i in range(16)] and end == len(wire)
+    msgs, end = parser.parse_many(wire, 0, 3)
+    assert len(msgs) == 3 and end == msgs[-1].end
+    mget = encode_command([b"MGET", b"a", b"b"])
+    msgs, end = parser.parse_many(mget + b"*1\r\n$4\r\nPING\r\n", 0, 100)
+    assert [m.keys for m in msgs] == [[b"a", b"b"]] and end == len(mget)  # PING: parse's
+    replies = b"+OK\r\n$1\r\na\r\n*2\r\n:1"
+    with accel.using(True):
+        assert ReplyParser().parse_many(replies, 0, 100) == ([b"+OK\r\n", b"$1\r\na\r\n"], 12)
