@@ -25,6 +25,7 @@ import resource
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,7 @@ from corenet.testing.process import (
     find_binary,
     free_port,
     machine_busy_seconds,
+    rss_bytes,
 )
 
 if TYPE_CHECKING:
@@ -76,7 +78,14 @@ DEFAULT_REQUESTS = {
     ("mget10", 16): 40_000,
 }
 DEFAULT_MC_REQUESTS = {"get": 100_000, "set": 100_000, "mget10": 30_000}
-QUICK = {"requests": 2_000, "mc_requests": 2_000, "keyspace": 10_000, "repeat": 1, "clients": 4}
+QUICK = {
+    "requests": 2_000,
+    "mc_requests": 2_000,
+    "keyspace": 10_000,
+    "repeat": 1,
+    "clients": 4,
+    "idle": 200,
+}
 
 Json = dict[str, Any]
 Server = RedisServer | Memcached
@@ -110,6 +119,7 @@ class Options:
     timeout: float = 180.0
     keep_logs: bool = False
     render: str | None = None
+    idle: int = 10_000
 
 
 def _csv_list(text: str) -> list[str]:
@@ -180,6 +190,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="seconds before one load-generator run is killed (default 180)",
     )
     p.add_argument(
+        "--idle",
+        type=int,
+        help="idle client connections opened to each proxy after its phase, to measure "
+        "the memory they cost (default 10000, --quick 200; 0: skip)",
+    )
+    p.add_argument(
         "--keep-logs",
         action="store_true",
         help="keep the work directory with configs and process logs",
@@ -221,6 +237,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         timeout=a.timeout,
         keep_logs=a.keep_logs,
         render=a.render,
+        idle=a.idle if a.idle is not None else (QUICK["idle"] if q else 10_000),
     )
     for name, chosen, known in (
         ("--tests", opts.tests, REDIS_TESTS),
@@ -332,6 +349,7 @@ class Bench:
         self.runs: list[Json] = []
         self.statuses: dict[str, dict[str, str]] = {}
         self.notes: list[str] = []
+        self.idle: list[Json] = []  # memory of idle client connections, per proxy
         self._targets: list[Target] = []  # the targets of the current phase
         self.binaries: dict[str, str | None] = {
             name: find_binary(name)
@@ -717,6 +735,42 @@ class Bench:
                 f"  rep {r['rep'] + 1} {r['label']:<10} {r['target']:<10} FAILED: {r.get('error')}"
             )
 
+    def _idle_memory(self, protocol: str, target: Target) -> Json:
+        """Open ``--idle`` client connections to ``target``'s proxy, each
+        answered once (so its buffers exist), and read the proxy's RSS growth."""
+        record: Json = {"protocol": protocol, "target": target.name, "connections": 0}
+        proc = target.proc
+        assert proc is not None and proc.pid is not None
+        request = b"PING\r\n" if protocol == "redis" else b"version\r\n"
+        before = rss_bytes(proc.pid)
+        socks: list[socket.socket] = []
+        try:
+            # extend() keeps the connections made before one that failed.
+            address = ("127.0.0.1", target.port)
+            socks.extend(socket.create_connection(address, 10) for _ in range(self.opts.idle))
+            for sock in socks:
+                sock.sendall(request)
+            for sock in socks:
+                sock.recv(64)
+            time.sleep(0.5)  # RSS is read by the kernel's accounting, a moment late
+            after = rss_bytes(proc.pid)
+        except OSError as exc:
+            record["error"] = f"after {len(socks)} connections: {exc}"
+            self.note(f"{protocol}: {target.name} idle connections: {record['error']}")
+            return record
+        finally:
+            for sock in socks:
+                sock.close()
+        record["connections"] = len(socks)
+        if before is not None and after is not None:
+            record["rss_growth_mib"] = round((after - before) / 2**20, 1)
+            record["kib_per_connection"] = round((after - before) / 1024 / len(socks), 2)
+            self.say(
+                f"  {protocol} {target.name:<10} {len(socks):,} idle connections: RSS "
+                f"+{record['rss_growth_mib']} MiB ({record['kib_per_connection']} KiB each)"
+            )
+        return record
+
     def redis_phase(self, cases: list[Case]) -> None:
         """Start redis backends, fill them, start the proxies, run the redis cases, stop."""
         binaries = ("redis-server", "redis-benchmark")
@@ -762,6 +816,9 @@ class Bench:
             started(servers)
             self._targets = self.start_targets(protocol, servers)
             self._run_cases(cases, [t for t in self._targets if t.status == "ok"], servers)
+            for target in self._targets:
+                if target.proc is not None and target.status == "ok" and self.opts.idle > 0:
+                    self.idle.append(self._idle_memory(protocol, target))
         finally:
             # this phase's backends and proxies (restarted ones too), newest first
             self.group.close()
@@ -818,6 +875,14 @@ def render(result: Json) -> str:
         "acceptance bars (issue #8):",
         _report.format_bars(result["bars"]),
     ]
+    idle = [r for r in result.get("idle_connections", []) if "rss_growth_mib" in r]
+    if idle:
+        parts += ["", "idle client connections (proxy RSS growth):"]
+        parts += [
+            f"  {r['protocol']} {r['target']}: {r['connections']:,} connections "
+            f"+{r['rss_growth_mib']} MiB ({r['kib_per_connection']} KiB each)"
+            for r in idle
+        ]
     if result.get("notes"):
         parts += ["", "notes:", *[f"  - {n}" for n in result["notes"]]]
     return "\n".join(parts)
@@ -848,6 +913,13 @@ def measure(opts: Options) -> Json:
     """Run the whole benchmark and return the result document."""
     cases = build_cases(opts)
     started = dt.datetime.now(dt.UTC)
+    if opts.idle:
+        # The idle-connection check needs a descriptor per connection, here
+        # and in the proxies, which inherit the limit.
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = opts.idle + 4096 if hard == resource.RLIM_INFINITY else min(hard, opts.idle + 4096)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
     workdir = tempfile.mkdtemp(prefix="corenet-bench-")
     keep = opts.keep_logs
     group = ProcessGroup()
@@ -901,6 +973,7 @@ def measure(opts: Options) -> Json:
         "bars": bars,
         "summary": _report.summary_line(rows, bars),
         "notes": bench.notes,
+        "idle_connections": bench.idle,
         "processes": group.history,
         "runs": bench.runs,
     }

@@ -127,6 +127,12 @@ def test_quick_run_writes_well_formed_result(
         } <= set(run)
         if run["ok"]:
             assert run["backend_check"], run
+    # idle connections were opened to each proxy and their memory read
+    idle = {(r["protocol"], r["target"]): r for r in result["idle_connections"]}
+    for protocol in ("redis", "memcache"):
+        record = idle[(protocol, "corenet")]
+        assert record["connections"] == 200, record
+        assert isinstance(record["rss_growth_mib"], float) and "kib_per_connection" in record
     # every process the benchmark started was stopped and reaped
     assert result["processes"]
     for proc in result["processes"]:

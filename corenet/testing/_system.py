@@ -250,6 +250,18 @@ def cpu_seconds(pid: int, *, children: bool = False) -> float | None:
     return ticks / _CLK_TCK
 
 
+def rss_bytes(pid: int) -> int | None:
+    """Resident memory of process ``pid`` (``VmRSS`` in ``/proc/PID/status``), or None."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def machine_busy_seconds() -> float | None:
     """CPU seconds all CPUs spent in processes since boot (``/proc/stat``), or None.
 

@@ -48,6 +48,7 @@ from corenet.testing._system import (
     owns_port,
     parse_address,
     raw_exchange,
+    rss_bytes,
 )
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ __all__ = [
     "port_is_free",
     "port_taken",
     "raw_exchange",
+    "rss_bytes",
     "running_processes",
     "stop_all",
     "wait_for",

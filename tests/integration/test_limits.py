@@ -12,15 +12,14 @@ import time
 
 import pytest
 
+from corenet.testing import process
 from tests.servers import RedisServer, encode_command, free_port, pool_config, redis_raw, wait_for
 
 
 def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
+    rss = process.rss_bytes(pid)
+    assert rss is not None, f"no VmRSS for pid {pid}"
+    return rss
 
 
 def cpu_seconds(pid: int) -> float:

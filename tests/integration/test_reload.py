@@ -25,6 +25,7 @@ import redis as redis_py
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from tests.integration.test_limits import rss_bytes
 from tests.servers import (
     assert_nutcracker_finds,
     dump_config,
@@ -423,11 +424,7 @@ def _assert_refused(address: str) -> None:
 
 
 def _rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+    return rss_bytes(pid) // 1024
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc")
