@@ -201,25 +201,23 @@ class ServerConn(Connection):
         replies = framer.feed(data)
         out_q = self.out_q
         stats = self.stats
-        push_to = self.push_to
-        finish = self.on_reply
-        for reply in replies:
-            if push_to is not None and self.pool.protocol.is_push(reply):  # type: ignore[attr-defined]
-                stats.response_bytes += len(reply)
-                push_to.push(reply)
-                continue
-            if not out_q:
-                logger.warning(
-                    "pool %s: server %s sent a reply nobody asked for",
-                    self.pool.name,
-                    self.server.name,
-                )
-                stats.server_err += 1
-                self.fail(errno.EPROTO)
+        if self.push_to is not None:
+            if not self._replies_and_pushes(replies):
                 return
-            stats.responses += 1
-            stats.response_bytes += len(reply)
-            finish(out_q.popleft(), reply)
+        elif replies:
+            answered = replies if len(replies) <= len(out_q) else replies[: len(out_q)]
+            # Counted once per read; each reply answers the oldest request.
+            stats.responses += len(answered)
+            stats.response_bytes += sum(map(len, answered))
+            finish = self.on_reply
+            popleft = out_q.popleft
+            for reply in answered:
+                if not out_q:  # a reply hook failed this connection
+                    return
+                finish(popleft(), reply)
+            if len(answered) < len(replies):
+                self._unasked()
+                return
         when_idle = self.when_idle
         if when_idle is not None and not out_q and not self.in_q:
             when_idle(self)
@@ -236,6 +234,31 @@ class ServerConn(Connection):
             self.fail(errno.EPROTO)
             return
         self.server.failures = 0
+
+    def _replies_and_pushes(self, replies: list[bytes]) -> bool:
+        """``data_received`` on a connection that also carries pushes (RESP3
+        Pub/Sub): each in stream order; False once the connection failed."""
+        out_q = self.out_q
+        stats = self.stats
+        push_to = self.push_to
+        for reply in replies:
+            stats.response_bytes += len(reply)
+            if self.pool.protocol.is_push(reply):  # type: ignore[attr-defined]
+                push_to.push(reply)
+                continue
+            if not out_q:
+                self._unasked()
+                return False
+            stats.responses += 1
+            self.on_reply(out_q.popleft(), reply)
+        return True
+
+    def _unasked(self) -> None:
+        logger.warning(
+            "pool %s: server %s sent a reply nobody asked for", self.pool.name, self.server.name
+        )
+        self.stats.server_err += 1
+        self.fail(errno.EPROTO)
 
     def retire(self) -> None:
         """Take no new requests (the caller no longer routes here); close once

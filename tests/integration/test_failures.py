@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import threading
@@ -262,3 +263,43 @@ def test_preconnect_opens_server_connections_at_start(redis_servers, corenet_pro
         ),
         timeout=5,
     )
+
+
+def test_a_reply_nobody_asked_for_fails_the_server_connection(corenet_proxy_factory):
+    # A broken backend that answers each request twice: the first answer is
+    # the client's, the second fails the connection (EPROTO), so no later
+    # request is ever given the stale extra reply.
+    backend = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        backend.settimeout(10)
+        with contextlib.suppress(OSError):
+            while not stop.is_set():
+                conn, _ = backend.accept()
+                with conn:
+                    while conn.recv(65536):
+                        conn.sendall(b"+first\r\n+extra\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        address = f"127.0.0.1:{backend.getsockname()[1]}"
+        proxy = corenet_proxy_factory(pool_config("alpha", None, [address]))
+        with socket.create_connection(proxy.address("alpha").split(":"), timeout=5) as client:
+            replies = []
+            for _ in range(3):
+                client.sendall(encode_command("GET", "k"))
+                replies.append(read_until(client, lambda got: got.endswith(b"\r\n")))
+                # the extra reply fails the server connection before the next request
+                assert wait_for(
+                    lambda n=len(replies): proxy.stats()["alpha"][address]["server_err"] >= n,
+                    timeout=5,
+                )
+        # each answered on a fresh connection: the stale "+extra" answers nothing
+        assert replies == [b"+first\r\n"] * 3
+        assert "sent a reply nobody asked for" in proxy.log_text()
+    finally:
+        stop.set()
+        backend.close()
+        thread.join(timeout=5)
