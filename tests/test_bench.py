@@ -259,3 +259,19 @@ def test_a_run_that_cannot_measure_corenet_exits_non_zero(
     )
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
     assert "corenet-proxy could not be measured in any case" in done.stderr
+
+
+def test_allocs_counts_the_objects_a_request_holds() -> None:
+    # bench/allocs.py: a GET in a pipeline of 16 is its Msg, its bytes, its
+    # key and its end offset, then its reply; a regression to many more
+    # objects per request shows here (the figures are exact counts, not times).
+    from bench import allocs
+
+    router = allocs._router()
+    get16, _, mget16, *_ = allocs.workloads(16)
+    figures = allocs.measure(get16, router)
+    assert 3 <= figures["framed"] <= 6, figures
+    assert 0.9 <= figures["replies"] <= 2, figures
+    assert figures["completed"] <= 8, figures
+    split = allocs.measure(mget16, router)
+    assert split["completed"] <= 10, split  # fragments and their replies let go
