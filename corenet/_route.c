@@ -277,6 +277,10 @@ route_exec(PyObject *module)
  * grouped by server index, in order of first appearance, each group as the
  * bytes of an array('I').  None (for the Python loop) when an index is not
  * an int in [0, GROUP_MAX_INDEX) or a position would not fit. */
+PyDoc_STRVAR(group_doc, "group(servers, step, /)\n--\n\n"
+                        "{index: bytes of array('I') positions i * step}, in order of "
+                        "first appearance, or None for the Python loop.");
+
 static PyObject *
 route_group(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -365,10 +369,7 @@ done:
 }
 
 static PyMethodDef module_methods[] = {
-    {"group", (PyCFunction)(void (*)(void))route_group, METH_FASTCALL,
-     PyDoc_STR("group(servers, step, /)\n--\n\n"
-               "{index: bytes of array('I') positions i * step}, in order of first "
-               "appearance, or None for the Python loop.")},
+    {"group", (PyCFunction)(void (*)(void))route_group, METH_FASTCALL, group_doc},
     {NULL, NULL, 0, NULL},
 };
 
