@@ -23,7 +23,7 @@ find "$WORK" \( -name '*.so' -o -name __pycache__ \) -prune -exec rm -rf {} +
 INCLUDE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
 SUFFIX="$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
 for source in corenet/_route.c corenet/protocols/redis/_speedups.c \
-    corenet/plugins/hashing/_speedups.c; do
+    corenet/protocols/memcache/_speedups.c corenet/plugins/hashing/_speedups.c; do
     gcc -shared -fPIC -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
         -fno-sanitize-recover=undefined -I"$INCLUDE" -I"$WORK/corenet" "$WORK/$source" \
         -o "$WORK/${source%.c}$SUFFIX"
@@ -32,7 +32,7 @@ done
 if [ "$#" -eq 0 ]; then
     set -- tests/protocols/test_redis_speedups.py tests/framework/test_routing.py \
         tests/plugins/test_speedups.py tests/protocols/test_redis_parser.py \
-        tests/protocols/test_redis_reply_parser.py
+        tests/protocols/test_redis_reply_parser.py tests/protocols/test_memcache_fast_path.py
 fi
 cd "$WORK"
 export PYTHONPATH="$WORK" CORENET_REQUIRE_SPEEDUPS=1
@@ -41,8 +41,10 @@ export LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=lib
 export ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1
 "$PY" - "$WORK" <<'CHECK'
 import sys
-import corenet._route, corenet.plugins.hashing._speedups, corenet.protocols.redis._speedups
-for module in (corenet._route, corenet.plugins.hashing._speedups, corenet.protocols.redis._speedups):
+import corenet._route, corenet.plugins.hashing._speedups
+import corenet.protocols.memcache._speedups, corenet.protocols.redis._speedups
+for module in (corenet._route, corenet.plugins.hashing._speedups,
+               corenet.protocols.memcache._speedups, corenet.protocols.redis._speedups):
     assert module.__file__.startswith(sys.argv[1]), f"{module.__name__} loaded from {module.__file__}"
 CHECK
 "$PY" -m pytest -q -p no:cacheprovider "$@"

@@ -66,6 +66,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from corenet import accel
 from corenet.errors import RemoteProtocolError
 from corenet.msg import ACTION_CLOSE, Msg, fanout_msg
 from corenet.protocols.memcache._meta import META_COMMANDS, ReplyFilter, fast_meta, judge
@@ -458,7 +459,7 @@ class RequestParser:
 # expression match decides what the general path would, for these only.
 # Key: 1-250 bytes without space, NUL, CR or LF; numbers short enough that
 # their limits cannot be exceeded (a longer one goes the general way).
-_FAST_GET = re.compile(rb"gets? ([^ \x00\r\n]{1,250}(?: [^ \x00\r\n]{1,250})*)\r\n")
+_FAST_GET = re.compile(rb"gets? ([^ \x00\r\n]{1,250})((?: [^ \x00\r\n]{1,250})*)\r\n")
 _FAST_STORE = re.compile(
     rb"(?:set|add|replace|append|prepend) ([^ \x00\r\n]{1,250}) \d{1,9} -?\d{1,9} (\d{1,9})"
     rb"( noreply)?\r\n"
@@ -479,9 +480,10 @@ def _fast_request(buf: bytes, pos: int, max_value: int) -> Msg | None:
         end = m.end()
         if end - pos >= LINE_MAX:  # long get lines have their own rules
             return None
-        keys = m.group(1).split(b" ")
-        if len(keys) == 1:
-            return Msg(buf[pos:end], end, keys[0])
+        first, rest = m.groups()
+        if not rest:  # one key: no list to make
+            return Msg(buf[pos:end], end, first)
+        keys = [first, *rest[1:].split(b" ")]
         return fanout_msg(buf[pos:end], end, keys, b"gets" if buf[pos + 3] == 115 else b"get")
     m = _FAST_STORE.match(buf, pos)
     if m is None:
@@ -530,10 +532,14 @@ class ReplyParser:
         self.need = 0
         self._off = 0  # where the current line starts, relative to the reply
         self._scanned = 0  # how far past it "\n" was already searched for
+        compiled = accel.compiled(_EXTENSION)
+        self._fast_end: Callable[[bytes, int], int] = (
+            compiled.reply_end if compiled is not None else _fast_reply_end
+        )
 
     def parse(self, buf: bytes, pos: int) -> int:
         if not (self._off or self._scanned):
-            end = _fast_reply_end(buf, pos)
+            end = self._fast_end(buf, pos)
             if end > 0:
                 return end
         n = len(buf)
@@ -590,6 +596,9 @@ class ReplyParser:
         return -1
 
 
+_EXTENSION = "corenet.protocols.memcache._speedups"
+"""The compiled ``_fast_reply_end`` (``reply_end``), when built and allowed."""
+
 # A VALUE line as memcached writes it (no cas), sizes short enough that no
 # limit applies: the common hit, matched at once.
 _FAST_VALUE = re.compile(rb"VALUE [^ \r\n]{1,250} \d{1,9} (\d{1,9})\r\n")
@@ -612,9 +621,12 @@ def _fast_reply_end(buf: bytes, pos: int) -> int:
         end = m.end() + int(m.group(1)) + 2
         if end > len(buf) or buf[end - 2 : end] != b"\r\n":
             return 0
+        # END is looked for before another VALUE: a hit costs one match.
+        if buf.startswith(b"END\r\n", end):
+            return end + 5
         p = end
     if p != pos:
-        return p + 5 if buf.startswith(b"END\r\n", p) else 0
+        return 0
     m = _FAST_META.match(buf, pos)
     if m is None:
         return 0

@@ -292,8 +292,9 @@ def test_a_reply_nobody_asked_for_fails_the_server_connection(corenet_proxy_fact
                 client.sendall(encode_command("GET", "k"))
                 replies.append(read_until(client, lambda got: got.endswith(b"\r\n")))
                 # the extra reply fails the server connection before the next request
+                answered = len(replies)
                 assert wait_for(
-                    lambda n=len(replies): proxy.stats()["alpha"][address]["server_err"] >= n,
+                    lambda n=answered: proxy.stats()["alpha"][address]["server_err"] >= n,
                     timeout=5,
                 )
         # each answered on a fresh connection: the stale "+extra" answers nothing

@@ -17,6 +17,7 @@ from unittest import mock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from corenet import accel
 from corenet.errors import ProtocolError
 from corenet.protocols.memcache import _parser
 from corenet.protocols.memcache._parser import ReplyParser, RequestParser
@@ -28,6 +29,7 @@ from corenet.testing.memcache_strategies import (
     memcache_replies,
     memcache_requests,
 )
+from tests._speedups import needs_c, require_built
 
 MAX_VALUES = [64, 3, 0, 1 << 20]
 
@@ -75,10 +77,13 @@ def _reply_outcome(buf: bytes) -> tuple[Any, ...]:
 
 
 def check_reply(buf: bytes) -> None:
+    # The compiled fast path (when built), the pure one, and none at all.
     fast = _reply_outcome(buf)
-    with mock.patch.object(_parser, "_fast_reply_end", return_value=0):
-        general = _reply_outcome(buf)
-    assert fast == general
+    with accel.using(False):
+        pure = _reply_outcome(buf)
+        with mock.patch.object(_parser, "_fast_reply_end", return_value=0):
+            general = _reply_outcome(buf)
+    assert fast == pure == general
 
 
 # Pieces that sit on the fast paths' edges.
@@ -188,6 +193,29 @@ replies = st.one_of(
 @given(buf=mangled(replies))
 def test_replies_same_with_and_without_fast_path(buf: bytes) -> None:
     check_reply(buf)
+
+
+_built = accel.built(_parser._EXTENSION)
+
+
+@needs_c(_built, _parser._EXTENSION)
+@settings(max_examples=600)
+@given(buf=st.one_of(mangled(replies), st.binary(max_size=80)), pos=st.integers(-2, 6))
+def test_compiled_reply_end_is_the_pure_fast_path(buf: bytes, pos: int) -> None:
+    reply_end = require_built(_built, _parser._EXTENSION).reply_end
+    expected = _parser._fast_reply_end(buf, pos) if pos >= 0 else 0
+    assert reply_end(buf, pos) == expected
+    assert reply_end(bytearray(buf), pos) == expected
+
+
+def test_compiled_reply_end_takes_the_common_replies() -> None:
+    reply_end = require_built(_built, _parser._EXTENSION).reply_end
+    hit = b"VALUE k 0 3\r\nabc\r\nEND\r\n"
+    assert reply_end(hit, 0) == len(hit)
+    assert reply_end(b"xx" + hit + b"STORED\r\n", 2) == 2 + len(hit)
+    assert reply_end(b"VA 2 f1\r\nab\r\n", 0) == 13
+    assert reply_end(b"VALUE k 0 3 7\r\nabc\r\nEND\r\n", 0) == 0  # cas: the general path
+    assert reply_end("END\r\n", 0) == 0  # not bytes-like
 
 
 def test_fast_paths_take_the_common_requests() -> None:

@@ -1,0 +1,194 @@
+/*
+ * corenet.protocols.memcache._speedups: the compiled twin of the memcache
+ * reply parser's fast path.
+ *
+ *   reply_end(buf, pos) -> int
+ *       _parser._fast_reply_end: the end of the reply at buf[pos:] when it
+ *       is END, STORED, complete canonical VALUE blocks (no cas) then END,
+ *       or a meta reply (a return code, flags without CR or LF, a complete
+ *       VA block); 0 when the general path must decide.  The Python
+ *       function is the reference; the tests compare the two on generated
+ *       and mangled replies.
+ *
+ * buf is bytes (or any object with the buffer protocol); anything else, or
+ * a negative offset, gives 0.  No module state.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include "_cmodule.h"
+
+#include <string.h>
+
+#define IS_DIGIT(c) ((unsigned char)((c) - '0') <= 9u)
+
+static int
+starts(const char *s, Py_ssize_t n, Py_ssize_t p, const char *word, Py_ssize_t len)
+{
+    return n - p >= len && memcmp(s + p, word, (size_t)len) == 0;
+}
+
+/* 1..max_digits ASCII digits at s[*p], as \d{1,max} then what follows must
+ * match: the value, or -1 (no digits).  *p moves past them. */
+static long long
+digits(const char *s, Py_ssize_t n, Py_ssize_t *p, int max_digits)
+{
+    long long value = 0;
+    int count = 0;
+    while (*p < n && count < max_digits && IS_DIGIT(s[*p])) {
+        value = value * 10 + (s[*p] - '0');
+        (*p)++;
+        count++;
+    }
+    return count ? value : -1;
+}
+
+/* The end of a data block of size bytes starting at p, ended by CRLF, or 0. */
+static Py_ssize_t
+block_end(const char *s, Py_ssize_t n, Py_ssize_t p, long long size)
+{
+    Py_ssize_t end = p + (Py_ssize_t)size + 2;
+    if (end > n || s[end - 2] != '\r' || s[end - 1] != '\n') {
+        return 0;
+    }
+    return end;
+}
+
+/* One canonical VALUE block at s[p:]: its end, or 0. */
+static Py_ssize_t
+value_block(const char *s, Py_ssize_t n, Py_ssize_t p)
+{
+    Py_ssize_t key = 0;
+    long long size;
+    if (!starts(s, n, p, "VALUE ", 6)) {
+        return 0;
+    }
+    p += 6;
+    while (p < n && key < 250 && s[p] != ' ' && s[p] != '\r' && s[p] != '\n') {
+        p++;
+        key++;
+    }
+    if (key == 0 || p >= n || s[p] != ' ') {
+        return 0;
+    }
+    p++;
+    if (digits(s, n, &p, 9) < 0 || p >= n || s[p] != ' ') {
+        return 0;
+    }
+    p++;
+    size = digits(s, n, &p, 9);
+    if (size < 0 || !starts(s, n, p, "\r\n", 2)) {
+        return 0;
+    }
+    return block_end(s, n, p + 2, size);
+}
+
+/* A meta reply at s[p:]: its end, or 0. */
+static Py_ssize_t
+meta_reply(const char *s, Py_ssize_t n, Py_ssize_t p)
+{
+    static const char *codes[] = {"HD", "EN", "NF", "NS", "EX", "MN"};
+    long long size = -1;
+    Py_ssize_t flags = 0;
+    int known = 0;
+
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        if (starts(s, n, p, codes[i], 2)) {
+            known = 1;
+            p += 2;
+            break;
+        }
+    }
+    if (!known) {
+        if (!starts(s, n, p, "VA ", 3)) {
+            return 0;
+        }
+        p += 3;
+        size = digits(s, n, &p, 9);
+        if (size < 0) {
+            return 0;
+        }
+    }
+    if (p < n && s[p] == ' ') {
+        Py_ssize_t q = p + 1;
+        while (q < n && flags < 4096 && s[q] != '\r' && s[q] != '\n') {
+            q++;
+            flags++;
+        }
+        if (starts(s, n, q, "\r\n", 2)) {
+            p = q;
+        }
+        /* else the optional part does not match and CRLF must follow the code */
+    }
+    if (!starts(s, n, p, "\r\n", 2)) {
+        return 0;
+    }
+    p += 2;
+    return size < 0 ? p : block_end(s, n, p, size);
+}
+
+static Py_ssize_t
+fast_reply_end(const char *s, Py_ssize_t n, Py_ssize_t pos)
+{
+    Py_ssize_t p = pos, end;
+    if (starts(s, n, pos, "END\r\n", 5)) {
+        return pos + 5;
+    }
+    if (starts(s, n, pos, "STORED\r\n", 8)) {
+        return pos + 8;
+    }
+    while ((end = value_block(s, n, p)) > 0) {
+        if (starts(s, n, end, "END\r\n", 5)) {
+            return end + 5;
+        }
+        p = end;
+    }
+    if (p != pos) {
+        return 0;
+    }
+    return meta_reply(s, n, pos);
+}
+
+PyDoc_STRVAR(reply_end_doc, "reply_end(buf, pos, /)\n--\n\n"
+                            "End of the common memcache reply at buf[pos:], or 0 when "
+                            "the general path must decide.");
+
+static PyObject *
+reply_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    Py_ssize_t pos, end;
+
+    (void)module;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "reply_end expected 2 arguments, got %zd", nargs);
+        return NULL;
+    }
+    pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (pos < 0) {
+        return PyLong_FromLong(0);
+    }
+    if (PyBytes_Check(args[0])) {
+        return PyLong_FromSsize_t(
+            fast_reply_end(PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), pos));
+    }
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        return PyLong_FromLong(0);
+    }
+    end = fast_reply_end(view.buf, view.len, pos);
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(end);
+}
+
+static PyMethodDef speedups_methods[] = {
+    {"reply_end", (PyCFunction)(void (*)(void))reply_end, METH_FASTCALL, reply_end_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+CORENET_MODULE(_speedups, "corenet.protocols.memcache._speedups",
+               "The memcache reply parser's fast path in C; _parser.py is the reference.",
+               speedups_methods, )
