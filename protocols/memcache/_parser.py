@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 from corenet import accel
 from corenet.errors import RemoteProtocolError
@@ -204,9 +205,25 @@ class RequestParser:
         # key, data length, noreply flag and reply filter; _NEGOTIATING until
         # the first byte of the connection has been looked at.
         self._block: _Block | None = _NEGOTIATING
+        compiled = accel.compiled(_EXTENSION)
+        self._scan: Callable[[bytes, int, int, int], Any] | None = (
+            compiled.request_fast if compiled is not None else None
+        )
 
     def parse(self, buf: bytes, pos: int) -> Msg | None:
         if not (self._swallow or self._block is not None or self._scanned):
+            scan = self._scan
+            if scan is not None:
+                # get/gets and storage in C; what it declines, _fast_request decides.
+                found = scan(buf, pos, self.max_value, LINE_MAX)
+                if found is not None:
+                    kind, end, data, key = found
+                    if kind == 0:
+                        return Msg(data, end, key)
+                    if kind == 1:
+                        name = b"gets" if buf[pos + 3] == 115 else b"get"
+                        return fanout_msg(data, end, key, name)
+                    return forward(data, end, key, kind == 3)
             msg = _fast_request(buf, pos, self.max_value)
             if msg is not None:
                 return msg

@@ -54,10 +54,13 @@ def _request_outcome(buf: bytes, pos: int, max_value: int) -> tuple[Any, ...]:
 
 
 def check_request(buf: bytes, pos: int = 0, max_value: int = 64) -> None:
+    # The compiled scan (when built), the pure fast path, and neither.
     fast = _request_outcome(buf, pos, max_value)
-    with mock.patch.object(_parser, "_fast_request", return_value=None):
-        general = _request_outcome(buf, pos, max_value)
-    assert fast == general
+    with accel.using(False):
+        pure = _request_outcome(buf, pos, max_value)
+        with mock.patch.object(_parser, "_fast_request", return_value=None):
+            general = _request_outcome(buf, pos, max_value)
+    assert fast == pure == general
 
 
 def _reply_outcome(buf: bytes) -> tuple[Any, ...]:
@@ -206,6 +209,44 @@ def test_compiled_reply_end_is_the_pure_fast_path(buf: bytes, pos: int) -> None:
     expected = _parser._fast_reply_end(buf, pos) if pos >= 0 else 0
     assert reply_end(buf, pos) == expected
     assert reply_end(bytearray(buf), pos) == expected
+
+
+@needs_c(_built, _parser._EXTENSION)
+@settings(max_examples=600)
+@given(
+    buf=st.one_of(mangled(near_fast()), requests, st.binary(max_size=60)),
+    prefix=st.binary(max_size=3),
+    max_value=st.sampled_from(MAX_VALUES),
+)
+def test_compiled_request_scan_accepts_only_what_the_fast_path_does(
+    buf: bytes, prefix: bytes, max_value: int
+) -> None:
+    scan = require_built(_built, _parser._EXTENSION).request_fast
+    wire = prefix + buf
+    found = scan(wire, len(prefix), max_value, _parser.LINE_MAX)
+    if found is None:
+        return  # _fast_request decides: nothing to match
+    kind, end, data, key = found
+    msg = _parser._fast_request(wire, len(prefix), max_value)
+    assert msg is not None, wire
+    assert (data, end) == (msg.data, msg.end)
+    if kind == 1:
+        assert key == msg.keys
+    else:
+        assert key == msg.key
+        assert (kind == 3) == (not msg.expect_reply)
+
+
+def test_compiled_request_scan_takes_the_common_requests() -> None:
+    scan = require_built(_built, _parser._EXTENSION).request_fast
+    get = b"get key:1\r\n"
+    assert scan(get, 0, 64, 16384) == (0, len(get), get, b"key:1")
+    assert scan(b"xxgets a b\r\n", 2, 64, 16384) == (1, 12, b"gets a b\r\n", [b"a", b"b"])
+    stored = b"set k 0 -1 3 noreply\r\nabc\r\n"
+    assert scan(stored, 0, 64, 16384) == (3, len(stored), stored, b"k")
+    for odd in (b"get  k\r\n", b"get k\n", b"cas k 0 0 1 1\r\na\r\n", b"set k 0 0 9\r\nabc\r\n"):
+        assert scan(odd, 0, 64, 16384) is None
+    assert scan(b"get " + b"k" * 251 + b"\r\n", 0, 64, 16384) is None
 
 
 def test_compiled_reply_end_takes_the_common_replies() -> None:
