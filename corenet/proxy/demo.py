@@ -8,6 +8,7 @@ the backends by PID when the proxy exits (Ctrl-C).
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -76,5 +77,9 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"  stats:          cat < /dev/tcp/127.0.0.1/{stats_port}")
         print("  config used:\n" + "\n".join("    " + line for line in text.splitlines()))
         print("Press Ctrl-C to stop the proxy and the backends.", flush=True)
-        proxy.run()
+        try:
+            proxy.run()
+        finally:
+            # An impatient second Ctrl-C must not cut short stopping the backends.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     return 0

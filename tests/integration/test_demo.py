@@ -10,11 +10,14 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.conftest import need_binary
 from tests.servers import free_port, memcache_raw, redis_raw, wait_for
 
 
-def test_demo_serves_both_protocols_and_stops_its_backends(request):
+@pytest.mark.parametrize("stop", ["SIGTERM", "Ctrl-C twice"])
+def test_demo_serves_both_protocols_and_stops_its_backends(request, stop):
     for binary in ("redis-server", "memcached"):
         need_binary(request.config, binary)
     env = dict(os.environ, CORENET_DISABLE_PLUGIN_AUTOLOAD="1")
@@ -49,9 +52,17 @@ def test_demo_serves_both_protocols_and_stops_its_backends(request):
         reply = memcache_raw(mc_address, b"set k 0 0 1\r\nv\r\nget k\r\n", until=b"END\r\n")
         assert reply == b"STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
+        if stop == "SIGTERM":
+            proc.send_signal(signal.SIGTERM)
+        else:  # an impatient user: the second one lands while the backends stop
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=15)
+        rest = proc.stdout.read()
         proc.stdout.close()
+    assert rc == 0, rest
+    assert "Traceback" not in rest
 
     def closed(port: int) -> bool:
         with socket.socket() as s:
