@@ -33,13 +33,15 @@ from corenet.routing import Router
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from corenet.msg import Msg
+
 
 @dataclass
 class Workload:
     name: str
     protocol: Any
     requests: bytes
-    replies: Callable[[int], bytes]  # reply bytes for one (fragment) request, by key count
+    reply: Callable[[Msg], bytes]  # what a server answers to one request or fragment
     depth: int
 
 
@@ -57,12 +59,16 @@ def _keys(n: int, start: int) -> list[bytes]:
     return [b"key:%012d" % (start + i) for i in range(n)]
 
 
-def _redis_value_reply(keys: int) -> bytes:
-    return b"$3\r\nxxx\r\n" if keys == 1 else b"*%d\r\n" % keys + b"$3\r\nxxx\r\n" * keys
+def _redis_values(msg: Msg) -> bytes:
+    """A GET's value, or an MGET fragment's array of its keys' values."""
+    if msg.parent is None and msg.keys is None:
+        return b"$3\r\nxxx\r\n"
+    keys = len(msg.info) if msg.parent is not None else len(msg.keys or ())
+    return b"*%d\r\n" % keys + b"$3\r\nxxx\r\n" * keys
 
 
-def _memcache_value_reply(keys: list[bytes]) -> bytes:
-    return b"".join(b"VALUE %s 0 3\r\nxxx\r\n" % k for k in keys) + b"END\r\n"
+def _memcache_value(msg: Msg) -> bytes:
+    return b"VALUE %s 0 3\r\nxxx\r\nEND\r\n" % msg.key
 
 
 def workloads(depth: int) -> list[Workload]:
@@ -73,11 +79,11 @@ def workloads(depth: int) -> list[Workload]:
     mc_get = b"".join(b"get %s\r\n" % k for k in _keys(depth, 0))
     mc_set = b"".join(b"set %s 0 0 3\r\nxxx\r\n" % k for k in _keys(depth, 0))
     return [
-        Workload(f"redis get@{depth}", redis, get, lambda n: _redis_value_reply(1), depth),
-        Workload(f"redis set@{depth}", redis, set_, lambda n: b"+OK\r\n", depth),
-        Workload(f"redis mget10@{depth}", redis, mget, _redis_value_reply, depth),
-        Workload(f"memcache get@{depth}", memcache, mc_get, lambda n: b"", depth),
-        Workload(f"memcache set@{depth}", memcache, mc_set, lambda n: b"STORED\r\n", depth),
+        Workload(f"redis get@{depth}", redis, get, _redis_values, depth),
+        Workload(f"redis set@{depth}", redis, set_, lambda msg: b"+OK\r\n", depth),
+        Workload(f"redis mget10@{depth}", redis, mget, _redis_values, depth),
+        Workload(f"memcache get@{depth}", memcache, mc_get, _memcache_value, depth),
+        Workload(f"memcache set@{depth}", memcache, mc_set, lambda msg: b"STORED\r\n", depth),
     ]
 
 
@@ -104,7 +110,7 @@ def measure(work: Workload, router: Router) -> dict[str, float]:
             )
         ]
         split = sys.getallocatedblocks()
-        wire = b"".join(_reply(work, m) for m in sent)
+        wire = b"".join(map(work.reply, sent))
         before_replies = sys.getallocatedblocks()
         replies = reply_framer.feed(wire)
         replied = sys.getallocatedblocks()
@@ -122,12 +128,6 @@ def measure(work: Workload, router: Router) -> dict[str, float]:
         "replies": (replied - before_replies) / n,
         "completed": (completed - start) / n,
     }
-
-
-def _reply(work: Workload, msg: Any) -> bytes:
-    if work.protocol is memcache and work.name.startswith("memcache get"):
-        return _memcache_value_reply([msg.key])
-    return work.replies(len(msg.info) if msg.info is not None and msg.parent else 1)
 
 
 def main() -> int:

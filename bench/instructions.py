@@ -44,15 +44,20 @@ def _benchmark(port: int, test: str, depth: int, requests: int) -> None:
     subprocess.run(argv, check=True, capture_output=True, timeout=600)
 
 
-def _total_instructions(out_dir: str, since: set[str]) -> int:
-    """The ``totals:`` (or ``summary:``) line of the dump written after ``since``."""
+def _callgrind_control(action: str, pid: int | None) -> None:
+    """Zero (``-z``) or dump (``-d``) the counters of the process under callgrind."""
+    subprocess.run(["callgrind_control", action, str(pid)], check=True, capture_output=True)
+
+
+def _total_instructions(out_dir: str, since: set[str]) -> int | None:
+    """The ``totals:`` (or ``summary:``) line of a dump written after ``since``, if any yet."""
     fresh = sorted(set(glob.glob(os.path.join(out_dir, "callgrind.out*"))) - since)
     for path in reversed(fresh):
         with open(path, encoding="utf-8", errors="replace") as dump:
             for line in dump:
                 if line.startswith(("totals:", "summary:")):
                     return int(line.split()[1])
-    raise RuntimeError(f"no callgrind dump in {out_dir}")
+    return None
 
 
 def measure(tests: Sequence[str], depths: Sequence[int]) -> list[tuple[str, int]]:
@@ -77,19 +82,17 @@ def measure(tests: Sequence[str], depths: Sequence[int]) -> list[tuple[str, int]
                 requests = REQUESTS[depth] // (4 if test.startswith("mget") else 1)
                 _benchmark(port, test, depth, requests // 4)  # warm up
                 before = set(glob.glob(os.path.join(work, "callgrind.out*")))
-                control = ["callgrind_control", str(proxy.pid)]
-                subprocess.run([*control[:1], "-z", *control[1:]], check=True, capture_output=True)
+                _callgrind_control("-z", proxy.pid)
                 _benchmark(port, test, depth, requests)
-                subprocess.run([*control[:1], "-d", *control[1:]], check=True, capture_output=True)
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline:
-                    try:
-                        total = _total_instructions(work, before)
+                _callgrind_control("-d", proxy.pid)
+                total = None
+                for _ in range(150):  # callgrind writes the dump a moment later: 30 s at most
+                    total = _total_instructions(work, before)
+                    if total is not None:
                         break
-                    except RuntimeError:
-                        time.sleep(0.2)
-                else:
-                    raise RuntimeError("callgrind wrote no dump")
+                    time.sleep(0.2)
+                if total is None:
+                    raise RuntimeError(f"callgrind wrote no dump in {work}")
                 results.append((f"{test}@{depth}", total // requests))
                 print(f"{test}@{depth}: {total // requests:,} instructions per request", flush=True)
     finally:

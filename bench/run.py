@@ -25,7 +25,6 @@ import resource
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,7 @@ from corenet.testing.process import (
     Process,
     ProcessGroup,
     ServerStartError,
+    connect,
     find_binary,
     free_port,
     machine_busy_seconds,
@@ -59,6 +59,7 @@ from corenet.testing.process import (
 )
 
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Callable, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -747,7 +748,7 @@ class Bench:
         try:
             # extend() keeps the connections made before one that failed.
             address = ("127.0.0.1", target.port)
-            socks.extend(socket.create_connection(address, 10) for _ in range(self.opts.idle))
+            socks.extend(connect(address, 10) for _ in range(self.opts.idle))
             for sock in socks:
                 sock.sendall(request)
             for sock in socks:

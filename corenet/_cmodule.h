@@ -25,6 +25,29 @@
 #define CORENET_SLOT_GIL
 #endif
 
+/* Helpers the accelerators share (static inline: unused ones cost nothing). */
+
+#define CORENET_IS_DIGIT(c) ((unsigned char)((c) - '0') <= 9u)
+
+/* Whether a METH_FASTCALL function got its nargs; else TypeError is set. */
+static inline int
+corenet_arity_ok(const char *name, Py_ssize_t nargs, Py_ssize_t expected)
+{
+    if (nargs != expected) {
+        PyErr_Format(PyExc_TypeError, "%s expected %zd arguments, got %zd", name, expected, nargs);
+        return 0;
+    }
+    return 1;
+}
+
+/* Read an int argument into *out: 0, or -1 with an exception set. */
+static inline int
+corenet_ssize_arg(PyObject *obj, Py_ssize_t *out)
+{
+    *out = PyLong_AsSsize_t(obj);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 #define CORENET_MODULE(NAME, DOTTED, DOC, METHODS, ...)                        \
     static PyModuleDef_Slot NAME##_module_slots[] = {                          \
         __VA_ARGS__ CORENET_SLOT_INTERPRETERS CORENET_SLOT_GIL {0, NULL},      \

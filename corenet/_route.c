@@ -12,8 +12,9 @@
  * hash_fn is called through vectorcall, and the search compares machine
  * integers instead of Python ints.  many(keys) routes a list of keys in one
  * call, for multi-key requests, and group(servers, step) groups the
- * positions of the keys by server as routing.group_by_server does.  The Python closure stays the reference and
- * the fallback; tests/core/test_routing.py checks both agree.
+ * positions of the keys by server as routing.group_by_server does.  The
+ * Python code stays the reference and the fallback;
+ * tests/framework/test_routing.py checks both agree.
  *
  * Contract differences, all outside what a hash plugin may do: a hash value
  * that is not an int in [0, 2**64) raises (TypeError, OverflowError) instead
@@ -292,16 +293,15 @@ route_group(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     unsigned int **cursor = NULL;
 
     (void)module;
-    if (nargs != 2 || !PyList_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "group expects a list of indexes and a step");
+    if (!corenet_arity_ok("group", nargs, 2) || corenet_ssize_arg(args[1], &step) < 0) {
+        return NULL;
+    }
+    if (!PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "group expects a list of indexes");
         return NULL;
     }
     servers = args[0];
     n = PyList_GET_SIZE(servers);
-    step = PyLong_AsSsize_t(args[1]);
-    if (step == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
     if (step < 1 || n > (Py_ssize_t)(UINT_MAX / (size_t)step)) {
         Py_RETURN_NONE;
     }

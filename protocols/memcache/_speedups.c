@@ -27,7 +27,6 @@
 
 #include <string.h>
 
-#define IS_DIGIT(c) ((unsigned char)((c) - '0') <= 9u)
 
 static int
 starts(const char *s, Py_ssize_t n, Py_ssize_t p, const char *word, Py_ssize_t len)
@@ -42,7 +41,7 @@ digits(const char *s, Py_ssize_t n, Py_ssize_t *p, int max_digits)
 {
     long long value = 0;
     int count = 0;
-    while (*p < n && count < max_digits && IS_DIGIT(s[*p])) {
+    while (*p < n && count < max_digits && CORENET_IS_DIGIT(s[*p])) {
         value = value * 10 + (s[*p] - '0');
         (*p)++;
         count++;
@@ -313,14 +312,12 @@ request_fast(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *result;
 
     (void)module;
-    if (nargs != 4) {
-        PyErr_Format(PyExc_TypeError, "request_fast expected 4 arguments, got %zd", nargs);
+    if (!corenet_arity_ok("request_fast", nargs, 4) || corenet_ssize_arg(args[1], &pos) < 0
+        || corenet_ssize_arg(args[3], &line_max) < 0) {
         return NULL;
     }
-    pos = PyLong_AsSsize_t(args[1]);
     max_value = PyLong_AsLongLong(args[2]);
-    line_max = PyLong_AsSsize_t(args[3]);
-    if ((pos == -1 || max_value == -1 || line_max == -1) && PyErr_Occurred()) {
+    if (max_value == -1 && PyErr_Occurred()) {
         return NULL;
     }
     if (pos < 0 || PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
@@ -352,12 +349,7 @@ reply_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t pos, end;
 
     (void)module;
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "reply_end expected 2 arguments, got %zd", nargs);
-        return NULL;
-    }
-    pos = PyLong_AsSsize_t(args[1]);
-    if (pos == -1 && PyErr_Occurred()) {
+    if (!corenet_arity_ok("reply_end", nargs, 2) || corenet_ssize_arg(args[1], &pos) < 0) {
         return NULL;
     }
     if (pos < 0) {

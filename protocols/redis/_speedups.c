@@ -70,7 +70,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#define IS_DIGIT(c) ((unsigned char)((c) - '0') <= 9u)
 
 /* Reply counts and sizes saturate here: no buffer holds that many elements
  * or bytes, so a saturated value behaves like the exact (larger) one. */
@@ -105,17 +104,6 @@ source_release(byte_source *src)
     if (src->owned) {
         PyBuffer_Release(&src->view);
     }
-}
-
-/* Whether a METH_FASTCALL function got its nargs; else TypeError is set. */
-static int
-arity_ok(const char *name, Py_ssize_t nargs, Py_ssize_t expected)
-{
-    if (nargs != expected) {
-        PyErr_Format(PyExc_TypeError, "%s expected %zd arguments, got %zd", name, expected, nargs);
-        return 0;
-    }
-    return 1;
 }
 
 /* Read the offset and max_bulk_len arguments shared by the request scans:
@@ -155,10 +143,10 @@ multibulk_scan(const char *s, Py_ssize_t n, Py_ssize_t start, long long max_bulk
     long long argc = 0;
 
     /* "*<count>\r\n": digits, no leading zero (so not "0"), <= INT_MAX. */
-    if (p >= n || !IS_DIGIT(s[p]) || s[p] == '0') {
+    if (p >= n || !CORENET_IS_DIGIT(s[p]) || s[p] == '0') {
         return -1;
     }
-    while (p < n && IS_DIGIT(s[p])) {
+    while (p < n && CORENET_IS_DIGIT(s[p])) {
         argc = argc * 10 + (s[p] - '0');
         if (argc > INT_MAX) {
             return -1;
@@ -186,13 +174,13 @@ multibulk_scan(const char *s, Py_ssize_t n, Py_ssize_t start, long long max_bulk
             return -1;
         }
         q = p + 1;
-        if (q >= n || !IS_DIGIT(s[q])) {
+        if (q >= n || !CORENET_IS_DIGIT(s[q])) {
             return -1;
         }
-        if (s[q] == '0' && q + 1 < n && IS_DIGIT(s[q + 1])) {
+        if (s[q] == '0' && q + 1 < n && CORENET_IS_DIGIT(s[q + 1])) {
             return -1; /* a leading zero; a lone "0" is fine */
         }
-        while (q < n && IS_DIGIT(s[q])) {
+        while (q < n && CORENET_IS_DIGIT(s[q])) {
             int d = s[q] - '0';
             if (limit - d < 0 || size > (limit - d) / 10) {
                 return -1; /* over max_bulk, or more than the buffer holds */
@@ -238,7 +226,7 @@ scan_multibulk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *spans, *end_obj, *result;
 
     (void)module;
-    if (!arity_ok("scan_multibulk", nargs, 3)) {
+    if (!corenet_arity_ok("scan_multibulk", nargs, 3)) {
         return NULL;
     }
     if (offset_and_limit(args[1], args[2], &start, &max_bulk) < 0) {
@@ -413,7 +401,7 @@ scan_keyed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int found;
 
     (void)module;
-    if (!arity_ok("scan_keyed", nargs, 4)) {
+    if (!corenet_arity_ok("scan_keyed", nargs, 4)) {
         return NULL;
     }
     if (!PyDict_CheckExact(args[3])) {
@@ -448,14 +436,6 @@ scan_keyed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
-/* Read an int argument into *out: 0, or -1 with an exception set. */
-static int
-ssize_arg(PyObject *obj, Py_ssize_t *out)
-{
-    *out = PyLong_AsSsize_t(obj);
-    return *out == -1 && PyErr_Occurred() ? -1 : 0;
-}
-
 /* Start a batch (scan_keyed_many, split_replies) over buf from pos: 1 with
  * *limit read from limit_obj, *frames a new empty list and src holding buf's
  * bytes; 0 with *result the
@@ -464,7 +444,7 @@ static int
 batch_open(PyObject *buf, Py_ssize_t pos, PyObject *limit_obj, Py_ssize_t *limit,
            byte_source *src, PyObject **frames, PyObject **result)
 {
-    if (ssize_arg(limit_obj, limit) < 0) {
+    if (corenet_ssize_arg(limit_obj, limit) < 0) {
         return -1;
     }
     *frames = PyList_New(0);
@@ -515,7 +495,7 @@ scan_keyed_many(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *table, *make, *make_fanout, *frames, *result = NULL;
 
     (void)module;
-    if (!arity_ok("scan_keyed_many", nargs, 8)) {
+    if (!corenet_arity_ok("scan_keyed_many", nargs, 8)) {
         return NULL;
     }
     table = args[3];
@@ -528,7 +508,7 @@ scan_keyed_many(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (offset_and_limit(args[1], args[2], &pos, &max_bulk) < 0) {
         return NULL;
     }
-    if (ssize_arg(args[7], &max_keys) < 0
+    if (corenet_ssize_arg(args[7], &max_keys) < 0
         || batch_open(args[0], pos, args[4], &limit, &src, &frames, &result) <= 0) {
         return result; /* NULL after an error */
     }
@@ -605,7 +585,7 @@ reply_length(const char *s, Py_ssize_t a, Py_ssize_t b, long long *out)
         return -1;
     }
     for (; a < b; a++) {
-        if (!IS_DIGIT(s[a])) {
+        if (!CORENET_IS_DIGIT(s[a])) {
             return -1;
         }
         /* No overflow: v <= (SAT_MAX - 9) / 10 before the step. */
@@ -709,11 +689,7 @@ reply_resume(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     long long owed;
 
     (void)module;
-    if (!arity_ok("reply_resume", nargs, 3)) {
-        return NULL;
-    }
-    p = PyLong_AsSsize_t(args[1]);
-    if (p == -1 && PyErr_Occurred()) {
+    if (!corenet_arity_ok("reply_resume", nargs, 3) || corenet_ssize_arg(args[1], &p) < 0) {
         return NULL;
     }
     owed = PyLong_AsLongLong(args[2]);
@@ -737,7 +713,7 @@ reply_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t pos, end;
 
     (void)module;
-    if (!arity_ok("reply_end", nargs, 2)) {
+    if (!corenet_arity_ok("reply_end", nargs, 2)) {
         return NULL;
     }
     pos = PyLong_AsSsize_t(args[1]);
@@ -764,10 +740,10 @@ split_replies(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *frames, *result = NULL;
 
     (void)module;
-    if (!arity_ok("split_replies", nargs, 3)) {
+    if (!corenet_arity_ok("split_replies", nargs, 3)) {
         return NULL;
     }
-    if (ssize_arg(args[1], &pos) < 0
+    if (corenet_ssize_arg(args[1], &pos) < 0
         || batch_open(args[0], pos, args[2], &limit, &src, &frames, &result) <= 0) {
         return result; /* NULL after an error */
     }
@@ -1044,11 +1020,7 @@ merge_arrays(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     span *slots = NULL;
 
     (void)module;
-    if (!arity_ok("merge_arrays", nargs, 3)) {
-        return NULL;
-    }
-    count = PyLong_AsSsize_t(args[0]);
-    if (count == -1 && PyErr_Occurred()) {
+    if (!corenet_arity_ok("merge_arrays", nargs, 3) || corenet_ssize_arg(args[0], &count) < 0) {
         return NULL;
     }
     replies = args[1];
