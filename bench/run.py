@@ -6,7 +6,7 @@ ports, fills every Redis backend with the whole keyspace, starts nutcracker
 (fnv1a_64, ketama) and runs redis-benchmark and memcaslap against direct /
 nutcracker / corenet in turn, ``--repeat`` times.  Prints a table of medians
 (ops/s, p50/p99 latency, proxy CPU per request, ratios), the machine, the
-acceptance bars of issue #8 and one ``SUMMARY`` line; writes every raw run and
+acceptance bars of issue #23 and one ``SUMMARY`` line; writes every raw run and
 the medians to a JSON file and, with matplotlib installed, a PNG.
 
 Everything started is stopped by PID at the end, also on Ctrl-C, SIGTERM or
@@ -873,7 +873,7 @@ def render(result: Json) -> str:
         "",
         _report.format_machine(result["machine"], result["git"]),
         "",
-        "acceptance bars (issue #8):",
+        "acceptance bars (issue #23):",
         _report.format_bars(result["bars"]),
     ]
     idle = [r for r in result.get("idle_connections", []) if "rss_growth_mib" in r]

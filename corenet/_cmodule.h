@@ -48,6 +48,26 @@ corenet_ssize_arg(PyObject *obj, Py_ssize_t *out)
     return *out == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
+/* Append item, a new reference (or NULL after an error), to list: 0, or -1. */
+static inline int
+corenet_list_append_new(PyObject *list, PyObject *item)
+{
+    int failed;
+    if (item == NULL) {
+        return -1;
+    }
+    failed = PyList_Append(list, item);
+    Py_DECREF(item);
+    return failed;
+}
+
+/* A batch scan's answer, (frames, pos), taking the reference to frames. */
+static inline PyObject *
+corenet_batch_result(PyObject *frames, Py_ssize_t pos)
+{
+    return Py_BuildValue("(Nn)", frames, pos);
+}
+
 #define CORENET_MODULE(NAME, DOTTED, DOC, METHODS, ...)                        \
     static PyModuleDef_Slot NAME##_module_slots[] = {                          \
         __VA_ARGS__ CORENET_SLOT_INTERPRETERS CORENET_SLOT_GIL {0, NULL},      \

@@ -98,7 +98,16 @@ class Framer(Generic[F]):
             than frame objects, when the parser does not say (``frames``).
     """
 
-    __slots__ = ("_buffer", "_offsets", "_parse", "_parse_many", "error", "parser", "waiting")
+    __slots__ = (
+        "_buffer",
+        "_offsets",
+        "_parse",
+        "_parse_many",
+        "backlog",
+        "error",
+        "parser",
+        "waiting",
+    )
 
     def __init__(self, parser: FrameParser, *, replies: bool = False) -> None:
         self.parser = parser
@@ -111,6 +120,10 @@ class Framer(Generic[F]):
         self._buffer = StreamBuffer()
         self.waiting = False
         """Whether the kept bytes are the start of an incomplete frame (not a backlog)."""
+        # A plain attribute, not a property: read after every feed.
+        self.backlog = False
+        """Whether complete input is kept unparsed (a ``limit`` stopped the last feed,
+        or an error that does not close left the rest)."""
         self.error: ProtocolError | None = None
         """The ProtocolError that stopped the last :meth:`feed`, if any."""
 
@@ -119,15 +132,11 @@ class Framer(Generic[F]):
         """How many bytes are kept: an incomplete frame or a backlog of whole ones."""
         return len(self._buffer)
 
-    @property
-    def backlog(self) -> bool:
-        """Whether complete input is kept unparsed (a ``limit`` stopped the last feed)."""
-        return not self.waiting and len(self._buffer) > 0
-
     def clear(self) -> None:
         """Forget everything kept (the stream is closing)."""
         self._buffer.clear()
         self.waiting = False
+        self.backlog = False
 
     def feed(self, data: bytes, limit: int = UNLIMITED) -> list[F]:
         """Add ``data`` and return the frames it completes, at most ``limit``.
@@ -164,6 +173,7 @@ class Framer(Generic[F]):
             if len(frames) >= limit:
                 buffer.keep(buf, pos, 0)
                 self.waiting = False
+                self.backlog = True
                 return frames
             try:
                 frame = parse(buf, pos)
@@ -182,11 +192,12 @@ class Framer(Generic[F]):
                 pos = frame.end
         else:
             # Everything consumed; the buffer was emptied when it was joined.
-            self.waiting = False
+            self.waiting = self.backlog = False
             return frames
         parser = self.parser
         buffer.keep(buf, parser.resume_at, parser.need)
         self.waiting = True
+        self.backlog = False
         return frames
 
     def resume(self, limit: int = UNLIMITED) -> list[F]:
@@ -201,5 +212,7 @@ class Framer(Generic[F]):
         resume = self.parser.resume_at
         if exc.close or resume >= len(buf):
             self._buffer.clear()
+            self.backlog = False
         else:
             self._buffer.keep(buf, max(resume, pos + 1), 0)
+            self.backlog = len(self._buffer) > 0

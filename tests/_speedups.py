@@ -11,19 +11,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
+from hypothesis import strategies as st
 
 from corenet import accel
 from corenet.accel import NO_SPEEDUPS_ENV
 from corenet.env import env_flag
+from corenet.framing import Framer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 __all__ = [
     "REQUIRE_SPEEDUPS_ENV",
+    "framed",
     "import_time_cases",
     "needs_c",
     "not_built",
@@ -31,6 +34,7 @@ __all__ = [
     "selection_in_subprocess",
     "speedups",
     "speedups_required",
+    "split_points",
 ]
 
 REQUIRE_SPEEDUPS_ENV = "CORENET_REQUIRE_SPEEDUPS"
@@ -108,3 +112,34 @@ def speedups(request: pytest.FixtureRequest) -> Iterator[bool]:
         require_built(accel.built("corenet._route"), "corenet._route")
     with accel.using(use_compiled):
         yield use_compiled
+
+
+def framed(parser: Any, chunks: list[bytes], *, batch: bool, replies: bool) -> list[Any]:
+    """What a :class:`~corenet.framing.Framer` makes of ``chunks`` with
+    ``parser``: through its ``parse_many`` (``batch``) or one ``parse`` per
+    frame; requests as their fields, replies as bytes, an error last.  The
+    limit varies with each chunk, so that a batch also stops short and
+    ``resume`` goes on: the two must give the same list."""
+    if not batch:
+        parser.parse_many = None  # the framer falls back to one parse per frame
+    framer: Framer[Any] = Framer(parser, replies=replies)
+    out: list[Any] = []
+    for chunk in chunks:
+        frames = [*framer.feed(chunk, 1 + len(chunk) % 7), *framer.resume()]
+        out.extend(frames if replies else map(_msg_fields, frames))
+        if framer.error is not None:
+            out.append(("error", framer.error.reply))
+            break
+    return out
+
+
+def _msg_fields(msg: Any) -> tuple[Any, ...]:
+    return (msg.data, msg.end, msg.key, msg.action, msg.reply, msg.keys, msg.info) + (
+        msg.expect_reply,
+        msg.done,
+    )
+
+
+def split_points(data: Any, wire: bytes) -> list[int]:
+    """Where to cut ``wire`` into reads (``data``: hypothesis's ``st.data()``)."""
+    return data.draw(st.lists(st.integers(0, len(wire)), max_size=6))

@@ -164,7 +164,13 @@ class ClientConn(Stream):
         framer = self.framer
         was_waiting = framer.waiting
         frames = framer.feed(data, self.max_pending - len(self.out_q))
-        self._dispatch(frames)
+        # _dispatch, inlined: this runs once per read.
+        if self.switches:
+            self._dispatch_switching(frames)
+        else:
+            self._route_frames(frames)
+        if framer.error is not None or framer.backlog:
+            self._stopped(framer)
         if self.state is not _READING:
             return
         now = self.loop.now
@@ -182,9 +188,14 @@ class ClientConn(Stream):
         else:
             self._route_frames(frames)
         framer = self.framer
+        if framer.error is not None or framer.backlog:
+            self._stopped(framer)
+
+    def _stopped(self, framer: Framer[Msg]) -> None:
+        """The last feed stopped short: at a bad request, or at the limit."""
         if framer.error is not None:
             self._protocol_error(framer.error)
-        elif framer.backlog:
+        else:
             self._pause()
 
     def _route_frames(self, frames: list[Msg]) -> bool:

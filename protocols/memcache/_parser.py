@@ -88,6 +88,7 @@ from corenet.protocols.memcache._syntax import (
     mc_strtoul,
     mc_strtoull,
     plain,
+    unanswered,
 )
 
 __all__ = [
@@ -208,6 +209,21 @@ class RequestParser:
         compiled = accel.compiled(_EXTENSION)
         self._scan: Callable[[bytes, int, int, int], Any] | None = (
             compiled.request_fast if compiled is not None else None
+        )
+        self._scan_many: Callable[..., tuple[list[Msg], int]] | None = (
+            compiled.request_many if compiled is not None else None
+        )
+        if compiled is None:
+            self.parse_many = None  # type: ignore[assignment]  # the framer calls parse
+
+    def parse_many(self, buf: bytes, pos: int, limit: int) -> tuple[list[Msg], int]:
+        """The requests from ``buf[pos]`` on that :meth:`parse` would take
+        from the compiled scan, in one call (at most ``limit``), and where
+        :meth:`parse` goes on: the framer's batch (see corenet.framing)."""
+        if self._swallow or self._block is not None or self._scanned:
+            return [], pos
+        return self._scan_many(  # type: ignore[misc]
+            buf, pos, self.max_value, LINE_MAX, limit, Msg, fanout_msg, unanswered
         )
 
     def parse(self, buf: bytes, pos: int) -> Msg | None:
@@ -553,6 +569,19 @@ class ReplyParser:
         self._fast_end: Callable[[bytes, int], int] = (
             compiled.reply_end if compiled is not None else _fast_reply_end
         )
+        self._split: Callable[[bytes, int, int], tuple[list[bytes], int]] | None = (
+            compiled.split_replies if compiled is not None else None
+        )
+        if compiled is None:
+            self.parse_many = None  # type: ignore[assignment]  # the framer calls parse
+
+    def parse_many(self, buf: bytes, pos: int, limit: int) -> tuple[list[bytes], int]:
+        """The complete replies from ``buf[pos]`` on that the compiled fast
+        path takes, as bytes, in one call (at most ``limit``), and where
+        :meth:`parse` goes on."""
+        if self._off or self._scanned:
+            return [], pos
+        return self._split(buf, pos, limit)  # type: ignore[misc]
 
     def parse(self, buf: bytes, pos: int) -> int:
         if not (self._off or self._scanned):

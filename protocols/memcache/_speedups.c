@@ -17,6 +17,13 @@
  *       _fast_request (which also takes the meta commands), so only what
  *       this accepts must match it exactly.
  *
+ *   request_many(buf, pos, max_value, line_max, limit, make, make_fanout,
+ *                make_noreply) -> (frames, end)
+ *   split_replies(buf, pos, limit) -> (replies, end)
+ *       request_fast and reply_end over a whole read: the framer's batch
+ *       (corenet.framing), one call per read, up to the first request or
+ *       reply the Python parser must look at.
+ *
  * buf is bytes (or any object with the buffer protocol); anything else, or
  * a negative offset, gives 0 / None.  No module state.
  */
@@ -157,7 +164,14 @@ fast_reply_end(const char *s, Py_ssize_t n, Py_ssize_t pos)
 
 /* ---- requests ---------------------------------------------------------- */
 
-enum { FAST_GET = 0, FAST_GET_MANY = 1, FAST_STORE = 2, FAST_STORE_NOREPLY = 3 };
+enum {
+    FAILED = -2, /* an exception is set */
+    DECLINED = -1, /* the Python fast path or the general path decides */
+    FAST_GET = 0,
+    FAST_GET_MANY = 1,
+    FAST_STORE = 2,
+    FAST_STORE_NOREPLY = 3,
+};
 
 /* A key as _FAST_GET/_FAST_STORE take it: 1..250 bytes, none of " \0\r\n".
  * Its end, or -1. */
@@ -181,24 +195,26 @@ data_of(PyObject *buf, const char *s, Py_ssize_t n, Py_ssize_t pos, Py_ssize_t e
     return PyBytes_FromStringAndSize(s + pos, end - pos);
 }
 
-/* get/gets: (kind, end, data, key or keys), or None. */
-static PyObject *
-fast_get(PyObject *buf, const char *s, Py_ssize_t n, Py_ssize_t pos, Py_ssize_t line_max)
+/* get/gets: FAST_GET or FAST_GET_MANY with *end, *data and *keys (the key,
+ * or the list of keys) set to new references; DECLINED; or FAILED. */
+static int
+fast_get(PyObject *buf, const char *s, Py_ssize_t n, Py_ssize_t pos, Py_ssize_t line_max,
+         Py_ssize_t *end_out, PyObject **data_out, PyObject **keys_out)
 {
     Py_ssize_t p = pos + 3, first = -1, first_end = -1, end = -1, count = 0;
-    PyObject *keys, *data, *result;
+    PyObject *keys, *data;
 
     if (p < n && s[p] == 's') {
         p++;
     }
     if (p >= n || s[p] != ' ') {
-        Py_RETURN_NONE;
+        return DECLINED;
     }
     p++;
     for (;;) {
         Py_ssize_t k = key_end(s, n, p);
         if (k < 0) {
-            Py_RETURN_NONE;
+            return DECLINED;
         }
         if (count++ == 0) {
             first = p;
@@ -209,17 +225,17 @@ fast_get(PyObject *buf, const char *s, Py_ssize_t n, Py_ssize_t pos, Py_ssize_t 
             continue;
         }
         if (!starts(s, n, k, "\r\n", 2)) {
-            Py_RETURN_NONE;
+            return DECLINED;
         }
         end = k + 2;
         break;
     }
     if (end - pos >= line_max) {
-        Py_RETURN_NONE;
+        return DECLINED;
     }
     data = data_of(buf, s, n, pos, end);
     if (data == NULL) {
-        return NULL;
+        return FAILED;
     }
     if (count == 1) {
         keys = PyBytes_FromStringAndSize(s + first, first_end - first);
@@ -239,16 +255,20 @@ fast_get(PyObject *buf, const char *s, Py_ssize_t n, Py_ssize_t pos, Py_ssize_t 
     }
     if (keys == NULL) {
         Py_DECREF(data);
-        return NULL;
+        return FAILED;
     }
-    result = Py_BuildValue("(inNN)", count == 1 ? FAST_GET : FAST_GET_MANY, end, data, keys);
-    return result;
+    *end_out = end;
+    *data_out = data;
+    *keys_out = keys;
+    return count == 1 ? FAST_GET : FAST_GET_MANY;
 }
 
-/* set/add/replace/append/prepend with the whole data block: (kind, end,
- * data, key), or None. */
-static PyObject *
-fast_store(PyObject *buf, const char *s, Py_ssize_t n, Py_ssize_t pos, long long max_value)
+/* set/add/replace/append/prepend with the whole data block: FAST_STORE or
+ * FAST_STORE_NOREPLY with *end, *data and *key set (new references);
+ * DECLINED; or FAILED. */
+static int
+fast_store(PyObject *buf, const char *s, Py_ssize_t n, Py_ssize_t pos, long long max_value,
+           Py_ssize_t *end_out, PyObject **data_out, PyObject **key_out)
 {
     static const char *names[] = {"set ", "add ", "replace ", "append ", "prepend "};
     Py_ssize_t p = -1, key, k, end;
@@ -264,75 +284,188 @@ fast_store(PyObject *buf, const char *s, Py_ssize_t n, Py_ssize_t pos, long long
         }
     }
     if (p < 0 || (k = key_end(s, n, p)) < 0 || k >= n || s[k] != ' ') {
-        Py_RETURN_NONE;
+        return DECLINED;
     }
     key = p;
     p = k + 1;
     if (digits(s, n, &p, 9) < 0 || p >= n || s[p] != ' ') {
-        Py_RETURN_NONE;
+        return DECLINED;
     }
     p++;
     if (p < n && s[p] == '-') {
         p++;
     }
     if (digits(s, n, &p, 9) < 0 || p >= n || s[p] != ' ') {
-        Py_RETURN_NONE;
+        return DECLINED;
     }
     p++;
     size = digits(s, n, &p, 9);
     if (size < 0) {
-        Py_RETURN_NONE;
+        return DECLINED;
     }
     if (starts(s, n, p, " noreply\r\n", 10)) {
         noreply = 1;
         p += 8;
     }
     if (!starts(s, n, p, "\r\n", 2) || size > max_value) {
-        Py_RETURN_NONE;
+        return DECLINED;
     }
     end = block_end(s, n, p + 2, size);
     if (end == 0) {
-        Py_RETURN_NONE;
+        return DECLINED;
     }
     data = data_of(buf, s, n, pos, end);
     key_obj = data == NULL ? NULL : PyBytes_FromStringAndSize(s + key, k - key);
     if (key_obj == NULL) {
         Py_XDECREF(data);
-        return NULL;
+        return FAILED;
     }
-    return Py_BuildValue("(inNN)", noreply ? FAST_STORE_NOREPLY : FAST_STORE, end, data, key_obj);
+    *end_out = end;
+    *data_out = data;
+    *key_out = key_obj;
+    return noreply ? FAST_STORE_NOREPLY : FAST_STORE;
 }
+
+/* The request at s[pos:] if the fast path takes it: see fast_get and
+ * fast_store. */
+static int
+fast_request(PyObject *buf, const char *s, Py_ssize_t n, Py_ssize_t pos, long long max_value,
+             Py_ssize_t line_max, Py_ssize_t *end, PyObject **data, PyObject **key)
+{
+    if (starts(s, n, pos, "get", 3)) {
+        return fast_get(buf, s, n, pos, line_max, end, data, key);
+    }
+    return fast_store(buf, s, n, pos, max_value, end, data, key);
+}
+
+/* The arguments every request scan takes: buf's bytes in *view (release it),
+ * pos, max_value and line_max.  1, 0 when buf cannot be read or pos is
+ * negative (nothing to scan), -1 with an exception set. */
+static int
+request_args(PyObject *const *args, Py_buffer *view, Py_ssize_t *pos, long long *max_value,
+             Py_ssize_t *line_max)
+{
+    if (corenet_ssize_arg(args[1], pos) < 0 || corenet_ssize_arg(args[3], line_max) < 0) {
+        return -1;
+    }
+    *max_value = PyLong_AsLongLong(args[2]);
+    if (*max_value == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (*pos < 0 || PyObject_GetBuffer(args[0], view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
 
 static PyObject *
 request_fast(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     Py_buffer view;
-    Py_ssize_t pos, line_max;
+    Py_ssize_t pos, line_max, end = 0;
     long long max_value;
-    PyObject *result;
+    PyObject *data = NULL, *key = NULL;
+    int kind, ready;
 
     (void)module;
-    if (!corenet_arity_ok("request_fast", nargs, 4) || corenet_ssize_arg(args[1], &pos) < 0
-        || corenet_ssize_arg(args[3], &line_max) < 0) {
+    if (!corenet_arity_ok("request_fast", nargs, 4)) {
         return NULL;
     }
-    max_value = PyLong_AsLongLong(args[2]);
-    if (max_value == -1 && PyErr_Occurred()) {
+    ready = request_args(args, &view, &pos, &max_value, &line_max);
+    if (ready <= 0) {
+        return ready < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    kind = fast_request(args[0], view.buf, view.len, pos, max_value, line_max, &end, &data, &key);
+    PyBuffer_Release(&view);
+    if (kind == FAILED) {
         return NULL;
     }
-    if (pos < 0 || PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
-        PyErr_Clear();
+    if (kind == DECLINED) {
         Py_RETURN_NONE;
     }
-    if (starts(view.buf, view.len, pos, "get", 3)) {
-        result = fast_get(args[0], view.buf, view.len, pos, line_max);
-    }
-    else {
-        result = fast_store(args[0], view.buf, view.len, pos, max_value);
-    }
-    PyBuffer_Release(&view);
-    return result;
+    return Py_BuildValue("(inNN)", kind, end, data, key);
 }
+
+/* End a batch over view: (frames, pos) when ok, else NULL (the exception is
+ * set); releases view and the reference to frames either way. */
+static PyObject *
+batch_end(Py_buffer *view, PyObject *frames, Py_ssize_t pos, int ok)
+{
+    PyBuffer_Release(view);
+    if (!ok) {
+        Py_DECREF(frames);
+        return NULL;
+    }
+    return corenet_batch_result(frames, pos);
+}
+
+/* request_fast over a pipeline: each request it takes made into a frame,
+ * by make(data, end, key) for a get of one key or a storage request,
+ * make_fanout(data, end, keys, b"get" or b"gets") for a get of several,
+ * make_noreply(data, end, key) for a storage request with noreply; at most
+ * limit of them.  (frames, where the first it declines starts). */
+static PyObject *
+request_many(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    Py_ssize_t pos, line_max, limit;
+    long long max_value;
+    PyObject *frames;
+    int ready;
+
+    (void)module;
+    if (!corenet_arity_ok("request_many", nargs, 8) || corenet_ssize_arg(args[4], &limit) < 0) {
+        return NULL;
+    }
+    ready = request_args(args, &view, &pos, &max_value, &line_max);
+    if (ready < 0) {
+        return NULL;
+    }
+    frames = PyList_New(0);
+    if (frames == NULL || ready == 0) {
+        return frames == NULL ? NULL : corenet_batch_result(frames, pos);
+    }
+    while (PyList_GET_SIZE(frames) < limit) {
+        PyObject *data = NULL, *key = NULL, *end_obj, *frame = NULL;
+        Py_ssize_t end = 0;
+        int kind = fast_request(args[0], view.buf, view.len, pos, max_value, line_max, &end,
+                                &data, &key);
+        if (kind == DECLINED || kind == FAILED) {
+            return batch_end(&view, frames, pos, kind == DECLINED);
+        }
+        end_obj = PyLong_FromSsize_t(end);
+        if (end_obj != NULL && kind == FAST_GET_MANY) {
+            const char *s = view.buf;
+            PyObject *name = PyBytes_FromStringAndSize(s + pos, s[pos + 3] == 's' ? 4 : 3);
+            if (name != NULL) {
+                PyObject *call[4] = {data, end_obj, key, name};
+                frame = PyObject_Vectorcall(args[6], call, 4, NULL);
+                Py_DECREF(name);
+            }
+        }
+        else if (end_obj != NULL) {
+            PyObject *call[3] = {data, end_obj, key};
+            frame = PyObject_Vectorcall(kind == FAST_STORE_NOREPLY ? args[7] : args[5], call, 3,
+                                        NULL);
+        }
+        Py_DECREF(data);
+        Py_DECREF(key);
+        Py_XDECREF(end_obj);
+        if (corenet_list_append_new(frames, frame) < 0) {
+            return batch_end(&view, frames, pos, 0);
+        }
+        pos = end;
+    }
+    return batch_end(&view, frames, pos, 1);
+}
+
+PyDoc_STRVAR(request_many_doc,
+             "request_many(buf, pos, max_value, line_max, limit, make, make_fanout, "
+             "make_noreply, /)\n--\n\n"
+             "The requests from buf[pos] on that request_fast takes, made into frames, "
+             "and where the first it declines starts.");
 
 PyDoc_STRVAR(request_fast_doc, "request_fast(buf, pos, max_value, line_max, /)\n--\n\n"
                                "(kind, end, data, key or keys) of a canonical get/gets or "
@@ -368,9 +501,59 @@ reply_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromSsize_t(end);
 }
 
+/* reply_end over a read: the complete replies it takes, as bytes, up to
+ * limit of them, and where the first it leaves to the general path starts. */
+static PyObject *
+split_replies(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    Py_ssize_t pos, limit;
+    PyObject *frames;
+
+    (void)module;
+    if (!corenet_arity_ok("split_replies", nargs, 3) || corenet_ssize_arg(args[1], &pos) < 0
+        || corenet_ssize_arg(args[2], &limit) < 0) {
+        return NULL;
+    }
+    frames = PyList_New(0);
+    if (frames == NULL) {
+        return NULL;
+    }
+    if (pos < 0 || PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        return corenet_batch_result(frames, pos);
+    }
+    while (PyList_GET_SIZE(frames) < limit) {
+        const char *s = view.buf;
+        Py_ssize_t end = fast_reply_end(s, view.len, pos);
+        PyObject *frame;
+        if (end == 0) {
+            break;
+        }
+        if (pos == 0 && end == view.len && PyBytes_CheckExact(args[0])) {
+            frame = Py_NewRef(args[0]);
+        }
+        else {
+            frame = PyBytes_FromStringAndSize(s + pos, end - pos);
+        }
+        if (corenet_list_append_new(frames, frame) < 0) {
+            return batch_end(&view, frames, pos, 0);
+        }
+        pos = end;
+    }
+    return batch_end(&view, frames, pos, 1);
+}
+
+PyDoc_STRVAR(split_replies_doc, "split_replies(buf, pos, limit, /)\n--\n\n"
+                                "The replies from buf[pos] on that reply_end takes, as bytes, "
+                                "and where the first it leaves starts.");
+
 static PyMethodDef speedups_methods[] = {
     {"reply_end", (PyCFunction)(void (*)(void))reply_end, METH_FASTCALL, reply_end_doc},
+    {"split_replies", (PyCFunction)(void (*)(void))split_replies, METH_FASTCALL,
+     split_replies_doc},
     {"request_fast", (PyCFunction)(void (*)(void))request_fast, METH_FASTCALL, request_fast_doc},
+    {"request_many", (PyCFunction)(void (*)(void))request_many, METH_FASTCALL, request_many_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -139,9 +139,12 @@ class Line:
 
 
 def forward(data: bytes, end: int, key: bytes, noreply: bool) -> Msg:
-    if not noreply:
-        return Msg(data, end, key)
-    # The server will not answer: the request is done (with no reply) now.
+    return unanswered(data, end, key) if noreply else Msg(data, end, key)
+
+
+def unanswered(data: bytes, end: int, key: bytes) -> Msg:
+    """A request with ``noreply``: the server will not answer, so it is done
+    (with no reply) as soon as it is forwarded."""
     msg = Msg(data, end, key, reply=b"")
     msg.expect_reply = False
     return msg

@@ -452,23 +452,10 @@ batch_open(PyObject *buf, Py_ssize_t pos, PyObject *limit_obj, Py_ssize_t *limit
         return -1;
     }
     if (pos < 0 || source_get(buf, src) < 0) {
-        *result = Py_BuildValue("(Nn)", *frames, pos);
+        *result = corenet_batch_result(*frames, pos);
         return *result == NULL ? -1 : 0;
     }
     return 1;
-}
-
-/* Add frame (a new reference, or NULL after an error) to a batch: 0, or -1. */
-static int
-batch_append(PyObject *frames, PyObject *frame)
-{
-    int failed;
-    if (frame == NULL) {
-        return -1;
-    }
-    failed = PyList_Append(frames, frame);
-    Py_DECREF(frame);
-    return failed;
 }
 
 /* End a batch: (frames, pos) when ok, else NULL (the exception is set). */
@@ -543,7 +530,7 @@ scan_keyed_many(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(data);
         Py_DECREF(key);
         Py_XDECREF(end_obj);
-        if (batch_append(frames, frame) < 0) {
+        if (corenet_list_append_new(frames, frame) < 0) {
             return batch_close(&src, frames, pos, 0);
         }
         pos = end;
@@ -761,7 +748,7 @@ split_replies(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         else {
             frame = PyBytes_FromStringAndSize(s + pos, end - pos);
         }
-        if (batch_append(frames, frame) < 0) {
+        if (corenet_list_append_new(frames, frame) < 0) {
             return batch_close(&src, frames, pos, 0);
         }
         pos = end;

@@ -88,6 +88,30 @@ def test_sized_frames_wait_for_need_without_reparsing(bodies: list[bytes], data:
     assert parser.calls <= 2 * len(bodies) + 1
 
 
+@given(
+    items=st.lists(st.sampled_from([b"a\n", b"bc\n", b"!x\n", b"\n", b"d"]), max_size=10),
+    close=st.booleans(),
+    data=st.data(),
+)
+def test_backlog_says_whether_whole_frames_are_kept(
+    items: list[bytes], close: bool, data: Any
+) -> None:
+    # Any cuts, limits, errors and resumes: ``backlog`` (an attribute the
+    # framer keeps) always says what the kept bytes are.
+    wire = b"".join(items)
+    framer: Framer[bytes] = Framer(Lines(close=close))
+    for chunk in split_at(wire, data.draw(st.lists(st.integers(0, len(wire)), max_size=5))):
+        framer.feed(chunk, data.draw(st.integers(0, 3)))
+        for _ in range(data.draw(st.integers(0, 2))):
+            assert framer.backlog == (not framer.waiting and framer.buffered > 0)
+            framer.resume(data.draw(st.integers(0, 3)))
+        assert framer.backlog == (not framer.waiting and framer.buffered > 0)
+        if framer.error is not None and framer.error.close:
+            break
+    framer.clear()
+    assert not framer.backlog
+
+
 def test_limit_keeps_a_backlog_and_resume_continues() -> None:
     framer: Framer[bytes] = Framer(Lines())
     assert framer.feed(b"a\nb\nc\nd", limit=2) == [b"a\n", b"b\n"]

@@ -21,6 +21,7 @@ from corenet import accel
 from corenet.errors import ProtocolError
 from corenet.protocols.memcache import _parser
 from corenet.protocols.memcache._parser import ReplyParser, RequestParser
+from corenet.testing import split_at
 from corenet.testing.memcache_strategies import (
     memcache_get_replies,
     memcache_keys,
@@ -29,7 +30,7 @@ from corenet.testing.memcache_strategies import (
     memcache_replies,
     memcache_requests,
 )
-from tests._speedups import needs_c, require_built
+from tests._speedups import framed, needs_c, require_built, split_points
 
 MAX_VALUES = [64, 3, 0, 1 << 20]
 
@@ -235,6 +236,64 @@ def test_compiled_request_scan_accepts_only_what_the_fast_path_does(
     else:
         assert key == msg.key
         assert (kind == 3) == (not msg.expect_reply)
+
+
+@needs_c(_built, _parser._EXTENSION)
+@settings(max_examples=300)
+@given(
+    pieces=st.lists(st.one_of(requests, near_fast()), max_size=6),
+    tail=st.one_of(st.just(b""), st.binary(max_size=12)),
+    max_value=st.sampled_from(MAX_VALUES),
+    data=st.data(),
+)
+def test_request_parse_many_gives_what_parse_gives(
+    pieces: list[bytes], tail: bytes, max_value: int, data: Any
+) -> None:
+    wire = b"".join(pieces) + tail
+    cuts = split_points(data, wire)
+    with accel.using(True):
+        runs = [
+            framed(RequestParser(max_value=max_value), split_at(wire, cuts), batch=b, replies=False)
+            for b in (True, False)
+        ]
+    assert runs[0] == runs[1]
+
+
+@needs_c(_built, _parser._EXTENSION)
+@settings(max_examples=300)
+@given(buf=mangled(replies), data=st.data())
+def test_reply_parse_many_gives_what_parse_gives(buf: bytes, data: Any) -> None:
+    cuts = split_points(data, buf)
+    with accel.using(True):
+        runs = [
+            framed(ReplyParser(), split_at(buf, cuts), batch=b, replies=True) for b in (True, False)
+        ]
+    assert runs[0] == runs[1]
+
+
+def test_parse_many_takes_a_pipeline_in_one_call() -> None:
+    require_built(_built, _parser._EXTENSION)
+    wire = b"get a\r\ngets b c\r\nset k 0 0 1 noreply\r\nx\r\nset k 0 0 1\r\ny\r\n"
+    with accel.using(True):
+        parser = RequestParser()
+    parser.parse(b"version\r\n", 0)  # the first request decides the protocol
+    msgs, end = parser.parse_many(wire + b"incr a 1\r\n", 0, 100)
+    assert end == len(wire)  # incr: the general path's
+    assert [(m.key, m.keys, m.info, m.expect_reply, m.done) for m in msgs] == [
+        (b"a", None, None, True, False),
+        (None, [b"b", b"c"], b"gets", True, False),
+        (b"k", None, None, False, True),
+        (b"k", None, None, True, False),
+    ]
+    assert parser.parse_many(wire, 0, 2)[1] == msgs[1].end
+    parser.parse(b"set k 0 0 5\r\nab", 0)  # a data block still coming: parse's
+    assert parser.parse_many(wire, 0, 100) == ([], 0)
+    replies = b"END\r\nSTORED\r\nVALUE k 0 1\r\na\r\nEND\r\nNOT_FOUND\r\n"
+    with accel.using(True):
+        assert ReplyParser().parse_many(replies, 0, 100) == (
+            [b"END\r\n", b"STORED\r\n", b"VALUE k 0 1\r\na\r\nEND\r\n"],
+            34,
+        )
 
 
 def test_compiled_request_scan_takes_the_common_requests() -> None:

@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 
 from corenet import accel
 from corenet.errors import ProtocolError
-from corenet.framing import Framer
 from corenet.protocols.redis import _accel, _fanout, _resp, encode_command
 from corenet.protocols.redis._commands import COMMANDS
 from corenet.protocols.redis._parser import (
@@ -37,7 +36,14 @@ from corenet.protocols.redis._parser import (
 )
 from corenet.testing import split_at
 from corenet.testing.strategies import redis_args, redis_key_commands, resp2_replies, resp3_replies
-from tests._speedups import REQUIRE_SPEEDUPS_ENV, needs_c, require_built, selection_in_subprocess
+from tests._speedups import (
+    REQUIRE_SPEEDUPS_ENV,
+    framed,
+    needs_c,
+    require_built,
+    selection_in_subprocess,
+    split_points,
+)
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -680,26 +686,6 @@ def test_require_switch_turns_skip_into_failure(monkeypatch: pytest.MonkeyPatch)
 # ---- the framer's batch: parse_many against parse, one frame at a time -------------
 
 
-def _framed(parser: Any, chunks: list[bytes], batch: bool) -> list[Any]:
-    if not batch:
-        parser.parse_many = None  # the framer falls back to one parse per frame
-    replies = isinstance(parser, ReplyParser)
-    framer: Framer[Any] = Framer(parser, replies=replies)
-    out: list[Any] = []
-    for chunk in chunks:
-        # A small limit too, so that the batch stops short and resume goes on.
-        frames = [*framer.feed(chunk, 1 + len(chunk) % 7), *framer.resume()]
-        out.extend(frames if replies else map(_msg_fields, frames))
-        if framer.error is not None:
-            out.append(("error", framer.error.reply))
-            break
-    return out
-
-
-def _msg_fields(msg: Any) -> tuple[Any, ...]:
-    return (msg.data, msg.end, msg.key, msg.action, msg.reply, msg.keys, msg.info)
-
-
 pipelines = st.lists(st.one_of(commands, redis_key_commands().map(encode_command)), max_size=8)
 
 
@@ -709,8 +695,8 @@ def test_parse_many_gives_what_parse_gives(wires: list[bytes], tail: bytes, data
     wire = b"".join(wires) + tail
     cuts = split_points(data, wire)
     with accel.using(True):
-        batched = _framed(RequestParser(), split_at(wire, cuts), batch=True)
-        single = _framed(RequestParser(), split_at(wire, cuts), batch=False)
+        batched = framed(RequestParser(), split_at(wire, cuts), batch=True, replies=False)
+        single = framed(RequestParser(), split_at(wire, cuts), batch=False, replies=False)
     assert batched == single
 
 
@@ -720,13 +706,9 @@ def test_reply_parse_many_gives_what_parse_gives(case: tuple[bytes, int], data: 
     wire = case[0][case[1] :]
     cuts = split_points(data, wire)
     with accel.using(True):
-        batched = _framed(ReplyParser(), split_at(wire, cuts), batch=True)
-        single = _framed(ReplyParser(), split_at(wire, cuts), batch=False)
+        batched = framed(ReplyParser(), split_at(wire, cuts), batch=True, replies=True)
+        single = framed(ReplyParser(), split_at(wire, cuts), batch=False, replies=True)
     assert batched == single
-
-
-def split_points(data: Any, wire: bytes) -> list[int]:
-    return data.draw(st.lists(st.integers(0, len(wire)), max_size=6))
 
 
 @NEEDS_C
