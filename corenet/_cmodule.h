@@ -68,6 +68,29 @@ corenet_batch_result(PyObject *frames, Py_ssize_t pos)
     return Py_BuildValue("(Nn)", frames, pos);
 }
 
+/* A run of bytes inside a buffer someone else holds. */
+typedef struct {
+    const char *start;
+    Py_ssize_t len;
+} corenet_span;
+
+/* The positions of a split request's keys, an array('I'), in *view (release
+ * it): 0, or -1 with TypeError naming the function `name`. */
+static inline int
+corenet_positions_get(const char *name, PyObject *obj, Py_buffer *view)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
+        return -1;
+    }
+    if (view->itemsize != (Py_ssize_t)sizeof(unsigned int) || view->format == NULL
+        || view->format[0] != 'I' || view->format[1] != '\0') {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_TypeError, "%s expects positions as array('I')", name);
+        return -1;
+    }
+    return 0;
+}
+
 #define CORENET_MODULE(NAME, DOTTED, DOC, METHODS, ...)                        \
     static PyModuleDef_Slot NAME##_module_slots[] = {                          \
         __VA_ARGS__ CORENET_SLOT_INTERPRETERS CORENET_SLOT_GIL {0, NULL},      \

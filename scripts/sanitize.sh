@@ -32,7 +32,8 @@ done
 if [ "$#" -eq 0 ]; then
     set -- tests/protocols/test_redis_speedups.py tests/framework/test_routing.py \
         tests/plugins/test_speedups.py tests/protocols/test_redis_parser.py \
-        tests/protocols/test_redis_reply_parser.py tests/protocols/test_memcache_fast_path.py
+        tests/protocols/test_redis_reply_parser.py tests/protocols/test_memcache_fast_path.py \
+        tests/protocols/test_memcache_fanout.py
 fi
 cd "$WORK"
 export PYTHONPATH="$WORK" CORENET_REQUIRE_SPEEDUPS=1
@@ -47,4 +48,6 @@ for module in (corenet._route, corenet.plugins.hashing._speedups,
                corenet.protocols.memcache._speedups, corenet.protocols.redis._speedups):
     assert module.__file__.startswith(sys.argv[1]), f"{module.__name__} loaded from {module.__file__}"
 CHECK
-"$PY" -m pytest -q -p no:cacheprovider "$@"
+# --capture=sys: a sanitizer's report goes to file descriptor 2, which
+# pytest's default capture would swallow with the process it ends.
+"$PY" -m pytest -q -p no:cacheprovider --capture=sys "$@"

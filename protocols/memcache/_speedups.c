@@ -24,6 +24,13 @@
  *       (corenet.framing), one call per read, up to the first request or
  *       reply the Python parser must look at.
  *
+ *   get_wire(name, keys, positions) -> bytes
+ *       _fanout._get_wire_pure: one fragment's get request.
+ *
+ *   merge_values(keys, replies, positions) -> bytes | int
+ *       _fanout._merge_values_pure: a split multi-get's reply, each VALUE
+ *       block copied once from its fragment's reply into place.
+ *
  * buf is bytes (or any object with the buffer protocol); anything else, or
  * a negative offset, gives 0 / None.  No module state.
  */
@@ -548,12 +555,241 @@ PyDoc_STRVAR(split_replies_doc, "split_replies(buf, pos, limit, /)\n--\n\n"
                                 "The replies from buf[pos] on that reply_end takes, as bytes, "
                                 "and where the first it leaves starts.");
 
+/* ---- multi-get merge ------------------------------------------------------ */
+
+/* One VALUE block at s[p:n] of a validated reply: its end, with its key at
+ * *key (*key_len bytes); 0 when it is not one (the pure merge decides). */
+static Py_ssize_t
+value_block_key(const char *s, Py_ssize_t n, Py_ssize_t p, const char **key, Py_ssize_t *key_len)
+{
+    Py_ssize_t q, end;
+    long long size;
+    if (!starts(s, n, p, "VALUE ", 6)) {
+        return 0;
+    }
+    q = p + 6;
+    *key = s + q;
+    while (q < n && s[q] != ' ' && s[q] != '\r') {
+        q++;
+    }
+    *key_len = q - (p + 6);
+    if (*key_len == 0 || q >= n || s[q] != ' ') {
+        return 0;
+    }
+    q++;
+    while (q < n && s[q] != ' ' && s[q] != '\r') { /* flags */
+        q++;
+    }
+    if (q >= n || s[q] != ' ') {
+        return 0;
+    }
+    q++;
+    size = digits(s, n, &q, 18);
+    if (size < 0) {
+        return 0;
+    }
+    if (q < n && s[q] == ' ') { /* the cas unique of a gets */
+        Py_ssize_t cas = ++q;
+        while (q < n && q - cas < 20 && CORENET_IS_DIGIT(s[q])) {
+            q++;
+        }
+        if (q == cas) {
+            return 0;
+        }
+    }
+    if (!starts(s, n, q, "\r\n", 2)) {
+        return 0;
+    }
+    end = block_end(s, n, q + 2, size);
+    return end;
+}
+
+/* Place the VALUE blocks of reply s[0:n] at the slots of the keys at
+ * positions pos[0:npos], in order, skipping the keys it misses: 1, or 0
+ * when the reply is not VALUE blocks then END. */
+static int
+place_values(const char *s, Py_ssize_t n, PyObject *keys, const unsigned int *pos,
+             Py_ssize_t npos, corenet_span *slots)
+{
+    Py_ssize_t p = 0, j = 0, nkeys = PyList_GET_SIZE(keys);
+    while (p < n - 5) {
+        const char *key;
+        Py_ssize_t key_len, end = value_block_key(s, n, p, &key, &key_len);
+        if (end == 0) {
+            return 0;
+        }
+        for (; j < npos; j++) {
+            PyObject *want;
+            if ((Py_ssize_t)pos[j] >= nkeys) {
+                return 0;
+            }
+            want = PyList_GET_ITEM(keys, pos[j]);
+            if (!PyBytes_CheckExact(want)) {
+                return 0;
+            }
+            if (PyBytes_GET_SIZE(want) == key_len
+                && memcmp(PyBytes_AS_STRING(want), key, (size_t)key_len) == 0) {
+                break;
+            }
+        }
+        if (j == npos) {
+            /* A key nobody asked for: the rest is dropped, as the pure merge does. */
+            return memcmp(s + n - 5, "END\r\n", 5) == 0;
+        }
+        slots[pos[j]].start = s + p;
+        slots[pos[j]].len = end - p;
+        j++;
+        p = end;
+    }
+    return p == n - 5 && memcmp(s + p, "END\r\n", 5) == 0;
+}
+
+/* _fanout._merge_values_pure: the multi-get's reply from its fragments'
+ * replies (each block copied once into it); the index of the first reply
+ * that is neither END nor VALUE blocks (the whole request's reply); or -1
+ * for anything this does not take (the pure merge decides). */
+static PyObject *
+merge_values(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *keys, *replies, *positions, *result = NULL;
+    Py_ssize_t count, parts, size = 5, verdict = -2;
+    corenet_span *slots;
+
+    (void)module;
+    if (!corenet_arity_ok("merge_values", nargs, 3)) {
+        return NULL;
+    }
+    keys = args[0];
+    replies = args[1];
+    positions = args[2];
+    if (!PyList_Check(keys) || !PyList_Check(replies) || !PyList_Check(positions)
+        || PyList_GET_SIZE(replies) != PyList_GET_SIZE(positions)) {
+        PyErr_SetString(PyExc_TypeError, "merge_values expects three lists");
+        return NULL;
+    }
+    count = PyList_GET_SIZE(keys);
+    parts = PyList_GET_SIZE(replies);
+    for (Py_ssize_t i = 0; i < parts; i++) {
+        PyObject *reply = PyList_GET_ITEM(replies, i);
+        if (!PyBytes_CheckExact(reply)) {
+            return PyLong_FromLong(-1);
+        }
+        if (!starts(PyBytes_AS_STRING(reply), PyBytes_GET_SIZE(reply), 0, "VALUE ", 6)
+            && !(PyBytes_GET_SIZE(reply) == 5 && memcmp(PyBytes_AS_STRING(reply), "END\r\n", 5) == 0)) {
+            return PyLong_FromSsize_t(i);
+        }
+    }
+    slots = PyMem_Calloc(count ? (size_t)count : 1, sizeof(corenet_span));
+    if (slots == NULL) {
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < parts && verdict == -2; i++) {
+        PyObject *reply = PyList_GET_ITEM(replies, i);
+        Py_buffer pv;
+        int placed;
+        if (corenet_positions_get("merge_values", PyList_GET_ITEM(positions, i), &pv) < 0) {
+            PyMem_Free(slots);
+            return NULL;
+        }
+        placed = place_values(PyBytes_AS_STRING(reply), PyBytes_GET_SIZE(reply), keys, pv.buf,
+                              pv.len / pv.itemsize, slots);
+        PyBuffer_Release(&pv);
+        if (!placed) {
+            verdict = -1;
+        }
+    }
+    if (verdict == -1) {
+        PyMem_Free(slots);
+        return PyLong_FromLong(-1);
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        size += slots[i].len;
+    }
+    result = PyBytes_FromStringAndSize(NULL, size);
+    if (result != NULL) {
+        char *out = PyBytes_AS_STRING(result);
+        for (Py_ssize_t i = 0; i < count; i++) {
+            if (slots[i].len) { /* a miss has no start */
+                memcpy(out, slots[i].start, (size_t)slots[i].len);
+                out += slots[i].len;
+            }
+        }
+        memcpy(out, "END\r\n", 5);
+    }
+    PyMem_Free(slots);
+    return result;
+}
+
+/* _fanout._get_wire_pure: name, then the keys at positions, each after a
+ * space, then CRLF: one fragment's request, built in one allocation. */
+static PyObject *
+get_wire(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *name, *keys, *result = NULL;
+    Py_buffer pv;
+    const unsigned int *pos;
+    Py_ssize_t npos, nkeys, size;
+
+    (void)module;
+    if (!corenet_arity_ok("get_wire", nargs, 3)) {
+        return NULL;
+    }
+    name = args[0];
+    keys = args[1];
+    if (!PyBytes_Check(name) || !PyList_Check(keys)) {
+        PyErr_SetString(PyExc_TypeError, "get_wire expects bytes and a list of bytes");
+        return NULL;
+    }
+    if (corenet_positions_get("get_wire", args[2], &pv) < 0) {
+        return NULL;
+    }
+    pos = pv.buf;
+    npos = pv.len / pv.itemsize;
+    nkeys = PyList_GET_SIZE(keys);
+    size = PyBytes_GET_SIZE(name) + 2;
+    for (Py_ssize_t j = 0; j < npos; j++) {
+        PyObject *key = (Py_ssize_t)pos[j] < nkeys ? PyList_GET_ITEM(keys, pos[j]) : NULL;
+        if (key == NULL || !PyBytes_Check(key)) {
+            PyErr_SetString(PyExc_ValueError, "get_wire: a position is not a key's");
+            goto done;
+        }
+        size += 1 + PyBytes_GET_SIZE(key);
+    }
+    result = PyBytes_FromStringAndSize(NULL, size);
+    if (result != NULL) {
+        char *out = PyBytes_AS_STRING(result);
+        memcpy(out, PyBytes_AS_STRING(name), (size_t)PyBytes_GET_SIZE(name));
+        out += PyBytes_GET_SIZE(name);
+        for (Py_ssize_t j = 0; j < npos; j++) {
+            PyObject *key = PyList_GET_ITEM(keys, pos[j]);
+            *out++ = ' ';
+            memcpy(out, PyBytes_AS_STRING(key), (size_t)PyBytes_GET_SIZE(key));
+            out += PyBytes_GET_SIZE(key);
+        }
+        memcpy(out, "\r\n", 2);
+    }
+
+done:
+    PyBuffer_Release(&pv);
+    return result;
+}
+
+PyDoc_STRVAR(get_wire_doc, "get_wire(name, keys, positions, /)\n--\n\n"
+                           "name, the keys at positions (each after a space), CRLF.");
+
+PyDoc_STRVAR(merge_values_doc,
+             "merge_values(keys, replies, positions, /)\n--\n\n"
+             "The multi-get's reply from its fragments' replies, the index of the first "
+             "reply that is neither END nor VALUE blocks, or -1 for the pure merge.");
+
 static PyMethodDef speedups_methods[] = {
     {"reply_end", (PyCFunction)(void (*)(void))reply_end, METH_FASTCALL, reply_end_doc},
     {"split_replies", (PyCFunction)(void (*)(void))split_replies, METH_FASTCALL,
      split_replies_doc},
     {"request_fast", (PyCFunction)(void (*)(void))request_fast, METH_FASTCALL, request_fast_doc},
     {"request_many", (PyCFunction)(void (*)(void))request_many, METH_FASTCALL, request_many_doc},
+    {"merge_values", (PyCFunction)(void (*)(void))merge_values, METH_FASTCALL, merge_values_doc},
+    {"get_wire", (PyCFunction)(void (*)(void))get_wire, METH_FASTCALL, get_wire_doc},
     {NULL, NULL, 0, NULL},
 };
 

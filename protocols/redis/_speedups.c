@@ -928,32 +928,11 @@ done:
 
 /* ---- merging ---------------------------------------------------------- */
 
-typedef struct {
-    const char *start;
-    Py_ssize_t len;
-} span;
-
-/* Read positions (a buffer of C unsigned ints: array('I')) into *view. */
-static int
-positions_get(PyObject *obj, Py_buffer *view)
-{
-    if (PyObject_GetBuffer(obj, view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
-        return -1;
-    }
-    if (view->itemsize != (Py_ssize_t)sizeof(unsigned int) || view->format == NULL
-        || strcmp(view->format, "I") != 0) {
-        PyBuffer_Release(view);
-        PyErr_SetString(PyExc_TypeError, "merge_arrays expects positions as array('I')");
-        return -1;
-    }
-    return 0;
-}
-
 /* Place the elements of replies[i] (one whole array reply each) at
  * slots[positions[i][j]]: 1 on success, 0 when the reply is not an array
  * of exactly that many elements, -1 with an exception set. */
 static int
-place_elements(const byte_source *src, PyObject *where, span *slots, Py_ssize_t count)
+place_elements(const byte_source *src, PyObject *where, corenet_span *slots, Py_ssize_t count)
 {
     const char *s = src->view.buf;
     Py_ssize_t n = src->view.len, nl, p;
@@ -963,7 +942,7 @@ place_elements(const byte_source *src, PyObject *where, span *slots, Py_ssize_t 
     Py_ssize_t npos;
     int placed = 0;
 
-    if (positions_get(where, &pv) < 0) {
+    if (corenet_positions_get("merge_arrays", where, &pv) < 0) {
         return -1;
     }
     pos = pv.buf;
@@ -1004,7 +983,7 @@ merge_arrays(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *replies, *positions, *result = NULL;
     Py_ssize_t count, parts, got = 0, failed = -1, size;
     byte_source *srcs = NULL;
-    span *slots = NULL;
+    corenet_span *slots = NULL;
 
     (void)module;
     if (!corenet_arity_ok("merge_arrays", nargs, 3) || corenet_ssize_arg(args[0], &count) < 0) {
@@ -1020,7 +999,7 @@ merge_arrays(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     parts = PyList_GET_SIZE(replies);
     srcs = PyMem_Calloc(parts ? (size_t)parts : 1, sizeof(byte_source));
-    slots = PyMem_Calloc(count ? (size_t)count : 1, sizeof(span));
+    slots = PyMem_Calloc(count ? (size_t)count : 1, sizeof(corenet_span));
     if (srcs == NULL || slots == NULL) {
         PyErr_NoMemory();
         goto done;
