@@ -61,6 +61,18 @@ corenet_list_append_new(PyObject *list, PyObject *item)
     return failed;
 }
 
+/* The frame s[pos:end] of buf (n bytes at s), as bytes: buf itself when it
+ * is exactly that frame (a read holding one request or reply is passed on as
+ * it came, not copied), else a copy.  A new reference, or NULL. */
+static inline PyObject *
+corenet_frame_bytes(PyObject *buf, const char *s, Py_ssize_t n, Py_ssize_t pos, Py_ssize_t end)
+{
+    if (pos == 0 && end == n && buf != NULL && PyBytes_CheckExact(buf)) {
+        return Py_NewRef(buf);
+    }
+    return PyBytes_FromStringAndSize(s + pos, end - pos);
+}
+
 /* A batch scan's answer, (frames, pos), taking the reference to frames. */
 static inline PyObject *
 corenet_batch_result(PyObject *frames, Py_ssize_t pos)

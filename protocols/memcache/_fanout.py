@@ -85,7 +85,7 @@ def _merge_values_pure(
     for reply, where in zip(replies, positions, strict=True):
         j = 0
         # The server answers in the order asked, skipping misses.
-        for key, block in value_blocks(reply) if reply != _END else ():
+        for key, block in value_blocks(reply):  # none in END alone
             while j < len(where) and keys[where[j]] != key:
                 j += 1
             if j == len(where):

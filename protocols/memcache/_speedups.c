@@ -193,15 +193,6 @@ key_end(const char *s, Py_ssize_t n, Py_ssize_t p)
     return p > start ? p : -1;
 }
 
-static PyObject *
-data_of(PyObject *buf, const char *s, Py_ssize_t n, Py_ssize_t pos, Py_ssize_t end)
-{
-    if (pos == 0 && end == n && PyBytes_CheckExact(buf)) {
-        return Py_NewRef(buf);
-    }
-    return PyBytes_FromStringAndSize(s + pos, end - pos);
-}
-
 /* get/gets: FAST_GET or FAST_GET_MANY with *end, *data and *keys (the key,
  * or the list of keys) set to new references; DECLINED; or FAILED. */
 static int
@@ -240,7 +231,7 @@ fast_get(PyObject *buf, const char *s, Py_ssize_t n, Py_ssize_t pos, Py_ssize_t 
     if (end - pos >= line_max) {
         return DECLINED;
     }
-    data = data_of(buf, s, n, pos, end);
+    data = corenet_frame_bytes(buf, s, n, pos, end);
     if (data == NULL) {
         return FAILED;
     }
@@ -321,7 +312,7 @@ fast_store(PyObject *buf, const char *s, Py_ssize_t n, Py_ssize_t pos, long long
     if (end == 0) {
         return DECLINED;
     }
-    data = data_of(buf, s, n, pos, end);
+    data = corenet_frame_bytes(buf, s, n, pos, end);
     key_obj = data == NULL ? NULL : PyBytes_FromStringAndSize(s + key, k - key);
     if (key_obj == NULL) {
         Py_XDECREF(data);
@@ -533,17 +524,11 @@ split_replies(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     while (PyList_GET_SIZE(frames) < limit) {
         const char *s = view.buf;
         Py_ssize_t end = fast_reply_end(s, view.len, pos);
-        PyObject *frame;
         if (end == 0) {
             break;
         }
-        if (pos == 0 && end == view.len && PyBytes_CheckExact(args[0])) {
-            frame = Py_NewRef(args[0]);
-        }
-        else {
-            frame = PyBytes_FromStringAndSize(s + pos, end - pos);
-        }
-        if (corenet_list_append_new(frames, frame) < 0) {
+        if (corenet_list_append_new(frames, corenet_frame_bytes(args[0], s, view.len, pos, end))
+            < 0) {
             return batch_end(&view, frames, pos, 0);
         }
         pos = end;

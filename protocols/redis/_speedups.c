@@ -368,13 +368,7 @@ keyed_at(PyObject *whole, const char *s, Py_ssize_t n, Py_ssize_t pos, long long
         return 0;
     }
     *fan = PyTuple_GET_ITEM(entry, 2);
-    /* A read holding exactly one request is forwarded as it came. */
-    if (pos == 0 && stop == n && whole != NULL && PyBytes_CheckExact(whole)) {
-        *data = Py_NewRef(whole);
-    }
-    else {
-        *data = PyBytes_FromStringAndSize(s + pos, stop - pos);
-    }
+    *data = corenet_frame_bytes(whole, s, n, pos, stop);
     if (*fan == Py_None) {
         *key = PyBytes_FromStringAndSize(s + marks[2 * first_key],
                                          marks[2 * first_key + 1] - marks[2 * first_key]);
@@ -738,17 +732,10 @@ split_replies(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     n = src.view.len;
     while (PyList_GET_SIZE(frames) < limit) {
         Py_ssize_t end = reply_scan(s, n, pos);
-        PyObject *frame;
         if (end < 0) {
             break;
         }
-        if (pos == 0 && end == n && PyBytes_CheckExact(args[0])) {
-            frame = Py_NewRef(args[0]);
-        }
-        else {
-            frame = PyBytes_FromStringAndSize(s + pos, end - pos);
-        }
-        if (corenet_list_append_new(frames, frame) < 0) {
+        if (corenet_list_append_new(frames, corenet_frame_bytes(args[0], s, n, pos, end)) < 0) {
             return batch_close(&src, frames, pos, 0);
         }
         pos = end;
