@@ -25,12 +25,16 @@ if TYPE_CHECKING:
 __all__ = ["ServerTLS", "TLSFiles", "make_test_pki", "openssl_binary"]
 
 _KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+# The extensions strict verification (RFC 5280; Python 3.13's default
+# VERIFY_X509_STRICT) requires: a CA says it signs certificates (keyUsage),
+# a leaf names the key that signed it (authorityKeyIdentifier).
+_CA_EXT = ["-addext", "keyUsage=critical,keyCertSign,cRLSign"]
+_LEAF_EXT = "authorityKeyIdentifier=keyid,issuer\nbasicConstraints=CA:FALSE\n"
 _SERVER_EXT = (
     "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-    "extendedKeyUsage=serverAuth,clientAuth\n"
-    "basicConstraints=CA:FALSE\n"
+    "extendedKeyUsage=serverAuth,clientAuth\n" + _LEAF_EXT
 )
-_CLIENT_EXT = "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n"
+_CLIENT_EXT = "extendedKeyUsage=clientAuth\n" + _LEAF_EXT
 # `openssl ca` is how OpenSSL 3.0 writes arbitrary validity dates (x509 -req
 # has no -not_after before 3.4, and -days must be positive).
 _CA_CONF = """\
@@ -50,6 +54,7 @@ commonName = supplied
 [server_ext]
 subjectAltName = DNS:localhost,IP:127.0.0.1
 extendedKeyUsage = serverAuth
+authorityKeyIdentifier = keyid,issuer
 basicConstraints = CA:FALSE
 """
 
@@ -127,7 +132,10 @@ def _make_ca(directory: str, name: str) -> tuple[str, str]:
     cert, key = f"{name}.crt", f"{name}.key"
     subject = f"/CN=corenet test {name}"
     _run(
-        ["req", "-x509", *_KEY, "-keyout", key, "-out", cert, "-days", "3650", "-subj", subject],
+        [
+            *("req", "-x509", *_KEY, *_CA_EXT, "-keyout", key, "-out", cert),
+            *("-days", "3650", "-subj", subject),
+        ],
         directory,
     )
     return os.path.join(directory, cert), os.path.join(directory, key)
